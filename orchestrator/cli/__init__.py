@@ -1,0 +1,1 @@
+"""One module per verb: each defines add_parser(subparsers) and a handler."""

@@ -1,0 +1,45 @@
+"""spdlab command line: dispatches to one module per verb."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+
+from orchestrator import __version__
+from orchestrator.errors import SpdlabError
+
+# Declared, not discovered: each verb lives in orchestrator/cli/<verb>.py.
+VERBS: tuple[str, ...] = (
+    "setkey",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spdlab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"spdlab {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb in VERBS:
+        module = importlib.import_module(f"orchestrator.cli.{verb}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SpdlabError as e:
+        print(f"spdlab: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("spdlab: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
