@@ -13,6 +13,10 @@ from orchestrator.errors import SpdlabError
 # Declared, not discovered: each verb lives in orchestrator/cli/<verb>.py.
 VERBS: tuple[str, ...] = (
     "setkey",
+    "validate",
+    "up",
+    "status",
+    "down",
 )
 
 

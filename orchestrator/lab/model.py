@@ -1,0 +1,93 @@
+"""Stage 1 of the lab file: the validated definition, exactly as the user wrote it."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,23}$")]
+Label = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,63}$")]
+Count = Annotated[int, Field(ge=1, le=1024)]
+
+
+class Strict(BaseModel):
+    """A lab file node: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetSettings(Strict):
+    """Settings a target inherits from `defaults:` and its group (defaults < group < target)."""
+
+    kind: str | None = None
+    build: str | None = None
+    tick_ms: Annotated[int, Field(ge=0, le=60_000)] | None = None
+    flow_idle_ticks: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    labels: dict[Label, str] | None = None
+
+
+class TargetDef(TargetSettings):
+    """One `targets:` entry; `count:` multiplies it and `builds:` crosses it with builds."""
+
+    name: Name
+    group: Name | None = None
+    builds: Annotated[list[str], Field(min_length=1)] | None = None
+    count: Count = 1
+    address: ipaddress.IPv4Address | None = None
+    subnet: ipaddress.IPv4Network | None = None
+
+    @model_validator(mode="after")
+    def _one_build_source(self) -> TargetDef:
+        if self.build is not None and self.builds is not None:
+            raise ValueError("give either build or builds, not both")
+        if self.address is not None and self.subnet is not None:
+            raise ValueError("give either address or subnet, not both")
+        return self
+
+
+class TrafficHostDef(Strict):
+    """The namespace that sends traffic through the gateways."""
+
+    address: ipaddress.IPv4Address | None = None
+
+
+class Scenario(Strict):
+    """What a run does to every target: install, reference, delete, wait for the drain."""
+
+    policies: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    algorithm: Literal["aes-gcm-16", "aes-cbc-hmac-sha256", "null-hmac-sha256"] = "aes-gcm-16"
+    mode: Literal["tunnel", "transport"] = "tunnel"
+    natt: bool = False
+    traffic: Literal["keepalive", "rate", "none"] = "keepalive"
+    keepalive_ticks: Annotated[int, Field(ge=1)] = 5
+    rate_pps: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    delete: Literal["flush", "delete", "delete2", "expire"] = "flush"
+    timeout_ticks: Annotated[int, Field(ge=1)] = 3000
+    trials: Annotated[int, Field(ge=1, le=1000)] = 1
+
+
+class Expectation(Strict):
+    """What one build must show after the mass delete; `same_as` copies another build's."""
+
+    drain_ticks_max: Annotated[int, Field(ge=0)] | None = None
+    drain_ticks_min: Annotated[int, Field(ge=0)] | None = None
+    flush_removes: Annotated[int, Field(ge=0)] | None = None
+    premature_frees: Annotated[int, Field(ge=0)] | None = None
+    premature_frees_min: Annotated[int, Field(ge=0)] | None = None
+    use_after_free: Annotated[int, Field(ge=0)] | None = None
+    same_as: str | None = None
+
+
+class LabDef(Strict):
+    """The whole lab file."""
+
+    name: Name
+    range: ipaddress.IPv4Network = ipaddress.IPv4Network("10.77.0.0/16")
+    defaults: TargetSettings = TargetSettings()
+    groups: dict[Name, TargetSettings] = {}
+    targets: Annotated[list[TargetDef], Field(min_length=1)]
+    traffic_host: TrafficHostDef = TrafficHostDef()
+    scenario: Scenario = Scenario()
+    expect: dict[str, Expectation] = {}

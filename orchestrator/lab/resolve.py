@@ -1,0 +1,322 @@
+"""Stage 2 of the lab file: defaults < group < target, matrices expanded, addresses assigned."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.lab.load import Issue, LabIssues, Loc
+from orchestrator.lab.model import Expectation, LabDef, Scenario, TargetDef
+
+DEFAULT_KIND = "netns"
+DEFAULT_TICK_MS = 1000
+DEFAULT_FLOW_IDLE_TICKS = 30
+FIRST_AUTO_HOST = 10  # gateways get range[10], range[11], ...; below is for the traffic host
+
+
+class TargetSpec(BaseModel):
+    """One runtime target, every setting resolved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    kind: str
+    build: str
+    tick_ms: int
+    flow_idle_ticks: int
+    address: ipaddress.IPv4Address
+    prefixlen: int
+    labels: dict[str, str] = {}
+    index: int = 0
+
+
+class TrafficHostSpec(BaseModel):
+    """The traffic host, resolved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    address: ipaddress.IPv4Address
+    prefixlen: int
+
+
+class ResolvedLab(BaseModel):
+    """A lab ready to run: targets sorted by name, expectations with `same_as` applied."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    path: str = ""
+    range: ipaddress.IPv4Network
+    traffic_host: TrafficHostSpec
+    targets: tuple[TargetSpec, ...]
+    scenario: Scenario
+    expect: dict[str, Expectation] = {}
+
+    @property
+    def builds(self) -> tuple[str, ...]:
+        """Builds the targets use, sorted."""
+        return tuple(sorted({t.build for t in self.targets}))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(sorted({t.kind for t in self.targets}))
+
+    def target(self, name: str) -> TargetSpec:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def by_kind(self) -> dict[str, list[TargetSpec]]:
+        out: dict[str, list[TargetSpec]] = {}
+        for t in self.targets:
+            out.setdefault(t.kind, []).append(t)
+        return out
+
+
+@dataclass
+class _Pending:
+    """A target after expansion, before its address is known."""
+
+    loc: Loc
+    name: str
+    kind: str
+    build: str
+    tick_ms: int
+    flow_idle_ticks: int
+    labels: dict[str, str]
+    address: ipaddress.IPv4Address | None = None
+    subnet: ipaddress.IPv4Network | None = None
+
+
+@dataclass
+class _Resolver:
+    lab: LabDef
+    builds: Sequence[str]
+    kinds: Sequence[str]
+    issues: list[Issue] = field(default_factory=list)
+    loops: set[frozenset[str]] = field(default_factory=set)
+
+    def fail(self, loc: Loc, message: str) -> None:
+        self.issues.append(Issue(loc, message))
+
+    def settings(self, i: int, t: TargetDef) -> dict | None:
+        """The one place where defaults < group < target is decided."""
+        layers = [self.lab.defaults]
+        if t.group is not None:
+            if t.group not in self.lab.groups:
+                known = ", ".join(sorted(self.lab.groups)) or "none"
+                self.fail(("targets", i, "group"), f"unknown group '{t.group}' (groups: {known})")
+                return None
+            layers.append(self.lab.groups[t.group])
+        layers.append(t)
+        merged: dict = {"kind": DEFAULT_KIND, "tick_ms": DEFAULT_TICK_MS}
+        merged |= {"flow_idle_ticks": DEFAULT_FLOW_IDLE_TICKS, "build": None, "labels": {}}
+        for layer in layers:
+            for key in ("kind", "build", "tick_ms", "flow_idle_ticks"):
+                value = getattr(layer, key)
+                if value is not None:
+                    merged[key] = value
+            merged["labels"] = {**merged["labels"], **(layer.labels or {})}
+        return merged
+
+    def expand(self, i: int, t: TargetDef) -> Iterator[_Pending]:
+        s = self.settings(i, t)
+        if s is None:
+            return
+        loc: Loc = ("targets", i)
+        if s["kind"] not in self.kinds:
+            supported = ", ".join(self.kinds)
+            where = ("targets", i, "kind") if t.kind else self._where_set(t, "kind")
+            self.fail(where, f"unknown kind '{s['kind']}'. Supported kinds are: {supported}")
+            return
+        builds = t.builds if t.builds is not None else [s["build"]]
+        if builds == [None]:
+            self.fail((*loc, "build"), "required (in the target, its group or defaults)")
+            return
+        ok = True
+        for j, b in enumerate(builds):
+            if b not in self.builds:
+                if t.builds is not None:
+                    where = (*loc, "builds", j)
+                else:
+                    where = (*loc, "build") if t.build else self._where_set(t, "build")
+                self.fail(where, f"unknown build '{b}'. Known builds are: {', '.join(self.builds)}")
+                ok = False
+        if not ok:
+            return
+        if t.address is not None and (t.count > 1 or len(builds) > 1):
+            self.fail((*loc, "address"), "one address for several targets; use subnet instead")
+            return
+        width = len(str(t.count))
+        for b in builds:
+            for n in range(1, t.count + 1):
+                name = t.name
+                if t.builds is not None:
+                    name += "-" + b.replace("+", "-")
+                if t.count > 1:
+                    name += f"-{n:0{width}d}"
+                yield _Pending(
+                    loc, name, s["kind"], b, s["tick_ms"], s["flow_idle_ticks"], s["labels"],
+                    t.address, t.subnet,
+                )  # fmt: skip
+
+    def _where_set(self, t: TargetDef, key: str) -> Loc:
+        """Where an inherited setting came from: the group, else defaults."""
+        if t.group is not None and getattr(self.lab.groups[t.group], key) is not None:
+            return ("groups", t.group, key)
+        return ("defaults", key)
+
+    def addresses(self, pending: list[_Pending]) -> ipaddress.IPv4Address | None:
+        """Give every target an address; returns the traffic host's."""
+        rng = self.lab.range
+        taken: dict[ipaddress.IPv4Address, str] = {}
+
+        def claim(addr: ipaddress.IPv4Address, who: str, loc: Loc) -> bool:
+            if addr not in rng or addr in (rng.network_address, rng.broadcast_address):
+                self.fail(loc, f"address {addr} is outside the lab range {rng}")
+                return False
+            if addr in taken:
+                self.fail(loc, f"address {addr} clashes with {taken[addr]}")
+                return False
+            taken[addr] = who
+            return True
+
+        th = self.lab.traffic_host.address
+        if th is not None:
+            claim(th, "the traffic host", ("traffic_host", "address"))
+        for p in pending:
+            if p.address is not None:
+                claim(p.address, f"target '{p.name}'", (*p.loc, "address"))
+            if p.subnet is not None and not p.subnet.subnet_of(rng):
+                self.fail((*p.loc, "subnet"), f"subnet {p.subnet} is outside the lab range {rng}")
+                p.subnet = None
+        pools: dict[ipaddress.IPv4Network | None, Iterator[ipaddress.IPv4Address]] = {}
+        for p in pending:
+            if p.address is not None:
+                continue
+            pool = pools.setdefault(p.subnet, self._pool(p.subnet or rng, p.subnet is None))
+            p.address = next((a for a in pool if a not in taken), None)
+            if p.address is None:
+                self.fail((*p.loc, "subnet" if p.subnet else "count"), "no free address left")
+                return None
+            taken[p.address] = f"target '{p.name}'"
+        if th is None:
+            th = next((a for a in self._pool(rng, False) if a not in taken), None)
+            if th is None:
+                self.fail(("range",), "no free address left for the traffic host")
+        return th
+
+    @staticmethod
+    def _pool(net: ipaddress.IPv4Network, skip_low: bool) -> Iterator[ipaddress.IPv4Address]:
+        start = FIRST_AUTO_HOST if skip_low and net.num_addresses > 4 * FIRST_AUTO_HOST else 1
+        for n in range(start, net.num_addresses - 1):
+            yield net.network_address + n
+
+    def expectations(self) -> dict[str, Expectation]:
+        out: dict[str, Expectation] = {}
+        for build in self.lab.expect:
+            if build not in self.builds:
+                self.fail(("expect", build), f"unknown build '{build}'")
+        for build in self.lab.expect:
+            exp = self._expectation(build, ())
+            if exp is not None:
+                out[build] = exp
+        return out
+
+    def _expectation(self, build: str, seen: tuple[str, ...]) -> Expectation | None:
+        exp = self.lab.expect.get(build)
+        if exp is None:
+            return None
+        if exp.same_as is None:
+            return exp
+        if exp.same_as not in self.lab.expect:
+            self.fail(("expect", build, "same_as"), f"'{exp.same_as}' has no expectations")
+            return None
+        if exp.same_as in seen or exp.same_as == build:
+            cycle = frozenset((*seen, build))
+            if cycle not in self.loops:
+                self.loops.add(cycle)
+                first = seen[0] if seen else build
+                self.fail(("expect", first, "same_as"), "same_as loops back on itself")
+            return None
+        base = self._expectation(exp.same_as, (*seen, build))
+        if base is None:
+            return None
+        own = exp.model_dump(exclude_unset=True, exclude={"same_as"})
+        return Expectation(**{**base.model_dump(exclude={"same_as"}), **own}, same_as=exp.same_as)
+
+
+def resolve(
+    lab: LabDef,
+    *,
+    builds: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+    path: str = "",
+) -> ResolvedLab:
+    """Stage 2: resolve settings, expand `count:`/`builds:`, assign addresses, sort.
+
+    Args:
+        lab: the validated definition.
+        builds: known firmware builds; default: firmware/builds.conf.
+        kinds: supported target kinds; default: the driver registry.
+        path: the lab file, kept for reference.
+
+    Returns:
+        The resolved lab.
+
+    Raises:
+        LabIssues: every problem found, each with its place in the document.
+    """
+    if builds is None:
+        from orchestrator.lab.builds import known_builds
+
+        builds = known_builds()
+    if kinds is None:
+        from orchestrator.targets.registry import supported_kinds
+
+        kinds = supported_kinds()
+    r = _Resolver(lab, builds, kinds)
+    pending: list[_Pending] = []
+    first: dict[str, Loc] = {}
+    for i, t in enumerate(lab.targets):
+        for p in r.expand(i, t):
+            if p.name in first:
+                prev = first[p.name]
+                r.fail((*p.loc, "name"), f"duplicate name '{p.name}' (also targets[{prev[1]}])")
+                continue
+            first[p.name] = p.loc
+            pending.append(p)
+    expect = r.expectations()
+    th = r.addresses(pending)
+    if r.issues:
+        raise LabIssues(r.issues)
+    assert th is not None
+    plen = lab.range.prefixlen
+    targets = sorted(pending, key=lambda p: p.name)
+    specs = tuple(
+        TargetSpec(
+            name=p.name,
+            kind=p.kind,
+            build=p.build,
+            tick_ms=p.tick_ms,
+            flow_idle_ticks=p.flow_idle_ticks,
+            address=p.address,
+            prefixlen=plen,
+            labels=p.labels,
+            index=n,
+        )
+        for n, p in enumerate(targets)
+    )
+    return ResolvedLab(
+        name=lab.name,
+        path=path,
+        range=lab.range,
+        traffic_host=TrafficHostSpec(address=th, prefixlen=plen),
+        targets=specs,
+        scenario=lab.scenario,
+        expect=expect,
+    )
