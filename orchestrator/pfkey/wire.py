@@ -248,3 +248,10 @@ LINUX_SIN6 = struct.Struct("<H2sI16sI")
 
 # (AF_INET, AF_INET6) per flavour: NetBSD numbers the BSD side.
 FAMILIES: dict[str, tuple[int, int]] = {"bsd": (2, 24), "linux": (2, 10)}
+
+
+def type_name(value: int) -> str:
+    """SPDADD for X_SPDADD, as setkey and the CLI name message types."""
+    if value in MsgType._value2member_map_:
+        return MsgType(value).name.removeprefix("X_")
+    return f"type {value}"
