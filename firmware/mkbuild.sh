@@ -1,0 +1,53 @@
+#!/bin/sh
+# mkbuild.sh NAME [asan]: copy the sources and NAME's tree into
+# build/NAME/src, apply its patch series in order, and compile.
+set -eu
+cd "$(dirname "$0")"
+name=${1:?usage: mkbuild.sh NAME [asan]}
+san=${2:-}
+line=$(awk -v n="$name" '$1 !~ /^#/ && $1 == n' builds.conf)
+if [ -z "$line" ]; then
+	echo "firmware: unknown build '$name'. Known builds are:" \
+	    $(awk '$1 !~ /^#/ && NF { print $1 }' builds.conf) >&2
+	exit 2
+fi
+tree=$(echo "$line" | awk '{ print $2 }')
+patches=$(echo "$line" | awk '{ for (i = 3; i <= NF; i++) printf "%s%s", $i, (i < NF ? " " : "") }')
+[ -d "sys/$tree" ] || { echo "firmware: build '$name': no tree sys/$tree" >&2; exit 2; }
+
+out=build/$name
+src=$out/src
+rm -rf "$src.tmp"
+mkdir -p "$src.tmp/sys"
+cp -R src include "$src.tmp/"
+cp -R "sys/$tree" "$src.tmp/sys/"
+for p in $patches; do
+	[ -f "patches/$p.patch" ] || { echo "firmware: build '$name': no patch patches/$p.patch" >&2; exit 2; }
+	if ! patch -p1 --batch --forward --quiet -d "$src.tmp" < "patches/$p.patch"; then
+		echo "firmware: build '$name': patch $p does not apply" >&2
+		exit 1
+	fi
+done
+rm -rf "$src"
+mv "$src.tmp" "$src"
+# sha256 of each patch, for the versions header of a run.
+: > "$out/patches.sha256"
+for p in $patches; do
+	sha256sum "patches/$p.patch" >> "$out/patches.sha256"
+done
+
+CC=${CC:-cc}
+CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -I$src/include"
+bin=$out/netkeyd
+if [ "$san" = asan ]; then
+	CFLAGS="$CFLAGS -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
+	bin=$out/netkeyd-asan
+else
+	CFLAGS="$CFLAGS -O2"
+fi
+$CC $CFLAGS \
+    -DNETKEYD_BUILD="\"$name\"" -DNETKEYD_TREE="\"$tree\"" \
+    -DNETKEYD_PATCHES="\"$patches\"" \
+    -o "$bin.tmp" $src/src/*.c $src/sys/$tree/*.c -lcrypto
+mv "$bin.tmp" "$bin"
+echo "firmware: built $bin (tree $tree${patches:+, patches $patches})"

@@ -1,0 +1,247 @@
+/*
+ * Policy constructors and destructors, the handle table, and selector
+ * comparison.  Shared by both trees: what differs between them is when
+ * key_delsp() gets called, not what it does.
+ */
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "netkeyd.h"
+
+struct keystat	 keystat;
+struct sphead	 sptree[IPSEC_DIR_MAX] = {
+	TAILQ_HEAD_INITIALIZER(sptree[0]),
+	TAILQ_HEAD_INITIALIZER(sptree[1]),
+	TAILQ_HEAD_INITIALIZER(sptree[2]),
+};
+uint64_t	 key_now;
+uint64_t	 sp_gen = 1;
+
+/*
+ * The handle table: slot i holds a live policy or NULL, and a generation
+ * bumped at every free, so a stale handle never resolves.  Slot 0 is the
+ * null handle.
+ */
+struct spslot {
+	struct secpolicy	*sp;
+	uint32_t		 gen;
+	uint32_t		 nextfree;
+};
+
+static struct spslot	*slots;
+static uint32_t		 nslots;
+static uint32_t		 freeslot;	/* head of the free list, 0 = empty */
+
+static uint32_t
+key_slot_alloc(void)
+{
+	struct spslot	*ns;
+	uint32_t	 i, first, n;
+
+	if (freeslot != 0) {
+		i = freeslot;
+		freeslot = slots[i].nextfree;
+		return (i);
+	}
+	if (nslots > UINT32_MAX / 2)
+		fatal("%s: handle table full", __func__);
+	n = nslots == 0 ? 1024 : nslots * 2;
+	if ((ns = reallocarray(slots, n, sizeof(*ns))) == NULL)
+		fatal("%s: out of memory", __func__);
+	memset(ns + nslots, 0, (n - nslots) * sizeof(*ns));
+	slots = ns;
+	first = nslots == 0 ? 1 : nslots;
+	/* Hand out the first new slot, chain the rest onto the free list. */
+	for (i = n - 1; i > first; i--) {
+		slots[i].nextfree = freeslot;
+		freeslot = i;
+	}
+	nslots = n;
+	return (first);
+}
+
+struct secpolicy *
+key_newsp(void)
+{
+	struct secpolicy	*sp;
+
+	if ((sp = calloc(1, sizeof(*sp))) == NULL)
+		return (NULL);
+	sp->refcnt = 1;
+	sp->state = IPSEC_SPSTATE_ALIVE;
+	sp->created = sp->lastused = key_now;
+	sp->slot = key_slot_alloc();
+	slots[sp->slot].sp = sp;
+	keystat.allocated++;
+	return (sp);
+}
+
+/*
+ * The last step of a policy's life.  A free while flows still cache the
+ * policy is what the refcount-as-TTL tree does: count it, and let the
+ * stale handles report every later touch as a use after free.
+ */
+void
+key_delsp(struct secpolicy *sp)
+{
+	struct spslot	*s = &slots[sp->slot];
+
+	if (sp->linked)
+		fatal("%s: policy %u freed while linked", __func__, sp->id);
+	if (sp->flowrefs > 0)
+		keystat.premature_frees++;
+	s->sp = NULL;
+	s->gen++;
+	s->nextfree = freeslot;
+	freeslot = sp->slot;
+	keystat.freed++;
+	keystat.allocated--;
+	explicit_bzero(sp, sizeof(*sp));
+	free(sp);
+}
+
+struct sphandle
+key_sp_handle(const struct secpolicy *sp)
+{
+	struct sphandle	 h = { 0, 0 };
+
+	if (sp != NULL) {
+		h.slot = sp->slot;
+		h.gen = slots[sp->slot].gen;
+	}
+	return (h);
+}
+
+struct secpolicy *
+key_sp_byhandle(struct sphandle h)
+{
+	if (h.slot == 0 || h.slot >= nslots || slots[h.slot].gen != h.gen)
+		return (NULL);
+	return (slots[h.slot].sp);
+}
+
+struct secpolicy *
+key_sp_byslot(uint32_t i)
+{
+	if (i == 0 || i >= nslots)
+		return (NULL);
+	return (slots[i].sp);
+}
+
+uint32_t
+key_sp_slots(void)
+{
+	return (nslots);
+}
+
+/* Cached policies are re-validated lazily: bumping the generation is all. */
+void
+key_spd_invalidate(void)
+{
+	sp_gen++;
+}
+
+void
+key_spd_census(struct spd_census *c)
+{
+	struct secpolicy	*sp;
+	int			 dir;
+
+	memset(c, 0, sizeof(*c));
+	for (dir = 0; dir < IPSEC_DIR_MAX; dir++) {
+		TAILQ_FOREACH(sp, &sptree[dir], chain) {
+			if (sp->state == IPSEC_SPSTATE_DEAD)
+				c->dead[dir]++;
+			else
+				c->alive[dir]++;
+		}
+	}
+}
+
+int
+key_addr_bits(int family)
+{
+	return (family == AF_INET6 ? 128 : 32);
+}
+
+static int
+key_addr_equal(const struct keyaddr *a, const struct keyaddr *b)
+{
+	size_t	 n = a->ka_family == AF_INET6 ? 16 : 4;
+
+	return (a->ka_family == b->ka_family && a->ka_plen == b->ka_plen &&
+	    a->ka_port == b->ka_port && memcmp(a->ka_addr, b->ka_addr, n) == 0);
+}
+
+/* Does address b fall in the prefix of a? */
+static int
+key_bbcmp(const uint8_t *a, const uint8_t *b, unsigned int bits)
+{
+	unsigned int	 bytes = bits / 8, rem = bits % 8;
+	uint8_t		 mask;
+
+	if (memcmp(a, b, bytes) != 0)
+		return (0);
+	if (rem == 0)
+		return (1);
+	mask = (uint8_t)(0xff << (8 - rem));
+	return ((a[bytes] & mask) == (b[bytes] & mask));
+}
+
+int
+key_cmpspidx_exactly(const struct secpolicyindex *a,
+    const struct secpolicyindex *b)
+{
+	return (a->dir == b->dir && a->ul_proto == b->ul_proto &&
+	    key_addr_equal(&a->src, &b->src) &&
+	    key_addr_equal(&a->dst, &b->dst));
+}
+
+/*
+ * key_allocsp's match: a is the policy's selector, b the packet's.
+ * Family must be equal, the policy's upper-layer protocol and non-zero
+ * ports must match, and addresses are compared on the policy's prefix.
+ */
+int
+key_cmpspidx_withmask(const struct secpolicyindex *a,
+    const struct secpolicyindex *b)
+{
+	if (a->src.ka_family != b->src.ka_family ||
+	    a->dst.ka_family != b->dst.ka_family)
+		return (0);
+	if (a->ul_proto != IPSEC_ULPROTO_ANY && a->ul_proto != b->ul_proto)
+		return (0);
+	if (a->src.ka_port != IPSEC_PORT_ANY && a->src.ka_port != b->src.ka_port)
+		return (0);
+	if (a->dst.ka_port != IPSEC_PORT_ANY && a->dst.ka_port != b->dst.ka_port)
+		return (0);
+	if (!key_bbcmp(a->src.ka_addr, b->src.ka_addr, a->src.ka_plen))
+		return (0);
+	if (!key_bbcmp(a->dst.ka_addr, b->dst.ka_addr, a->dst.ka_plen))
+		return (0);
+	return (1);
+}
+
+/* At exit: free every policy regardless of references. */
+void
+key_spd_destroy(void)
+{
+	struct secpolicy	*sp;
+	uint32_t		 i;
+	int			 dir;
+
+	for (dir = 0; dir < IPSEC_DIR_MAX; dir++)
+		TAILQ_INIT(&sptree[dir]);
+	for (i = 1; i < nslots; i++) {
+		if ((sp = slots[i].sp) == NULL)
+			continue;
+		free(sp);
+	}
+	free(slots);
+	slots = NULL;
+	nslots = freeslot = 0;
+}
