@@ -1,0 +1,167 @@
+"""Where packets leave: one long-lived socket, opened in the sender's namespace.
+
+- `RawIpLink` ("ip"): socket(AF_INET, SOCK_RAW, IPPROTO_RAW) with IP_HDRINCL. The kernel
+  routes each packet. ESP and UDP-encapsulated ESP both go out this one socket.
+- `PacketLink` ("packet"): AF_PACKET with PACKET_QDISC_BYPASS. The route and the next hop's
+  MAC address are resolved once at open; every frame then skips the IP output path (about
+  2 us a packet on this machine). A neighbour that changes later is not followed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import subprocess
+import time
+from typing import Protocol
+
+from orchestrator.errors import ConfigError, InfraError
+from orchestrator.traffic.template import Template
+
+SOL_PACKET = 263
+PACKET_QDISC_BYPASS = 20
+SO_SNDBUFFORCE = 32
+ETH_P_IP = 0x0800
+
+
+class Link(Protocol):
+    """An open socket and how to reach each flow's destination."""
+
+    kind: str
+
+    def frame(self, templates: list[Template]) -> list[Template]:
+        """The templates as this link sends them (a link header may be prepended)."""
+
+    def sender(self, templates: list[Template]) -> tuple:
+        """(send, None) when one call fits every flow, else (sendto, per-flow address)."""
+
+    def close(self) -> None: ...
+
+
+def _sndbuf(sock: socket.socket, size: int) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, size)  # root only
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
+def _outer_dst(t: Template, offset: int = 0) -> str:
+    return socket.inet_ntoa(t.header[offset + 16 : offset + 20])
+
+
+class RawIpLink:
+    """IPv4 packets with our own header (IP_HDRINCL); the kernel routes them."""
+
+    kind = "ip"
+
+    def __init__(self, sndbuf: int = 4 << 20):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+        _sndbuf(self.sock, sndbuf)
+
+    def frame(self, templates: list[Template]) -> list[Template]:
+        return templates
+
+    def sender(self, templates: list[Template]) -> tuple:
+        dsts = [(_outer_dst(t), 0) for t in templates]
+        if len(set(dsts)) == 1:
+            self.sock.connect(dsts[0])
+            return self.sock.send, None
+        return self.sock.sendto, dsts
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class NextHop:
+    dev: str
+    src_mac: bytes
+    dst_mac: bytes
+
+    @property
+    def eth(self) -> bytes:
+        return self.dst_mac + self.src_mac + ETH_P_IP.to_bytes(2, "big")
+
+
+def _ip_json(*args: str) -> list[dict]:
+    out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise InfraError(f"ip {' '.join(args)}: {out.stderr.strip()}", step="link")
+    return json.loads(out.stdout or "[]")
+
+
+def resolve(dst: str, timeout: float = 2.0) -> NextHop:
+    """The interface and MAC addresses that reach `dst` from this namespace.
+
+    Raises:
+        InfraError: no route, or the neighbour does not answer within `timeout`.
+    """
+    route = _ip_json("route", "get", dst)
+    if not route:
+        raise InfraError(f"no route to {dst}", step="link")
+    dev, hop = route[0]["dev"], route[0].get("gateway", dst)
+    src_mac = bytes.fromhex(_ip_json("link", "show", "dev", dev)[0]["address"].replace(":", ""))
+    deadline = time.monotonic() + timeout
+    while True:
+        for n in _ip_json("neigh", "show", "to", hop, "dev", dev):
+            if "lladdr" in n and not {"FAILED", "INCOMPLETE"} & set(n.get("state", [])):
+                return NextHop(dev, src_mac, bytes.fromhex(n["lladdr"].replace(":", "")))
+        if time.monotonic() > deadline:
+            raise InfraError(f"no neighbour entry for {hop} on {dev}", step="link")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # makes the kernel ARP
+            probe.sendto(b"", (hop, 9))
+        time.sleep(0.05)
+
+
+class PacketLink:
+    """Ethernet frames on AF_PACKET, queueing discipline bypassed."""
+
+    kind = "packet"
+
+    def __init__(self, sndbuf: int = 4 << 20):
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        self.sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        _sndbuf(self.sock, sndbuf)
+        self._hops: list[NextHop] = []
+
+    def frame(self, templates: list[Template]) -> list[Template]:
+        cache: dict[str, NextHop] = {}
+        out = []
+        self._hops = []
+        for t in templates:
+            dst = _outer_dst(t)
+            hop = cache.get(dst) or cache.setdefault(dst, resolve(dst))
+            self._hops.append(hop)
+            eth = hop.eth
+            out.append(dataclasses.replace(t, header=eth + t.header, length=t.length + len(eth)))
+        return out
+
+    def sender(self, templates: list[Template]) -> tuple:
+        if len(self._hops) != len(templates):
+            raise ConfigError("PacketLink.sender() needs the templates frame() returned")
+        devs = [(h.dev, 0) for h in self._hops]
+        if len(set(devs)) == 1:
+            self.sock.bind(devs[0])
+            return self.sock.send, None
+        return self.sock.sendto, devs
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+LINKS: dict[str, type] = {"ip": RawIpLink, "packet": PacketLink}
+
+
+def open_link(kind: str = "ip") -> Link:
+    """Open a link of `kind` ("ip" or "packet") in the current namespace.
+
+    Raises:
+        ConfigError: unknown kind.
+    """
+    try:
+        cls = LINKS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown link '{kind}'. Supported are: {', '.join(LINKS)}") from None
+    return cls()
