@@ -17,6 +17,7 @@ VERBS: tuple[str, ...] = (
     "up",
     "status",
     "down",
+    "matrix",
 )
 
 

@@ -1,0 +1,52 @@
+# spdlab entry points.  `make demo` and `make test` work on a fresh Debian 12
+# machine as root: they install what is missing, build, then run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SPDLAB := $(VENV)/bin/spdlab
+PYTEST_ARGS ?=
+
+.PHONY: all setup deps venv firmware firmware-asan test demo bench lint fmt clean
+
+all: setup
+
+deps:
+	@scripts/deps.sh base prometheus
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.stamp
+
+firmware: deps
+	@$(MAKE) -s -C firmware all
+
+firmware-asan: deps
+	@$(MAKE) -s -C firmware asan
+
+setup: deps venv firmware
+
+test: setup firmware-asan lint
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+demo: setup
+	$(SPDLAB) matrix --policies 2000
+
+bench: setup
+	$(PY) bench/run.py --out BENCHMARKS.md
+
+lint: venv
+	$(VENV)/bin/ruff check orchestrator tests bench
+	$(VENV)/bin/ruff format --check orchestrator tests bench
+
+fmt: venv
+	$(VENV)/bin/ruff format orchestrator tests bench
+	$(VENV)/bin/ruff check --fix orchestrator tests bench
+
+clean:
+	$(MAKE) -C firmware clean
+	rm -rf $(VENV) .cache

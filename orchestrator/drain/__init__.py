@@ -1,0 +1,1 @@
+"""Drain measurement: per-tick records, verdicts and comparisons."""
