@@ -1,0 +1,310 @@
+"""A traffic job, run in-process (`execute`) or as a subprocess in a namespace (`TrafficRun`).
+
+`spdlab run` starts keepalive traffic for a target with:
+
+    run = TrafficRun(spec, workdir, netns="spdlab-ab12-traffic",
+                     pacing=Pacing.keepalive(len(spec.flows), keepalive_ticks, tick_ms))
+    run.start()          # returns once the sender's socket is open and packets flow
+    run.stats()          # SendStats so far (refreshed about once a second)
+    final = run.stop()   # SIGTERM, wait, final SendStats
+
+Sequence numbers continue across TrafficRuns that share `workdir` (a state file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from orchestrator.errors import ConfigError, InfraError
+from orchestrator.traffic import fastpath, netns, template
+from orchestrator.traffic.link import open_link
+from orchestrator.traffic.sa import TrafficSpec
+from orchestrator.traffic.sender import (
+    Pacing,
+    Sender,
+    SendStats,
+    load_seq_state,
+    save_seq_state,
+    write_json,
+)
+
+
+@dataclass
+class TrafficJob:
+    """Everything one sender needs, as a JSON-able record.
+
+    Attributes:
+        spec: the SAs and flows.
+        pacing: rate, duration, count or keepalive.
+        netns: the namespace to send from (name or path); None = the current one.
+        link: "ip" (raw IPv4 socket) or "packet" (AF_PACKET).
+        seq_state: file keeping the last sequence number per SPI, read at start, written
+            at the end; None = start at seq_base.
+        seq_base: first sequence number of an SPI the state file does not know.
+        stats_path: where running and final stats go (rewritten atomically).
+        pcap: write the first pcap_count packets there.
+        check: how many templates to cross-check against scapy before sending.
+    """
+
+    spec: TrafficSpec
+    pacing: Pacing = field(default_factory=Pacing)
+    netns: str | None = None
+    link: str = "ip"
+    seq_state: str | None = None
+    seq_base: int = 1
+    stats_path: str | None = None
+    pcap: str | None = None
+    pcap_count: int = 32
+    check: int = 4
+    report_every: float = 1.0
+
+    def to_json(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["spec"] = self.spec.to_json()
+        d["pacing"] = self.pacing.to_json()
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> TrafficJob:
+        d = dict(d)
+        d["spec"] = TrafficSpec.from_json(d["spec"])
+        d["pacing"] = Pacing(**d["pacing"])
+        return cls(**d)
+
+
+def _write_pcap(path: str, packets: list[bytes]) -> None:
+    from scapy.layers.inet import IP
+    from scapy.utils import wrpcap
+
+    wrpcap(path, [IP(p) for p in packets])
+
+
+def execute(job: TrafficJob, stop: threading.Event | None = None) -> SendStats:
+    """Build templates, check a sample against scapy, enter the namespace, send.
+
+    Entering the namespace moves the calling thread; run it where that is wanted (the
+    subprocess, the CLI), or pass netns=None.
+
+    Raises:
+        ConfigError: a bad spec, or the fast path disagreeing with scapy.
+        InfraError: the namespace or the socket cannot be opened.
+    """
+    templates = template.build_all(job.spec.flows)
+    fastpath.check_sample(templates, job.check)
+    state_path = Path(job.seq_state) if job.seq_state else None
+    start = load_seq_state(state_path) if state_path else {}
+    if job.netns:
+        netns.enter(job.netns)
+    link = open_link(job.link)
+    try:
+        sender = Sender(templates, link, seq_start=start, seq_base=job.seq_base)
+        pcap_done = [job.pcap is None or job.pcap_count <= 0]
+        stats_path = Path(job.stats_path) if job.stats_path else None
+
+        def report(stats: SendStats) -> None:
+            if stats_path is not None:
+                write_json(stats_path, stats.to_json())
+            if not pcap_done[0] and len(sender.recorded) >= job.pcap_count:
+                _write_pcap(job.pcap, sender.recorded)  # type: ignore[arg-type]
+                pcap_done[0] = True
+            if state_path is not None:
+                save_seq_state(state_path, sender.seq_state())
+
+        report(
+            SendStats(job.pacing.mode, len(templates), len(sender.spis), target_pps=job.pacing.rate)
+        )
+        record = job.pcap_count if job.pcap else 0
+        try:
+            stats = sender.run(job.pacing, stop, report, job.report_every, record=record)
+        finally:
+            if state_path is not None:
+                save_seq_state(state_path, sender.seq_state())
+        if not pcap_done[0] and sender.recorded:
+            _write_pcap(job.pcap, sender.recorded)  # type: ignore[arg-type]
+        return stats
+    finally:
+        link.close()
+
+
+class TrafficRun:
+    """TrafficRun — one sender subprocess in the traffic host's namespace.
+
+    Life cycle:
+      - start(): write job.json to `workdir`, spawn `python -m orchestrator.traffic`, wait
+        until it reports (socket open, templates checked);
+      - stats(): the running SendStats (None before the first report);
+      - stop(): SIGTERM by PID, wait, the final SendStats (also in workdir/stats.json).
+
+    Args:
+        spec: SAs and flows.
+        workdir: job.json, stats.json, seq.json, sender.log.
+        netns: the traffic host's namespace (name or /proc/PID/ns/net).
+        pacing: e.g. Pacing.keepalive(len(spec.flows), keepalive_ticks, tick_ms).
+        link, seq_base, pcap, pcap_count, check: as in TrafficJob.
+    """
+
+    def __init__(
+        self,
+        spec: TrafficSpec,
+        workdir: Path,
+        netns: str | None = None,
+        pacing: Pacing | None = None,
+        link: str = "ip",
+        seq_base: int = 1,
+        pcap: Path | None = None,
+        pcap_count: int = 32,
+        check: int = 4,
+        report_every: float = 1.0,
+    ):
+        self.workdir = Path(workdir)
+        self.stats_path = self.workdir / "stats.json"
+        self.job = TrafficJob(
+            spec,
+            pacing or Pacing(),
+            netns,
+            link,
+            str(self.workdir / "seq.json"),
+            seq_base,
+            str(self.stats_path),
+            str(pcap) if pcap else None,
+            pcap_count,
+            check,
+            report_every,
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.final: SendStats | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout: float = 60.0) -> TrafficRun:
+        """Spawn the sender; return once it has reported.
+
+        Raises:
+            InfraError: the sender exited or did not report within `timeout`.
+        """
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        job_path = self.workdir / "job.json"
+        fd = os.open(job_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # keys inside
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.job.to_json(), f)
+        self.stats_path.unlink(missing_ok=True)
+        log = open(self.workdir / "sender.log", "wb")  # noqa: SIM115
+        root = Path(__file__).resolve().parents[2]
+        env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.traffic", str(job_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=env,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self.stats_path.exists():
+            if self.proc.poll() is not None:
+                raise InfraError(
+                    f"sender exited with {self.proc.returncode}: {self._log_tail()}",
+                    self.job.netns,
+                    "traffic start",
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise InfraError("sender did not start in time", self.job.netns, "traffic start")
+            time.sleep(0.02)
+        return self
+
+    def stats(self) -> SendStats | None:
+        """The latest report (running, or final once the sender has exited)."""
+        try:
+            return SendStats.from_json(json.loads(self.stats_path.read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout: float | None = None) -> SendStats:
+        """Wait for a sender with a duration or count to finish; its final stats.
+
+        Raises:
+            InfraError: it failed, or did not finish within timeout.
+        """
+        assert self.proc is not None
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise InfraError("sender still running", self.job.netns, "traffic wait") from None
+        return self._final()
+
+    def stop(self, timeout: float = 10.0) -> SendStats:
+        """SIGTERM the sender (by PID), wait for it, return its final stats.
+
+        Raises:
+            InfraError: the sender failed (its log tail is in the message).
+        """
+        if self.proc is None:
+            raise InfraError("sender was never started", self.job.netns, "traffic stop")
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self._final()
+
+    def _final(self) -> SendStats:
+        assert self.proc is not None
+        stats = self.stats()
+        if self.proc.returncode != 0 or stats is None or stats.state != "done":
+            raise InfraError(
+                f"sender exited with {self.proc.returncode}: {self._log_tail()}",
+                self.job.netns,
+                "traffic",
+            )
+        self.final = stats
+        return stats
+
+    def _log_tail(self, n: int = 1500) -> str:
+        try:
+            return (self.workdir / "sender.log").read_text(errors="replace")[-n:].strip()
+        except OSError:
+            return ""
+
+    def __enter__(self) -> TrafficRun:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.running():
+            try:
+                self.stop()
+            except InfraError:
+                if exc is None:
+                    raise
+
+
+def load_job(path: Path) -> TrafficJob:
+    """A job file written by TrafficRun.
+
+    Raises:
+        ConfigError: unreadable or malformed.
+    """
+    try:
+        return TrafficJob.from_json(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: not a traffic job: {e}") from e
