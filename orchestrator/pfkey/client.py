@@ -164,7 +164,21 @@ class PfkeyClient:
         return dataclasses.replace(msg, seq=self._seq, pid=self.pid)
 
     def _is_reply(self, reply: Msg, req: Msg) -> bool:
-        return reply.pid == self.pid and reply.seq == req.seq and reply.type == req.type
+        if reply.pid != self.pid or reply.type != req.type:
+            return False
+        # KAME answers SPDGET through key_setdumpsp(..., seq 0, pid): only errors echo seq.
+        return reply.seq == req.seq or (req.type == MsgType.X_SPDGET and reply.seq == 0)
+
+    def _claim(self, reply: Msg, inflight: dict[tuple[int, int], int]) -> tuple[int, int] | None:
+        """The in-flight request reply answers; replies come in request order, so an
+        SPDGET answer without its seq belongs to the oldest SPDGET in flight."""
+        if reply.pid != self.pid:
+            return None
+        if (reply.seq, reply.type) in inflight:
+            return (reply.seq, reply.type)
+        if reply.type == MsgType.X_SPDGET and reply.seq == 0:
+            return next((k for k in inflight if k[1] == MsgType.X_SPDGET), None)
+        return None
 
     # ------------------------------------------------------------ exchanges
 
@@ -211,10 +225,11 @@ class PfkeyClient:
             if not inflight:
                 break
             reply = self._wait(
-                lambda r: r.pid == self.pid and (r.seq, r.type) in inflight,
-                f"{len(inflight)} pipelined",
+                lambda r: self._claim(r, inflight) is not None, f"{len(inflight)} pipelined"
             )
-            replies[inflight.pop((reply.seq, reply.type))] = reply
+            key = self._claim(reply, inflight)
+            assert key is not None
+            replies[inflight.pop(key)] = reply
         return [r for r in replies if r is not None]
 
     def dump(self, msg: Msg | int) -> list[Msg]:
