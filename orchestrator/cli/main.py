@@ -18,6 +18,7 @@ VERBS: tuple[str, ...] = (
     "status",
     "down",
     "matrix",
+    "traffic",
 )
 
 
