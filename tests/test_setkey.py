@@ -303,6 +303,19 @@ def test_errors_are_located(text: str, where: str, message: str) -> None:
     assert (e.value.line, e.value.col) == tuple(int(p) for p in where.split(":"))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "spdadd 1.1.1.1 2.2.2.2 any -P out ipsec esp/transport//use\nspdadd 1.1.1.1 2.2.2.3 any;",
+        "spdadd 1.1.1.1 2.2.2.2 any -P out none\nspdadd 1.1.1.1 2.2.2.3 any;",
+        "add 1.1.1.1 1.1.1.2 esp 1 -E null\nspdadd 1.1.1.1 2.2.2.3 any;",
+    ],
+)
+def test_forgotten_semicolon_names_the_next_statement(text: str) -> None:
+    with pytest.raises(SetkeyError, match=r"^<stdin>:2:1: expected ';', found 'spdadd'$"):
+        parse(text)
+
+
 def test_error_on_a_later_line() -> None:
     text = (
         "spdflush;\n\n# comment\n  spdadd 1.1.1.1 2.2.2.2 any\n    -P out ipsec esp/tunnel/x-y;\n"

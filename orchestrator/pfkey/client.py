@@ -134,7 +134,8 @@ class PfkeyClient:
         return self._recv_sock(self.timeout if timeout is None else timeout)
 
     def _recv_sock(self, timeout: float) -> Msg:
-        self._sock.settimeout(max(timeout, 0.0))
+        # settimeout(0) would mean non-blocking, which raises BlockingIOError instead.
+        self._sock.settimeout(max(timeout, 1e-6))
         try:
             data = self._sock.recv(MAX_MSG)
         except TimeoutError:

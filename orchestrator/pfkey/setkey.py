@@ -281,7 +281,8 @@ class _Parser:
         type_tok = self.take()
         ptype = self.choice(type_tok, names.POLICY_TYPES, "policy")
         requests = []
-        while self.peek().kind == "word":
+        # A verb here means a forgotten ';': leave it for end() to say so.
+        while self.peek().kind == "word" and self.peek().text not in _VERBS:
             tok = self.take()
             if ptype != PolicyType.IPSEC:
                 raise self.error(tok, f"'{type_tok.text}' takes no requests")
@@ -331,7 +332,7 @@ class _Parser:
         proto_name, satype = self.sa_proto()
         spi = self.spi()
         opts = _SaOptions()
-        while self.peek().kind == "word":
+        while self.peek().kind == "word" and self.peek().text not in _VERBS:
             self.sa_option(opts)
         self.check_sa(verb, proto_name, opts)
         natt = proto_name == "esp-udp"
