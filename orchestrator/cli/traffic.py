@@ -5,6 +5,9 @@ One flow per inbound (-P in) IPsec policy, over the first SA that satisfies it. 
 --keepalive-ticks N --tick-ms M (one packet per flow every N ticks, until Ctrl-C).
 With --install the file is first sent to the target's control socket; with --admin the
 gateway's ESP counters are read before and after, and their change is printed.
+
+Sequence numbers start at --seq-base for every SA; a second run against the same SAs is
+a replay unless it continues from --seq-state FILE (or starts above the first's numbers).
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         pcap_count=args.pcap_count,
     )
     stop = threading.Event()
-    old = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    old = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C ends the run cleanly
     try:
         stats = execute(job, stop)
     finally:

@@ -13,10 +13,12 @@ import dataclasses
 import json
 import socket
 import subprocess
+import threading
 import time
 from typing import Protocol
 
 from orchestrator.errors import ConfigError, InfraError
+from orchestrator.traffic import netns as nsutil
 from orchestrator.traffic.template import Template
 
 SOL_PACKET = 263
@@ -55,7 +57,7 @@ class RawIpLink:
 
     kind = "ip"
 
-    def __init__(self, sndbuf: int = 4 << 20):
+    def __init__(self, netns: str | None = None, sndbuf: int = 4 << 20):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
         _sndbuf(self.sock, sndbuf)
@@ -85,33 +87,39 @@ class NextHop:
         return self.dst_mac + self.src_mac + ETH_P_IP.to_bytes(2, "big")
 
 
-def _ip_json(*args: str) -> list[dict]:
-    out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=False)
+def _ip_json(netns: str | None, *args: str) -> list[dict]:
+    ns = ["-n", netns] if netns else []
+    out = subprocess.run(["ip", *ns, "-j", *args], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise InfraError(f"ip {' '.join(args)}: {out.stderr.strip()}", step="link")
     return json.loads(out.stdout or "[]")
 
 
-def resolve(dst: str, timeout: float = 2.0) -> NextHop:
-    """The interface and MAC addresses that reach `dst` from this namespace.
+def resolve(
+    dst: str, netns: str | None = None, probe: socket.socket | None = None, timeout: float = 2.0
+) -> NextHop:
+    """The interface and MAC addresses that reach `dst` from `netns` (a name; None = ours).
+
+    `probe`, a UDP socket in that namespace, makes the kernel resolve a missing neighbour.
 
     Raises:
         InfraError: no route, or the neighbour does not answer within `timeout`.
     """
-    route = _ip_json("route", "get", dst)
+    route = _ip_json(netns, "route", "get", dst)
     if not route:
         raise InfraError(f"no route to {dst}", step="link")
     dev, hop = route[0]["dev"], route[0].get("gateway", dst)
-    src_mac = bytes.fromhex(_ip_json("link", "show", "dev", dev)[0]["address"].replace(":", ""))
+    link = _ip_json(netns, "link", "show", "dev", dev)[0]
+    src_mac = bytes.fromhex(link["address"].replace(":", ""))
     deadline = time.monotonic() + timeout
     while True:
-        for n in _ip_json("neigh", "show", "to", hop, "dev", dev):
+        for n in _ip_json(netns, "neigh", "show", "to", hop, "dev", dev):
             if "lladdr" in n and not {"FAILED", "INCOMPLETE"} & set(n.get("state", [])):
                 return NextHop(dev, src_mac, bytes.fromhex(n["lladdr"].replace(":", "")))
         if time.monotonic() > deadline:
             raise InfraError(f"no neighbour entry for {hop} on {dev}", step="link")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # makes the kernel ARP
-            probe.sendto(b"", (hop, 9))
+        if probe is not None:
+            probe.sendto(b"", (hop, 9))  # the kernel resolves the neighbour
         time.sleep(0.05)
 
 
@@ -120,10 +128,14 @@ class PacketLink:
 
     kind = "packet"
 
-    def __init__(self, sndbuf: int = 4 << 20):
+    def __init__(self, netns: str | None = None, sndbuf: int = 4 << 20):
+        if netns is not None and "/" in netns:
+            raise ConfigError("the packet link needs a namespace name, not a path")
+        self.netns = netns
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
         self.sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         _sndbuf(self.sock, sndbuf)
+        self.probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._hops: list[NextHop] = []
 
     def frame(self, templates: list[Template]) -> list[Template]:
@@ -132,7 +144,9 @@ class PacketLink:
         self._hops = []
         for t in templates:
             dst = _outer_dst(t)
-            hop = cache.get(dst) or cache.setdefault(dst, resolve(dst))
+            if dst not in cache:
+                cache[dst] = resolve(dst, self.netns, self.probe)
+            hop = cache[dst]
             self._hops.append(hop)
             eth = hop.eth
             out.append(dataclasses.replace(t, header=eth + t.header, length=t.length + len(eth)))
@@ -149,19 +163,40 @@ class PacketLink:
 
     def close(self) -> None:
         self.sock.close()
+        self.probe.close()
 
 
 LINKS: dict[str, type] = {"ip": RawIpLink, "packet": PacketLink}
 
 
-def open_link(kind: str = "ip") -> Link:
-    """Open a link of `kind` ("ip" or "packet") in the current namespace.
+def open_link(kind: str = "ip", netns: str | None = None) -> Link:
+    """Open a link of `kind` ("ip" or "packet"), in `netns` if given, else in ours.
+
+    With `netns`, the sockets are opened by a short-lived thread that enters the namespace:
+    the caller's thread stays where it is, the sockets belong to `netns`.
 
     Raises:
         ConfigError: unknown kind.
+        InfraError: the namespace cannot be entered.
     """
     try:
         cls = LINKS[kind]
     except KeyError:
         raise ConfigError(f"unknown link '{kind}'. Supported are: {', '.join(LINKS)}") from None
-    return cls()
+    if netns is None:
+        return cls()
+    out: list = []
+
+    def body() -> None:
+        try:
+            nsutil.enter(netns)
+            out.append(cls(netns))
+        except BaseException as e:  # handed to the caller's thread
+            out.append(e)
+
+    t = threading.Thread(target=body, name=f"netns-{netns}")
+    t.start()
+    t.join()
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]

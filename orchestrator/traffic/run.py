@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from orchestrator.errors import ConfigError, InfraError
-from orchestrator.traffic import fastpath, netns, template
+from orchestrator.traffic import fastpath, template
 from orchestrator.traffic.link import open_link
 from orchestrator.traffic.sa import TrafficSpec
 from orchestrator.traffic.sender import (
@@ -89,10 +89,9 @@ def _write_pcap(path: str, packets: list[bytes]) -> None:
 
 
 def execute(job: TrafficJob, stop: threading.Event | None = None) -> SendStats:
-    """Build templates, check a sample against scapy, enter the namespace, send.
+    """Build templates, check a sample against scapy, open the link in the namespace, send.
 
-    Entering the namespace moves the calling thread; run it where that is wanted (the
-    subprocess, the CLI), or pass netns=None.
+    The calling thread stays in its namespace; only the link's sockets live in job.netns.
 
     Raises:
         ConfigError: a bad spec, or the fast path disagreeing with scapy.
@@ -102,9 +101,7 @@ def execute(job: TrafficJob, stop: threading.Event | None = None) -> SendStats:
     fastpath.check_sample(templates, job.check)
     state_path = Path(job.seq_state) if job.seq_state else None
     start = load_seq_state(state_path) if state_path else {}
-    if job.netns:
-        netns.enter(job.netns)
-    link = open_link(job.link)
+    link = open_link(job.link, job.netns)
     try:
         sender = Sender(templates, link, seq_start=start, seq_base=job.seq_base)
         pcap_done = [job.pcap is None or job.pcap_count <= 0]

@@ -18,19 +18,23 @@ class Algorithm:
     name: str
     crypt: str  # scapy CRYPT_ALGOS name
     auth: str  # scapy AUTH_ALGOS name
-    enc_key_len: int  # bytes, GCM salt included
+    enc_key_lens: tuple[int, ...]  # bytes, GCM salt included; the first is the default
     auth_key_len: int
     sadb_encrypt: int  # sadb_sa_encrypt
     sadb_auth: int  # sadb_sa_auth
+
+    @property
+    def enc_key_len(self) -> int:
+        return self.enc_key_lens[0]
 
 
 # Declared, not looked up: the transforms spdlab sends.
 ALGORITHMS: dict[str, Algorithm] = {
     a.name: a
     for a in (
-        Algorithm("aes-gcm-16", "AES-GCM", "NULL", 20, 0, 20, 0),
-        Algorithm("aes-cbc-hmac-sha256", "AES-CBC", "SHA2-256-128", 16, 32, 12, 5),
-        Algorithm("null-hmac-sha256", "NULL", "SHA2-256-128", 0, 32, 11, 5),
+        Algorithm("aes-gcm-16", "AES-GCM", "NULL", (20, 28, 36), 0, 20, 0),
+        Algorithm("aes-cbc-hmac-sha256", "AES-CBC", "SHA2-256-128", (16, 24, 32), 32, 12, 5),
+        Algorithm("null-hmac-sha256", "NULL", "SHA2-256-128", (0,), 32, 11, 5),
     )
 }
 
@@ -72,9 +76,10 @@ class SaSpec:
         alg = algorithm(self.algorithm)
         if not 256 <= self.spi <= 0xFFFFFFFF:
             raise ConfigError(f"SPI 0x{self.spi:x}: must be 0x100..0xffffffff")
-        if len(self.enc_key) != alg.enc_key_len:
+        if len(self.enc_key) not in alg.enc_key_lens:
+            sizes = "/".join(str(n) for n in alg.enc_key_lens)
             raise ConfigError(
-                f"SPI 0x{self.spi:x}: {self.algorithm} needs a {alg.enc_key_len}-byte "
+                f"SPI 0x{self.spi:x}: {self.algorithm} needs a {sizes}-byte "
                 f"encryption key, got {len(self.enc_key)}"
             )
         if len(self.auth_key) != alg.auth_key_len:
