@@ -126,14 +126,15 @@ def run_build(
         mass_delete(nk, mode, ids, n)
         after = nk.admin.stats()["spd"]
         res.removed_by_delete = after["unlinked"] - before["unlinked"]
+        release_at = release_after + (1 if event else 0)
         for t in range(1, max_ticks + 1):
-            if t == release_after + (1 if event else 0):
+            if t == release_at:
                 nk.admin.request("flow sendall")
             rec = nk.admin.request("tick 1")["ticks"][0]
             res.ticks.append(rec)
             if res.drain_ticks is None and rec["dead_out"] == 0 and rec["alive_out"] == 0:
                 res.drain_ticks = t
-            if res.drain_ticks is not None and rec["allocated"] == 0 and t > release_after:
+            if res.drain_ticks is not None and rec["allocated"] == 0 and t >= release_at:
                 res.free_ticks = t
                 break
         stats = nk.admin.stats()["spd"]
