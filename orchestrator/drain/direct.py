@@ -126,6 +126,8 @@ def run_build(
         mass_delete(nk, mode, ids, n)
         after = nk.admin.stats()["spd"]
         res.removed_by_delete = after["unlinked"] - before["unlinked"]
+        if mode != "expire" and not any(after["alive"].values()) and not any(after["dead"].values()):
+            res.drain_ticks = 0  # the delete itself left nothing linked
         release_at = release_after + (1 if event else 0)
         for t in range(1, max_ticks + 1):
             if t == release_at:
