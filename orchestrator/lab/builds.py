@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from orchestrator.runs import project_root
@@ -24,7 +25,7 @@ def known_builds(conf: Path | None = None) -> tuple[str, ...]:
         conf: a builds.conf (`name tree patch...` per line, `#` comments);
             default: firmware/builds.conf in the project.
     """
-    conf = conf or project_root() / "firmware" / "builds.conf"
+    conf = conf or firmware_dir() / "builds.conf"
     try:
         text = conf.read_text(encoding="utf-8")
     except OSError:
@@ -37,6 +38,12 @@ def known_builds(conf: Path | None = None) -> tuple[str, ...]:
     return tuple(names) or DEFAULT_BUILDS
 
 
-def binary_path(build: str, root: Path | None = None) -> Path:
+def firmware_dir() -> Path:
+    """The firmware tree: $SPDLAB_FIRMWARE_DIR, else firmware/ in the project."""
+    env = os.environ.get("SPDLAB_FIRMWARE_DIR")
+    return Path(env).resolve() if env else project_root() / "firmware"
+
+
+def binary_path(build: str) -> Path:
     """Where `make -C firmware BUILD=<build>` puts netkeyd."""
-    return (root or project_root()) / "firmware" / "build" / build / "netkeyd"
+    return firmware_dir() / "build" / build / "netkeyd"

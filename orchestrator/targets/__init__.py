@@ -1,0 +1,1 @@
+"""Target drivers: one class per kind behind one interface, found through the registry."""

@@ -1,0 +1,122 @@
+"""The target driver interface: one class per kind, registered in registry.py."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from orchestrator.lab.resolve import ResolvedLab, TargetSpec
+    from orchestrator.runs import RunDir
+    from orchestrator.targets.protocols import PfkeyEndpoint, StatsEndpoint
+    from orchestrator.targets.state import StateFile
+
+
+@dataclass
+class Health:
+    """One target's health, as `spdlab status` shows it."""
+
+    name: str
+    kind: str
+    build: str
+    healthy: bool
+    pid: int | None = None
+    reason: str = ""
+    policies: int | None = None  # alive policies (in + out)
+    dead: int | None = None  # dead policies still allocated
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Progress(Protocol):
+    """Where a driver reports progress: one bar per phase."""
+
+    def phase(self, name: str, total: int) -> None: ...
+
+    def advance(self, name: str, n: int = 1) -> None: ...
+
+
+class NullProgress:
+    def phase(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, name: str, n: int = 1) -> None:
+        pass
+
+
+class TargetDriver(ABC):
+    """TargetDriver — runs one run's targets of one kind.
+
+    Life cycle:
+    - provision(): build the firmware, create the network and each target's place;
+      every resource is recorded in state.json before it is created.
+    - start(): start the firmware; returns once every target answers PF_KEY REGISTER.
+    - pfkey_endpoint(name), stats_endpoint(name), health(name): while up.
+    - collect(name, dest): copy logs and dumps out, at any time.
+    - stop(): stop the firmware.
+    - teardown(): remove everything state.json records; idempotent, works after a crash.
+
+    Args:
+        run: the run directory.
+        state: its state file (the source of truth for teardown).
+        lab: the resolved lab; None when only reading or tearing down a run.
+        progress: receives per-phase progress.
+        cancel: polled during long steps; True aborts them.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        run: RunDir,
+        state: StateFile,
+        lab: ResolvedLab | None = None,
+        *,
+        progress: Progress | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ):
+        self.run = run
+        self.state = state
+        self.lab = lab
+        self.progress = progress or NullProgress()
+        self.cancel = cancel or (lambda: False)
+
+    @property
+    def specs(self) -> list[TargetSpec]:
+        """This kind's targets from the lab (provision/start only)."""
+        if self.lab is None:
+            return []
+        return [t for t in self.lab.targets if t.kind == self.kind]
+
+    def names(self) -> list[str]:
+        """This kind's targets as state.json records them."""
+        return sorted(n for n, t in self.state.targets.items() if t.get("kind") == self.kind)
+
+    @abstractmethod
+    def provision(self) -> None: ...
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def pfkey_endpoint(self, name: str) -> PfkeyEndpoint: ...
+
+    @abstractmethod
+    def stats_endpoint(self, name: str) -> StatsEndpoint: ...
+
+    @abstractmethod
+    def health(self, name: str) -> Health: ...
+
+    @abstractmethod
+    def collect(self, name: str, dest: Path) -> Sequence[Path]: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    @abstractmethod
+    def teardown(self) -> list[str]:
+        """Remove everything recorded; returns what could not be removed."""

@@ -1,0 +1,38 @@
+"""Endpoints a target hands out: where its PF_KEY control socket and admin socket are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.targets.admin import AdminClient
+
+
+@dataclass(frozen=True)
+class UnixPfkeyEndpoint:
+    """A PF_KEY v2 control socket on this host's filesystem (Unix SOCK_SEQPACKET)."""
+
+    address: str
+    transport: str = "unix"
+    flavour: str = "bsd"
+
+    def connect(self, timeout: float = 5.0):
+        """A connected orchestrator.pfkey PfkeyClient."""
+        from orchestrator.pfkey.client import PfkeyClient
+
+        return PfkeyClient(self.address, timeout=timeout, flavour=self.flavour)
+
+
+@dataclass(frozen=True)
+class UnixStatsEndpoint:
+    """netkeyd's admin socket on this host's filesystem."""
+
+    address: str
+    target: str | None = None
+
+    def request(self, line: str, timeout: float = 5.0) -> dict:
+        with AdminClient(self.address, timeout=timeout, target=self.target) as c:
+            return c.request(line)
+
+    def client(self, timeout: float = 5.0) -> AdminClient:
+        """A client that keeps its connection, for many requests."""
+        return AdminClient(self.address, timeout=timeout, target=self.target)

@@ -1,0 +1,294 @@
+"""NetnsDriver — runs gateways in network namespaces on this machine, set up by ansible."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import InfraError
+from orchestrator.lab.builds import firmware_dir
+from orchestrator.runs import project_root
+from orchestrator.targets import cleanup
+from orchestrator.targets.ansible import PlaybookResult, default_forks, run_playbook
+from orchestrator.targets.base import Health, TargetDriver
+from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
+from orchestrator.targets.registry import register_kind
+
+CONTROLLER = "_controller"
+BRIDGE = "br0"
+RESERVED = ("sw", "th")
+# Task name (see playbooks/roles) → progress phase.
+PHASE_OF_TASK = {
+    "Build the firmware builds the lab uses": "build",
+    "Switch namespace, bridge and traffic host": "network",
+    "Gateway namespace, veth and address": "network",
+    "Start netkeyd and wait for PF_KEY REGISTER": "start",
+}
+MAX_UNIX_PATH = 107
+
+
+@register_kind("netns")
+class NetnsDriver(TargetDriver):
+    """NetnsDriver — runs gateways in network namespaces on this machine."""
+
+    # ---------------------------------------------------------------- names
+
+    @property
+    def switch_ns(self) -> str:
+        return f"spdlab-{self.run.short}-sw"
+
+    @property
+    def traffic_ns(self) -> str:
+        return f"spdlab-{self.run.short}-th"
+
+    def netns(self, name: str) -> str:
+        return f"spdlab-{self.run.short}-{name}"
+
+    def veth(self, index: int) -> str:
+        return f"s{self.run.short}g{index}"  # ≤ 15 characters up to index 999999
+
+    def files(self, name: str) -> dict[str, Path]:
+        """The target's sockets, pidfile and log, all under runs/<id>/targets/<name>/."""
+        d = self.run.target_dir(name)
+        return {
+            "control": d / "control.sock",
+            "admin": d / "admin.sock",
+            "pid": d / "netkeyd.pid",
+            "log": d / "netkeyd.log",
+        }
+
+    # ------------------------------------------------------------ provision
+
+    def _check(self) -> None:
+        for t in self.specs:
+            if t.name in RESERVED:
+                raise InfraError(f"target name '{t.name}' is reserved by the netns driver", t.name)
+            longest = str(self.files(t.name)["control"])
+            if len(longest.encode()) > MAX_UNIX_PATH:
+                raise InfraError(f"socket path too long for a Unix socket: {longest}", t.name)
+
+    def inventory(self) -> dict[str, Any]:
+        """The ansible inventory for this run: a controller host and one host per gateway."""
+        assert self.lab is not None
+        lab = self.lab
+        hosts = {
+            t.name: {
+                "spdlab_ns": self.netns(t.name),
+                "spdlab_veth": self.veth(t.index),
+                "spdlab_build": t.build,
+                "spdlab_address": str(t.address),
+                "spdlab_tick_ms": t.tick_ms,
+                "spdlab_flow_idle_ticks": t.flow_idle_ticks,
+                "spdlab_target_dir": str(self.run.target_dir(t.name)),
+            }
+            for t in self.specs
+        }
+        common = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+            "spdlab_root": str(project_root()),
+            "spdlab_firmware_dir": str(firmware_dir()),
+            "spdlab_run_id": self.run.run_id,
+            "spdlab_run_dir": str(self.run.path),
+            "spdlab_switch_ns": self.switch_ns,
+            "spdlab_bridge": BRIDGE,
+            "spdlab_prefixlen": lab.range.prefixlen,
+            "spdlab_builds": sorted({t.build for t in self.specs}),
+            "spdlab_traffic_ns": self.traffic_ns,
+            "spdlab_traffic_veth": f"s{self.run.short}th",
+            "spdlab_traffic_address": str(lab.traffic_host.address),
+        }
+        return {
+            "all": {
+                "vars": common,
+                "children": {
+                    "controller": {"hosts": {CONTROLLER: {}}},
+                    "netns_gateway": {"hosts": hosts},
+                },
+            }
+        }
+
+    def _record_network(self) -> None:
+        sw = self.switch_ns
+        res: list[dict[str, Any]] = [
+            {"type": "netns", "name": sw},
+            {"type": "link", "name": BRIDGE, "netns": sw, "what": "bridge"},
+            {"type": "netns", "name": self.traffic_ns},
+            {"type": "link", "name": f"s{self.run.short}th", "netns": sw, "what": "veth"},
+        ]
+        for t in self.specs:
+            res.append({"type": "netns", "name": self.netns(t.name), "target": t.name})
+            res.append({"type": "link", "name": self.veth(t.index), "netns": sw, "what": "veth"})
+        self.state.record(*res)
+
+    def provision(self) -> None:
+        """Build firmware, create the switch, the traffic host and every gateway namespace."""
+        self._check()
+        self.state.set_targets(
+            {
+                t.name: {
+                    "kind": self.kind,
+                    "build": t.build,
+                    "address": str(t.address),
+                    "netns": self.netns(t.name),
+                    "dir": str(self.run.target_dir(t.name)),
+                }
+                for t in self.specs
+            }
+        )
+        self.run.inventory.write_text(yaml.safe_dump(self.inventory(), sort_keys=False))
+        self._record_network()
+        n = len(self.specs)
+        self.progress.phase("build", 1)
+        self.progress.phase("network", n + 1)
+        self._playbook("up.yml", "up-provision", ["provision"], "provision")
+
+    def start(self) -> None:
+        """Start netkeyd in every gateway; returns when each answers PF_KEY REGISTER."""
+        for t in self.specs:
+            f = self.files(t.name)
+            self.state.record(
+                *({"type": "file", "path": str(f[k])} for k in ("control", "admin", "pid"))
+            )
+        self.progress.phase("start", len(self.specs))
+        try:
+            self._playbook("up.yml", "up-start", ["start"], "start")
+        finally:
+            self._record_processes()
+
+    def _record_processes(self) -> None:
+        """Record every started netkeyd by PID (read back from its pidfile)."""
+        for t in self.specs:
+            f = self.files(t.name)
+            try:
+                pid = int(f["pid"].read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            self.state.record(
+                {"type": "process", "pid": pid, "match": str(f["control"]), "target": t.name}
+            )
+            self.state.set_target(t.name, pid=pid)
+
+    def _playbook(self, playbook: str, ident: str, tags: Sequence[str], step: str) -> None:
+        def on_task(host: str, task: str, status: str) -> None:
+            phase = PHASE_OF_TASK.get(task)
+            if phase is not None and status in ("ok", "failed", "unreachable"):
+                self.progress.advance(phase)
+
+        result = run_playbook(
+            playbook,
+            inventory=self.run.inventory,
+            private_data_dir=self.run.ansible_dir,
+            ident=ident,
+            forks=default_forks(len(self.specs) + 1),
+            tags=tags,
+            on_task=on_task,
+            cancel=self.cancel,
+        )
+        self._check_result(result, step)
+
+    def _check_result(self, result: PlaybookResult, step: str) -> None:
+        if result.status == "canceled":
+            raise KeyboardInterrupt
+        bad = result.failed_hosts()
+        if not bad and result.status == "successful":
+            return
+        if not bad:
+            msg = f"ansible-playbook ended {result.status} (rc {result.rc}); see {result.artifacts}"
+            raise InfraError(msg, step=step)
+        lines = [f"{h}: {result.failures.get(h, 'failed')}" for h in bad]
+        first = bad[0] if bad[0] != CONTROLLER else None
+        raise InfraError("; ".join(lines), target=first if len(bad) == 1 else None, step=step)
+
+    # ------------------------------------------------------------ while up
+
+    def pfkey_endpoint(self, name: str) -> UnixPfkeyEndpoint:
+        return UnixPfkeyEndpoint(str(self.run.target_dir(name) / "control.sock"))
+
+    def stats_endpoint(self, name: str) -> UnixStatsEndpoint:
+        return UnixStatsEndpoint(str(self.run.target_dir(name) / "admin.sock"), target=name)
+
+    def health(self, name: str) -> Health:
+        rec = self.state.targets.get(name, {})
+        h = Health(name, self.kind, rec.get("build", "?"), False, pid=rec.get("pid"))
+        control = str(self.run.target_dir(name) / "control.sock")
+        if h.pid is None:
+            h.reason = "never started"
+        elif not cleanup.process_matches(h.pid, control):
+            h.reason = f"netkeyd (pid {h.pid}) is not running"
+        else:
+            try:
+                stats = self.stats_endpoint(name).request("stats", timeout=2.0)
+            except InfraError as e:
+                h.reason = f"admin socket: {e}"
+                return h
+            spd = stats.get("spd", {})
+            h.policies = sum(spd.get("alive", {}).values()) if "alive" in spd else None
+            h.dead = sum(spd.get("dead", {}).values()) if "dead" in spd else None
+            h.healthy = "error" not in stats
+            h.reason = stats.get("error", "")
+        return h
+
+    def collect(self, name: str, dest: Path) -> list[Path]:
+        """Copy the log, and dump stats and policies if netkeyd answers."""
+        out_dir = dest / name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        got = []
+        log = self.run.target_dir(name) / "netkeyd.log"
+        if log.exists():
+            got.append(Path(shutil.copy2(log, out_dir / log.name)))
+        if self.health(name).healthy:
+            for what in ("version", "stats", "policies"):
+                doc = self.stats_endpoint(name).request(what, timeout=10.0)
+                path = out_dir / f"{what}.json"
+                path.write_text(json.dumps(doc, indent=1) + "\n")
+                got.append(path)
+        return got
+
+    # ------------------------------------------------------------ down
+
+    def stop(self) -> None:
+        """Stop every recorded netkeyd (by PID, checked against its command line)."""
+        self._record_processes_from_state()
+        for r in self.state.resources("process"):
+            cleanup.remove(r)
+
+    def _record_processes_from_state(self) -> None:
+        """After a crash mid-start: pick up PIDs from pidfiles that were never recorded."""
+        for name in self.names():
+            d = self.run.target_dir(name)
+            try:
+                pid = int((d / "netkeyd.pid").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            self.state.record(
+                {"type": "process", "pid": pid, "match": str(d / "control.sock"), "target": name}
+            )
+
+    def teardown(self) -> list[str]:
+        """down.yml through ansible, then remove whatever state.json still lists."""
+        self._record_processes_from_state()
+        if self.state.phase != "down" and self.run.inventory.exists() and self.names():
+            self.progress.phase("down", len(self.names()) + 1)
+            ident = f"down-{len(list(self.run.ansible_dir.glob('artifacts/down*')))}"
+
+            def on_task(host: str, task: str, status: str) -> None:
+                self.progress.advance("down")
+
+            # the sweep below removes whatever the playbook did not
+            with contextlib.suppress(Exception):
+                run_playbook(
+                    "down.yml",
+                    inventory=self.run.inventory,
+                    private_data_dir=self.run.ansible_dir,
+                    ident=ident,
+                    forks=default_forks(len(self.names()) + 1),
+                    on_task=on_task,
+                )
+        return cleanup.remove_all(self.state.resources())

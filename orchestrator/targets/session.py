@@ -1,0 +1,148 @@
+"""LabRun — one run of a lab: its folder, its state file and one driver per target kind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from orchestrator.errors import InfraError
+from orchestrator.lab.resolve import ResolvedLab
+from orchestrator.runs import RunDir, list_runs
+from orchestrator.targets import cleanup
+from orchestrator.targets.base import Health, Progress, TargetDriver
+from orchestrator.targets.registry import driver_class
+from orchestrator.targets.state import StateFile
+
+
+class LabRun:
+    """LabRun — brings a lab up, answers for its targets, and takes it down.
+
+    Args:
+        run: the run directory.
+        state: its state file.
+        lab: the resolved lab, if known (always after `up`; read back by `open`).
+    """
+
+    def __init__(
+        self,
+        run: RunDir,
+        state: StateFile,
+        lab: ResolvedLab | None = None,
+        *,
+        progress: Progress | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ):
+        self.run = run
+        self.state = state
+        self.lab = lab
+        kinds = set(lab.kinds if lab else ())
+        kinds |= {t["kind"] for t in state.targets.values() if "kind" in t}
+        self.drivers: dict[str, TargetDriver] = {
+            k: driver_class(k)(run, state, lab, progress=progress, cancel=cancel)
+            for k in sorted(kinds)
+        }
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    # ------------------------------------------------------------ up
+
+    @classmethod
+    def up(
+        cls,
+        lab: ResolvedLab,
+        *,
+        progress: Progress | None = None,
+        cancel: Callable[[], bool] | None = None,
+        base: Path | None = None,
+    ) -> LabRun:
+        """Provision and start every target of `lab` in a fresh run.
+
+        On any failure or interrupt everything created so far is torn down and the error
+        (or KeyboardInterrupt) is raised again.
+
+        Returns:
+            The running lab.
+        """
+        cancel = cancel or (lambda: False)
+        run = RunDir.create(base)
+        state = StateFile.create(
+            run.state_file, run_id=run.run_id, lab=lab.path, lab_name=lab.name, pid=os.getpid()
+        )
+        if lab.path and Path(lab.path).is_file():
+            shutil.copyfile(lab.path, run.path / "lab.yaml")
+        (run.path / "lab.json").write_text(lab.model_dump_json(indent=1) + "\n")
+        lr = cls(run, state, lab, progress=progress, cancel=cancel)
+        try:
+            state.set(phase="provisioning")
+            for d in lr.drivers.values():
+                lr._checkpoint(cancel)
+                d.provision()
+            state.set(phase="starting")
+            for d in lr.drivers.values():
+                lr._checkpoint(cancel)
+                d.start()
+            lr._checkpoint(cancel)
+            state.set(phase="up")
+        except BaseException as e:
+            interrupted = isinstance(e, KeyboardInterrupt)
+            state.set(phase="interrupted" if interrupted else "failed", error=str(e))
+            lr.down()
+            raise
+        return lr
+
+    @staticmethod
+    def _checkpoint(cancel: Callable[[], bool]) -> None:
+        if cancel():
+            raise KeyboardInterrupt
+
+    # ------------------------------------------------------------ existing runs
+
+    @classmethod
+    def open(cls, run_id: str | None = None, *, base: Path | None = None, **kw) -> LabRun:
+        """An existing run by id or unique prefix; None: the latest one."""
+        run = RunDir.find(run_id, base)
+        state = StateFile.load(run.state_file)
+        lab = None
+        lab_json = run.path / "lab.json"
+        if lab_json.exists():
+            lab = ResolvedLab.model_validate_json(lab_json.read_text())
+        return cls(run, state, lab, **kw)
+
+    def targets(self) -> list[str]:
+        return sorted(self.state.targets)
+
+    def driver(self, name: str) -> TargetDriver:
+        kind = self.state.targets[name]["kind"]
+        return self.drivers[kind]
+
+    def pfkey_endpoint(self, name: str):
+        return self.driver(name).pfkey_endpoint(name)
+
+    def stats_endpoint(self, name: str):
+        return self.driver(name).stats_endpoint(name)
+
+    def health(self) -> list[Health]:
+        return [self.driver(n).health(n) for n in self.targets()]
+
+    # ------------------------------------------------------------ down
+
+    def down(self) -> list[str]:
+        """Tear down everything recorded; idempotent. Returns what could not be removed."""
+        problems: list[str] = []
+        for d in self.drivers.values():
+            try:
+                problems += d.teardown()
+            except InfraError as e:
+                problems.append(str(e))
+        problems = cleanup.remove_all(self.state.resources())  # whatever no driver claimed
+        self.state.set(phase="down", down_problems=problems)
+        return problems
+
+
+def down_all(base: Path | None = None) -> dict[str, list[str]]:
+    """Tear down every recorded run; returns problems per run id."""
+    return {rid: LabRun.open(rid, base=base).down() for rid in list_runs(base)}
