@@ -6,6 +6,7 @@ their drivers instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -80,13 +81,18 @@ class Netkeyd:
     def argv(self) -> list[str]:
         argv = [
             str(self.binary),
-            "--control", str(self.control),
-            "--admin", str(self.admin_path),
-            "--log", str(self.log),
-            "--tick-ms", str(self.tick_ms),
-            "--flow-idle-ticks", str(self.flow_idle_ticks),
+            "--control",
+            str(self.control),
+            "--admin",
+            str(self.admin_path),
+            "--log",
+            str(self.log),
+            "--tick-ms",
+            str(self.tick_ms),
+            "--flow-idle-ticks",
+            str(self.flow_idle_ticks),
             *self.extra,
-        ]  # fmt: skip
+        ]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         return argv
@@ -127,10 +133,8 @@ class Netkeyd:
     def tail(self, n: int = 2000) -> str:
         text = ""
         for f in (self.workdir / "netkeyd.stderr", self.log):
-            try:
+            with contextlib.suppress(OSError):
                 text += f.read_text(errors="replace")[-n:]
-            except OSError:
-                pass
         return text.strip()
 
     def sanitizer_report(self) -> str:

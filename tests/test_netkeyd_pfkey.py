@@ -20,7 +20,9 @@ from orchestrator.pfkey.client import PfkeyClient, PfkeyReplyError, PfkeyTimeout
 from orchestrator.pfkey.codec import IpsecRequest, Msg, decode, encode
 from orchestrator.pfkey.wire import Dir, MsgType, PolicyType, SaType
 
-REQ = IpsecRequest(50, 2, 2, 0, ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("192.0.2.2"))
+REQ = IpsecRequest(
+    50, 2, 2, 0, ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("192.0.2.2")
+)
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "asan"])

@@ -112,7 +112,13 @@ def test_seed_patch_is_a_noop(mode: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("build", "drain"),
-    [("netkey", 2), ("netipsec", 3), ("netipsec+split", 2), ("canary", N + 1), ("canary+nextsp", 2)],
+    [
+        ("netkey", 2),
+        ("netipsec", 3),
+        ("netipsec+split", 2),
+        ("canary", N + 1),
+        ("canary+nextsp", 2),
+    ],
 )
 def test_expiry_variant(build: str, drain: int, tmp_path: Path) -> None:
     """All lifetimes end on one tick: marked DEAD then, unlinked from the next tick on."""

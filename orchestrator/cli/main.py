@@ -18,7 +18,10 @@ VERBS: tuple[str, ...] = (
     "status",
     "down",
     "matrix",
+    "run",
+    "compare",
     "traffic",
+    "serve",
 )
 
 

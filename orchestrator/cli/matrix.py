@@ -21,8 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     p.add_argument("--policies", type=int, default=2000, help="in-use policies per build")
-    p.add_argument("--mode", action="append", choices=DELETE_MODES,
-                   help="delete mode (repeatable; default: flush and expire)")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        action="append",
+        choices=DELETE_MODES,
+        help="delete mode (repeatable; default: flush and expire)",
+    )
     p.add_argument("--builds", nargs="+", help="builds to run (default: all)")
     p.add_argument("--asan", action="store_true", help="run the ASan+UBSan binaries")
     p.add_argument("--json", action="store_true", help="print results as JSON")
@@ -73,15 +77,28 @@ def render(results: list[DirectResult], verdicts: list[dict], n: int) -> None:
 
     console = Console()
     t = Table(title=f"{n} in-use policies per build, each held by an open flow")
-    for col in ("build", "delete", "removed by delete", "ticks to drain", "premature frees",
-                "use after free"):  # fmt: skip
+    for col in (
+        "build",
+        "delete",
+        "removed by delete",
+        "ticks to drain",
+        "premature frees",
+        "use after free",
+    ):
         t.add_column(col, justify="left" if col in ("build", "delete") else "right")
     for r in results:
         label = r.build + (" (synthetic)" if r.build.startswith("canary") else "")
-        t.add_row(label, r.mode, str(r.removed_by_delete),
-                  "never" if r.drain_ticks is None else str(r.drain_ticks),
-                  str(r.premature_frees), str(r.use_after_free))  # fmt: skip
+        t.add_row(
+            label,
+            r.mode,
+            str(r.removed_by_delete),
+            "never" if r.drain_ticks is None else str(r.drain_ticks),
+            str(r.premature_frees),
+            str(r.use_after_free),
+        )
     console.print(t)
     for v in verdicts:
-        console.print(f"[bold]{v['mode']}[/]: {v['patched']} vs {v['base']}: "
-                      f"[bold]{v['verdict']}[/] ({v['detail']})")  # fmt: skip
+        console.print(
+            f"[bold]{v['mode']}[/]: {v['patched']} vs {v['base']}: "
+            f"[bold]{v['verdict']}[/] ({v['detail']})"
+        )

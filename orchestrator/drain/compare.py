@@ -79,9 +79,9 @@ def classify(base: Mapping[str, Any], patched: Mapping[str, Any]) -> Classificat
         elif _worse(patched[key], base[key]):
             fixed.append(f"{label} {_fmt(base[key])} → {_fmt(patched[key])}")
     met_b, met_p = base.get("passed"), patched.get("passed")
-    if met_b is False and met_p is True or (fixed and not worse and met_p is not False):
+    if (met_b is False and met_p is True) or (fixed and not worse and met_p is not False):
         return Classification(b, p, FIXED, "; ".join(fixed) or "meets the expectation")
-    if worse and not fixed or met_b is True and met_p is False:
+    if (worse and not fixed) or (met_b is True and met_p is False):
         return Classification(b, p, REGRESSED, "; ".join(worse) or "misses the expectation")
     return Classification(b, p, CHANGED, "; ".join(fixed + worse) or "per-tick series differ")
 

@@ -37,11 +37,15 @@ def policy_msgs(n: int, lifetime: int = 0) -> list:
     )
     return [
         messages.spdadd(
-            f"{host(i)}/32", str(PROTECTED), dir=Dir.OUT, policy_type=PolicyType.IPSEC,
-            requests=[req], lifetime=lifetime,
+            f"{host(i)}/32",
+            str(PROTECTED),
+            dir=Dir.OUT,
+            policy_type=PolicyType.IPSEC,
+            requests=[req],
+            lifetime=lifetime,
         )
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 @dataclass
@@ -126,7 +130,11 @@ def run_build(
         mass_delete(nk, mode, ids, n)
         after = nk.admin.stats()["spd"]
         res.removed_by_delete = after["unlinked"] - before["unlinked"]
-        if mode != "expire" and not any(after["alive"].values()) and not any(after["dead"].values()):
+        if (
+            mode != "expire"
+            and not any(after["alive"].values())
+            and not any(after["dead"].values())
+        ):
             res.drain_ticks = 0  # the delete itself left nothing linked
         release_at = release_after + (1 if event else 0)
         for t in range(1, max_ticks + 1):

@@ -117,6 +117,10 @@ class TargetDriver(ABC):
     @abstractmethod
     def stop(self) -> None: ...
 
+    def traffic_netns(self) -> str | None:
+        """The network namespace traffic to this kind's targets is sent from, if any."""
+        return None
+
     @abstractmethod
     def teardown(self) -> list[str]:
         """Remove everything recorded; returns what could not be removed."""

@@ -47,6 +47,9 @@ class NetnsDriver(TargetDriver):
     def traffic_ns(self) -> str:
         return f"spdlab-{self.run.short}-th"
 
+    def traffic_netns(self) -> str:
+        return self.traffic_ns
+
     def netns(self, name: str) -> str:
         return f"spdlab-{self.run.short}-{name}"
 

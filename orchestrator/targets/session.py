@@ -125,6 +125,10 @@ class LabRun:
     def stats_endpoint(self, name: str):
         return self.driver(name).stats_endpoint(name)
 
+    def traffic_netns(self) -> str | None:
+        """Where the traffic host sends from: the first driver that has one."""
+        return next((ns for d in self.drivers.values() if (ns := d.traffic_netns())), None)
+
     def health(self) -> list[Health]:
         return [self.driver(n).health(n) for n in self.targets()]
 

@@ -1,0 +1,1 @@
+"""Mass SPD deletes: one SPDFLUSH, N SPDDELETE, N SPDDELETE2, or lifetimes that end together."""

@@ -1,0 +1,1 @@
+"""Exports: Prometheus collectors, result.json, JUnit, plots and reports."""

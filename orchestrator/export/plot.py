@@ -1,0 +1,50 @@
+"""drain.png: dead-linked and allocated deleted policies against ticks, one line per target."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def plot(
+    targets: Iterable[dict[str, Any]], path: Path, logx: bool = False, title: str = ""
+) -> None:
+    """One figure, two panels; each target's first trial, ticks since its delete."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
+    for t in targets:
+        if not t["trials"]:
+            continue
+        tr = t["trials"][0]
+        d0 = tr["delete_tick"]
+        xs = [0] + [r["tick"] - d0 for r in tr["records"]]
+        linked0 = tr.get("linked_after_delete", 0)
+        dead = [linked0] + [
+            r["dead_in"] + r["dead_out"] + r["alive_in"] + r["alive_out"] for r in tr["records"]
+        ]
+        alloc = [tr.get("allocated_after_delete", 0)] + [r["allocated"] for r in tr["records"]]
+        label = f"{t['name']} ({t['build']})"
+        ax1.step(xs, dead, where="post", label=label)
+        ax2.step(xs, alloc, where="post", label=label)
+    ax1.set_title("deleted policies still linked")
+    ax2.set_title("deleted policies still allocated")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("ticks since the delete")
+        ax.grid(True, alpha=0.3)
+        if logx:
+            ax.set_xscale("symlog", linthresh=1)
+    ax1.set_ylabel("policies")
+    ax2.legend(fontsize="small", loc="upper right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""A regression run: up → installed → referenced → deleted → drained → down."""
