@@ -2,7 +2,9 @@
 
 One run, one lab: a gateway namespace running netkeyd (--esp), a traffic namespace, a veth
 pair. Every sender runs as its own process inside the traffic namespace (scapy reads its
-routes there), pinned to one core; netkeyd is pinned to another when there is one.
+routes there), pinned to one core; netkeyd is pinned to another when there is one, and RPS
+on the gateway's veth moves the gateway's receive processing to netkeyd's core (on a veth
+it would otherwise run in the sender's system call, on the sender's core).
 
 1. Generator: ESP packets per second of
    - scapy `send()` (a new socket per call, as users write it),
@@ -52,7 +54,7 @@ def _ip(*args: str) -> None:
 class Lab:
     """Two namespaces and a veth; netkeyd in the gateway one. Always torn down."""
 
-    def __init__(self, workdir: Path, build: str, policies: int):
+    def __init__(self, workdir: Path, build: str, policies: int, rps: bool = True):
         tag = secrets.token_hex(3)
         self.gw, self.tr = f"{PREFIX}-{tag}-gw", f"{PREFIX}-{tag}-tr"
         self.veth = f"{PREFIX[:4]}{tag}"
@@ -60,6 +62,7 @@ class Lab:
         self.build = build
         self.sc = scenario.generate(policies, TR, GW)
         self.nk: Netkeyd | None = None
+        self.rps = rps and len(os.sched_getaffinity(0)) > 1
 
     def __enter__(self) -> Lab:
         try:
@@ -71,6 +74,10 @@ class Lab:
                 _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", self.veth + dev)
                 _ip("-n", ns, "link", "set", self.veth + dev, "up")
                 _ip("-n", ns, "link", "set", "lo", "up")
+            if self.rps:
+                cpu = sorted(os.sched_getaffinity(0))[1]
+                rps = f"/sys/class/net/{self.veth}g/queues/rx-0/rps_cpus"
+                _ip("netns", "exec", self.gw, "sh", "-c", f"echo {1 << cpu:x} > {rps}")
             self.nk = Netkeyd(
                 self.build, self.workdir / "netkeyd", tick_ms=0, flow_idle_ticks=1_000_000,
                 netns=self.gw, extra=("--esp", GW),
@@ -211,13 +218,16 @@ def _input_rate(lab: Lab, seconds: float, seq_base: int, tmp: Path, tag: str) ->
     }
 
 
-def collect(seconds: float = 5.0, policies: int = 2000, scapy_send_n: int = 400) -> dict:
+def collect(
+    seconds: float = 5.0, policies: int = 2000, scapy_send_n: int = 400, rps: bool = True
+) -> dict:
     """Every number of the benchmark, from one run on one lab."""
     res: dict[str, Any] = {"policies": policies, "seconds": seconds, "cpus": os.cpu_count()}
     with (
         tempfile.TemporaryDirectory(prefix="bench-traffic-") as d,
-        Lab(Path(d), "canary", policies) as lab,
+        Lab(Path(d), "canary", policies, rps) as lab,
     ):
+        res["rps"] = lab.rps
         tmp = Path(d)
         base = 1
         res["scapy_send"] = _scapy_rate(lab, "send", scapy_send_n, base, tmp)
@@ -245,7 +255,8 @@ def markdown(r: dict) -> str:
         "## ESP traffic generator and netkeyd ESP input",
         "",
         f"One run: {r['policies']} SAs and tunnel policies, AES-GCM-16, 100-byte packets, "
-        f"{r['cpus']} CPUs; senders pinned to one core, netkeyd to another.",
+        f"{r['cpus']} CPUs; senders pinned to one core, netkeyd to another"
+        + ("; the gateway's receive path steered to netkeyd's core (RPS)." if r["rps"] else "."),
         "",
         "| sender | packets | pps | vs scapy send() | accepted by netkeyd |",
         "|---|---:|---:|---:|---:|",
@@ -294,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--policies", type=int, default=2000)
     p.add_argument("--scapy-send", type=int, default=400, help="packets for scapy send()")
+    p.add_argument("--no-rps", action="store_true", help="leave veth receive on the sender's core")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--out", metavar="FILE", help="write the Markdown section here")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
@@ -301,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(*args.worker)
         return 0
-    res = collect(args.seconds, args.policies, args.scapy_send)
+    res = collect(args.seconds, args.policies, args.scapy_send, not args.no_rps)
     md = markdown(res)
     print(md)
     if args.json:
