@@ -332,3 +332,11 @@ def test_udp_of_natt_packets_is_port_4500():
     flow = _flow(_sa("aes-gcm-16", natt=True))
     pkt = IP(fastpath.encoder(template.build(flow))(1))
     assert pkt[UDP].dport == 4500 and pkt[UDP].chksum == 0
+
+
+def test_seq_state_lease_covers_what_a_killed_sender_may_have_used():
+    sender, _ = _sender(4)  # 2 flows per SA
+    sender.run(Pacing("count", count=8))
+    assert sender.seq_state() == {0x100: 4, 0x101: 4}
+    # 1000 pps over 4 flows, 2 per SA: 500 per SA per second
+    assert sender.seq_state(ahead_s=3.0, rate=1000.0) == {0x100: 1505, 0x101: 1505}

@@ -23,6 +23,7 @@ from traffic_fixtures import GW, TR, TrafficLab, needs_netns
 
 from orchestrator.pfkey.wire import MsgType
 from orchestrator.traffic import fastpath, scenario, template
+from orchestrator.traffic.run import TrafficRun
 from orchestrator.traffic.sa import ALGORITHMS, FlowSpec, SaSpec
 from orchestrator.traffic.sender import Pacing
 
@@ -288,3 +289,23 @@ def test_lab_teardown_removes_everything_after_a_failure(tmp_path):
             lab.down()
     assert lab.leftovers() == []
     assert all(not r.running() for r in lab.runs)
+
+
+def test_killed_sender_restarts_without_replays(traffic_lab, tmp_path):
+    """The sequence-number state is a lease: SIGKILL between saves loses no window."""
+    lab = traffic_lab("netkey")
+    sc = scenario.generate(50, TR, GW)
+    lab.install(sc)
+    work = tmp_path / "traffic"
+    first = TrafficRun(sc.spec, work, lab.tr_ns, Pacing("rate", rate=2000.0), report_every=0.2)
+    lab.runs.append(first)
+    first.start()
+    time.sleep(1.0)
+    first.proc.kill()  # no final save
+    first.proc.wait()
+    before_esp = lab.settle_esp()
+    second = TrafficRun(sc.spec, work, lab.tr_ns, Pacing("count", count=500))
+    lab.runs.append(second)
+    second.start()
+    final = second.wait(30)
+    assert lab.wait_esp(final.sent, before_esp) == {"ok": 500}

@@ -164,6 +164,17 @@ class TrafficLab:
         e = self.admin.stats()["esp"]
         return {"ok": e["ok"], **e["drop"]}
 
+    def settle_esp(self, quiet: float = 0.3, timeout: float = 20) -> dict[str, int]:
+        """The counters once they have not moved for `quiet` seconds."""
+        last, deadline = self.esp(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = self.esp()
+            if now == last:
+                break
+            last = now
+        return last
+
     def wait_esp(self, total: int, before: dict[str, int] | None = None, timeout: float = 20):
         """Wait until ok + drops moved by `total` since `before`; the moved counters."""
         before = before or dict.fromkeys(self.esp(), 0)

@@ -113,8 +113,9 @@ def execute(job: TrafficJob, stop: threading.Event | None = None) -> SendStats:
             if not pcap_done[0] and len(sender.recorded) >= job.pcap_count:
                 _write_pcap(job.pcap, sender.recorded)  # type: ignore[arg-type]
                 pcap_done[0] = True
-            if state_path is not None:
-                save_seq_state(state_path, sender.seq_state())
+            if state_path is not None:  # a lease on the next two reports' numbers
+                rate = max(stats.rate_pps, job.pacing.rate or 0.0)
+                save_seq_state(state_path, sender.seq_state(3 * job.report_every, rate))
 
         report(
             SendStats(job.pacing.mode, len(templates), len(sender.spis), target_pps=job.pacing.rate)

@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -123,6 +124,7 @@ class Sender:
                 index[spi] = len(self.spis)
                 self.spis.append(spi)
             self._sa_of.append(index[spi])
+        self._max_flows_per_sa = max(Counter(self._sa_of).values())
         start = seq_start or {}
         self._last = [max(start.get(spi, 0), seq_base - 1) for spi in self.spis]
         framed = link.frame(templates)
@@ -133,9 +135,20 @@ class Sender:
         self._pos = 0  # the next flow, round-robin
         self.recorded: list[bytes] = []
 
-    def seq_state(self) -> dict[int, int]:
-        """Last sequence number used, per SPI."""
-        return dict(zip(self.spis, self._last, strict=True))
+    def seq_state(self, ahead_s: float = 0.0, rate: float = 0.0) -> dict[int, int]:
+        """Last sequence number used, per SPI.
+
+        With `ahead_s`, each number is raised by what `rate` pps would use up in that many
+        seconds (a lease): a sender killed before its next save still leaves a state its
+        successor can continue from without a replay.
+        """
+        if ahead_s <= 0:
+            return dict(zip(self.spis, self._last, strict=True))
+        per_sa = rate * ahead_s * self._max_flows_per_sa / len(self._fns)
+        ahead = int(per_sa) + 1
+        return {
+            spi: min(last + ahead, SEQ_MAX) for spi, last in zip(self.spis, self._last, strict=True)
+        }
 
     def run(
         self,
