@@ -27,7 +27,7 @@ from orchestrator.drain.direct import install, mass_delete, open_flows
 from orchestrator.export.collectors import EspCollector, SpdCollector, TargetCollector
 from orchestrator.export.exporter import Exporter, parse_addr
 from orchestrator.export.file_sd import write_file_sd
-from orchestrator.export.push import delete_run_summary, push_run_summary
+from orchestrator.export.pushgateway import delete_run_summary, push_run_summary
 from orchestrator.export.runsel import resolve_run
 from orchestrator.export.scrape import ScrapeCollector
 from orchestrator.export.snapshot import Snapshot

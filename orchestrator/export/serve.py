@@ -12,7 +12,7 @@ from pathlib import Path
 from orchestrator.errors import SpdlabError
 from orchestrator.export.exporter import DEFAULT_ADDR, Exporter
 from orchestrator.export.file_sd import FILE_SD_NAME, remove_file_sd, write_file_sd
-from orchestrator.export.push import push_run_summary
+from orchestrator.export.pushgateway import push_run_summary
 from orchestrator.export.runsel import resolve_run
 
 log = logging.getLogger(__name__)
