@@ -90,6 +90,17 @@ def test_sa_spec_rejects_bad_keys_and_spi():
         FlowSpec("10.0.0.1", DST, _sa("aes-gcm-16", "transport"))
 
 
+def test_merged_specs_keep_sas_apart_by_destination():
+    one = scenario.generate(2, SRC, DST).spec
+    two = scenario.generate(2, SRC, "192.0.2.3").spec  # the same SPIs, another gateway
+    merged = TrafficSpec.merge([one, two])
+    again = TrafficSpec.from_json(json.loads(json.dumps(merged.to_json())))
+    assert [f.sa.dst for f in again.flows] == [DST, DST, "192.0.2.3", "192.0.2.3"]
+    clash = scenario.generate(2, SRC, DST, seed=9).spec
+    with pytest.raises(ConfigError, match="two different SAs"):
+        TrafficSpec.merge([one, clash])
+
+
 def test_traffic_spec_json_round_trip():
     sa = _sa("aes-cbc-hmac-sha256", natt=True)
     spec = TrafficSpec([sa], [_flow(sa)])
@@ -241,7 +252,7 @@ def test_sender_round_robin_and_fresh_sequence_numbers_per_sa():
         (0x100, 1), (0x101, 1), (0x100, 2), (0x100, 3), (0x101, 2), (0x100, 4),
         (0x100, 5), (0x101, 3), (0x100, 6),
     ]  # fmt: skip
-    assert sender.seq_state() == {0x100: 6, 0x101: 3}
+    assert sender.seq_state() == {f"{DST}/0x00000100": 6, f"{DST}/0x00000101": 3}
 
 
 def test_sender_continues_from_state(tmp_path: Path):
@@ -337,6 +348,7 @@ def test_udp_of_natt_packets_is_port_4500():
 def test_seq_state_lease_covers_what_a_killed_sender_may_have_used():
     sender, _ = _sender(4)  # 2 flows per SA
     sender.run(Pacing("count", count=8))
-    assert sender.seq_state() == {0x100: 4, 0x101: 4}
+    a, b = f"{DST}/0x00000100", f"{DST}/0x00000101"
+    assert sender.seq_state() == {a: 4, b: 4}
     # 1000 pps over 4 flows, 2 per SA: 500 per SA per second
-    assert sender.seq_state(ahead_s=3.0, rate=1000.0) == {0x100: 1505, 0x101: 1505}
+    assert sender.seq_state(ahead_s=3.0, rate=1000.0) == {a: 1505, b: 1505}

@@ -269,7 +269,7 @@ def test_cli_installs_sends_and_reports_gateway_counters(traffic_lab, tmp_path):
     time.sleep(0.2)
     assert lab.esp()["ok"] == res["sender"]["sent"]
     seq = json.loads((tmp_path / "seq.json").read_text())["last_seq"]
-    assert seq["0x00003001"] == res["sender"]["sent"]
+    assert seq[f"{GW}/0x00003001"] == res["sender"]["sent"]
 
 
 # ---------------------------------------------------------------- cleanup, even on failure

@@ -47,9 +47,9 @@ class TrafficJob:
         pacing: rate, duration, count or keepalive.
         netns: the namespace to send from (name or path); None = the current one.
         link: "ip" (raw IPv4 socket) or "packet" (AF_PACKET).
-        seq_state: file keeping the last sequence number per SPI, read at start, written
+        seq_state: file keeping the last sequence number per SA, read at start, written
             at the end; None = start at seq_base.
-        seq_base: first sequence number of an SPI the state file does not know.
+        seq_base: first sequence number of an SA the state file does not know.
         stats_path: where running and final stats go (rewritten atomically).
         pcap: write the first pcap_count packets there.
         check: how many templates to cross-check against scapy before sending.
@@ -118,7 +118,9 @@ def execute(job: TrafficJob, stop: threading.Event | None = None) -> SendStats:
                 save_seq_state(state_path, sender.seq_state(3 * job.report_every, rate))
 
         report(
-            SendStats(job.pacing.mode, len(templates), len(sender.spis), target_pps=job.pacing.rate)
+            SendStats(
+                job.pacing.mode, len(templates), len(sender.sa_keys), target_pps=job.pacing.rate
+            )
         )
         record = job.pcap_count if job.pcap else 0
         try:

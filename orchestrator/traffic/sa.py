@@ -100,6 +100,11 @@ class SaSpec:
         return self.natt_sport is not None
 
     @property
+    def key(self) -> str:
+        """The SA's identity, as the gateway's SAD knows it: "DST/0xSPI"."""
+        return f"{self.dst}/0x{self.spi:08x}"
+
+    @property
     def alg(self) -> Algorithm:
         return ALGORITHMS[self.algorithm]
 
@@ -144,7 +149,7 @@ class FlowSpec:
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "sa"}
-        d["spi"] = self.sa.spi
+        d["sa"] = self.sa.key
         return d
 
 
@@ -164,12 +169,29 @@ class TrafficSpec:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TrafficSpec:
         sas = [SaSpec.from_json(s) for s in d["sas"]]
-        by_spi = {s.spi: s for s in sas}
+        by_key = {s.key: s for s in sas}
         flows = []
         for f in d["flows"]:
             f = dict(f)
-            spi = f.pop("spi")
-            if spi not in by_spi:
-                raise ConfigError(f"flow {f['src']}->{f['dst']}: no SA with SPI 0x{spi:x}")
-            flows.append(FlowSpec(sa=by_spi[spi], **f))
+            key = f.pop("sa")
+            if key not in by_key:
+                raise ConfigError(f"flow {f['src']}->{f['dst']}: no SA {key}")
+            flows.append(FlowSpec(sa=by_key[key], **f))
         return cls(sas, flows)
+
+    @classmethod
+    def merge(cls, specs: list[TrafficSpec]) -> TrafficSpec:
+        """One spec for one sender serving several gateways.
+
+        Raises:
+            ConfigError: two different SAs with one identity (destination and SPI).
+        """
+        seen: dict[str, SaSpec] = {}
+        out = cls()
+        for spec in specs:
+            for sa in spec.sas:
+                if seen.setdefault(sa.key, sa) != sa:
+                    raise ConfigError(f"two different SAs are both {sa.key}")
+                out.sas.append(sa)
+            out.flows.extend(spec.flows)
+        return out

@@ -96,11 +96,11 @@ class Sender:
     """Encrypts and sends the flows of `templates` round-robin.
 
     Args:
-        templates: one per flow; flows may share an SA (sequence numbers are per SPI).
+        templates: one per flow; flows may share an SA (sequence numbers are per SA).
         link: the open socket the packets leave by.
-        seq_start: per SPI, the last sequence number already used (a state file's content);
+        seq_start: per SA key, the last sequence number already used (a state file's content);
             sending continues above it.
-        seq_base: the first sequence number of an SPI without state.
+        seq_base: the first sequence number of an SA without state.
     """
 
     def __init__(
@@ -115,18 +115,18 @@ class Sender:
         if not 1 <= seq_base <= SEQ_MAX:
             raise ConfigError(f"seq_base must be 1..{SEQ_MAX}")
         self.templates = templates
-        self.spis: list[int] = []
-        index: dict[int, int] = {}
+        self.sa_keys: list[str] = []  # "DST/0xSPI", one per SA
+        index: dict[str, int] = {}
         self._sa_of: list[int] = []
         for t in templates:
-            spi = t.flow.sa.spi
-            if spi not in index:
-                index[spi] = len(self.spis)
-                self.spis.append(spi)
-            self._sa_of.append(index[spi])
+            key = t.flow.sa.key
+            if key not in index:
+                index[key] = len(self.sa_keys)
+                self.sa_keys.append(key)
+            self._sa_of.append(index[key])
         self._max_flows_per_sa = max(Counter(self._sa_of).values())
         start = seq_start or {}
-        self._last = [max(start.get(spi, 0), seq_base - 1) for spi in self.spis]
+        self._last = [max(start.get(key, 0), seq_base - 1) for key in self.sa_keys]
         framed = link.frame(templates)
         self._l2 = len(framed[0].header) - len(templates[0].header)  # link header length
         self._fns = [fastpath.encoder(t) for t in framed]
@@ -135,19 +135,20 @@ class Sender:
         self._pos = 0  # the next flow, round-robin
         self.recorded: list[bytes] = []
 
-    def seq_state(self, ahead_s: float = 0.0, rate: float = 0.0) -> dict[int, int]:
-        """Last sequence number used, per SPI.
+    def seq_state(self, ahead_s: float = 0.0, rate: float = 0.0) -> dict[str, int]:
+        """Last sequence number used, per SA ("DST/0xSPI").
 
         With `ahead_s`, each number is raised by what `rate` pps would use up in that many
         seconds (a lease): a sender killed before its next save still leaves a state its
         successor can continue from without a replay.
         """
         if ahead_s <= 0:
-            return dict(zip(self.spis, self._last, strict=True))
+            return dict(zip(self.sa_keys, self._last, strict=True))
         per_sa = rate * ahead_s * self._max_flows_per_sa / len(self._fns)
         ahead = int(per_sa) + 1
         return {
-            spi: min(last + ahead, SEQ_MAX) for spi, last in zip(self.spis, self._last, strict=True)
+            key: min(last + ahead, SEQ_MAX)
+            for key, last in zip(self.sa_keys, self._last, strict=True)
         }
 
     def run(
@@ -164,7 +165,9 @@ class Sender:
             report: called with the running stats about every `report_every` seconds.
             record: keep the first `record` packets in `self.recorded` (for a pcap).
         """
-        stats = SendStats(pacing.mode, len(self.templates), len(self.spis), target_pps=pacing.rate)
+        stats = SendStats(
+            pacing.mode, len(self.templates), len(self.sa_keys), target_pps=pacing.rate
+        )
         rate, burst = pacing.rate, BATCH
         if rate is not None:
             burst = max(1, min(BATCH, int(rate * 0.005)))  # at most 5 ms worth at once
@@ -288,20 +291,20 @@ class Sender:
             self._pos = (i + 1) % len(self._fns)
 
 
-def load_seq_state(path: Path) -> dict[int, int]:
-    """A state file's last sequence number per SPI; empty if the file does not exist."""
+def load_seq_state(path: Path) -> dict[str, int]:
+    """A state file's last sequence number per SA key; empty if the file does not exist."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a sequence-number state file: {e}") from e
-    return {int(spi, 0): int(seq) for spi, seq in data.get("last_seq", {}).items()}
+    return {str(key): int(seq) for key, seq in data.get("last_seq", {}).items()}
 
 
-def save_seq_state(path: Path, state: dict[int, int]) -> None:
+def save_seq_state(path: Path, state: dict[str, int]) -> None:
     """Write the state file atomically."""
-    write_json(path, {"last_seq": {f"0x{spi:08x}": seq for spi, seq in sorted(state.items())}})
+    write_json(path, {"last_seq": dict(sorted(state.items()))})
 
 
 def write_json(path: Path, obj: object) -> None:
