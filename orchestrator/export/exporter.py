@@ -49,6 +49,7 @@ class Exporter:
         result_path: result.json for the per-run results; None: no such series.
         traffic_path: traffic.json for the sent counts; None: no such series.
         scrape_timeout: seconds every target gets to answer one scrape.
+        workers: threads reading targets in parallel.
     """
 
     def __init__(
@@ -58,8 +59,9 @@ class Exporter:
         result_path: Path | None = None,
         traffic_path: Path | None = None,
         scrape_timeout: float = 2.0,
+        workers: int = 16,
     ):
-        self.snapshot = Snapshot(targets, timeout=scrape_timeout)
+        self.snapshot = Snapshot(targets, timeout=scrape_timeout, workers=workers)
         collectors = [
             TargetCollector(self.snapshot),
             SpdCollector(self.snapshot),
