@@ -23,7 +23,7 @@ from orchestrator.pfkey.codec import decode, encode
 from orchestrator.pfkey.wire import Dir, MsgType
 from orchestrator.traffic import fastpath, scenario, template
 from orchestrator.traffic.fastpath import SEQ_MAX
-from orchestrator.traffic.run import TrafficJob
+from orchestrator.traffic.run import TrafficJob, targets_report
 from orchestrator.traffic.sa import ALGORITHMS, FlowSpec, SaSpec, TrafficSpec
 from orchestrator.traffic.sender import Pacing, Sender, load_seq_state, save_seq_state
 
@@ -253,6 +253,19 @@ def test_sender_round_robin_and_fresh_sequence_numbers_per_sa():
         (0x100, 5), (0x101, 3), (0x100, 6),
     ]  # fmt: skip
     assert sender.seq_state() == {f"{DST}/0x00000100": 6, f"{DST}/0x00000101": 3}
+    assert stats.per_dst == {DST: 9}
+
+
+def test_sender_counts_packets_per_gateway():
+    one = scenario.generate(3, SRC, DST)
+    two = scenario.generate(2, SRC, "192.0.2.3")
+    spec = TrafficSpec.merge([one.spec, two.spec])
+    link = FakeLink()
+    stats = Sender(template.build_all(spec.flows), link).run(Pacing("count", count=12))
+    assert stats.per_dst == {DST: 8, "192.0.2.3": 4}
+    assert [IP(p).dst for p in link.sent[:5]] == [DST, DST, DST, "192.0.2.3", "192.0.2.3"]
+    doc = targets_report(stats, {"gw-a": DST, "gw-b": "192.0.2.3", "gw-c": "192.0.2.9"})
+    assert {k: v["sent"] for k, v in doc["targets"].items()} == {"gw-a": 8, "gw-b": 4, "gw-c": 0}
 
 
 def test_sender_continues_from_state(tmp_path: Path):

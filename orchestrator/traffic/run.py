@@ -298,6 +298,21 @@ class TrafficRun:
                     raise
 
 
+def targets_report(stats: SendStats, targets: dict[str, str]) -> dict:
+    """runs/<id>/traffic.json: {"targets": {name: {"sent", "rate_pps"}}, "sender": {...}}.
+
+    Args:
+        stats: a sender's stats (one sender may serve many gateways: TrafficSpec.merge).
+        targets: target name -> its gateway (outer destination) address.
+    """
+    per = {}
+    for name, addr in sorted(targets.items()):
+        sent = stats.per_dst.get(addr, 0)
+        rate = sent / stats.elapsed if stats.elapsed > 0 else 0.0
+        per[name] = {"sent": sent, "rate_pps": round(rate, 1)}
+    return {"targets": per, "sender": stats.to_json()}
+
+
 def load_job(path: Path) -> TrafficJob:
     """A job file written by TrafficRun.
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
@@ -72,6 +73,7 @@ class SendStats:
     target_pps: float | None = None
     exhausted: int = 0  # SAs stopped at sequence number 2^32-1
     state: str = "running"  # "running", "done"
+    per_dst: dict[str, int] = field(default_factory=dict)  # packets per outer destination
 
     @property
     def rate_pps(self) -> float:
@@ -127,6 +129,7 @@ class Sender:
         self._max_flows_per_sa = max(Counter(self._sa_of).values())
         start = seq_start or {}
         self._last = [max(start.get(key, 0), seq_base - 1) for key in self.sa_keys]
+        self._dsts = [socket.inet_ntoa(t.header[16:20]) for t in templates]
         framed = link.frame(templates)
         self._l2 = len(framed[0].header) - len(templates[0].header)  # link header length
         self._fns = [fastpath.encoder(t) for t in framed]
@@ -183,6 +186,7 @@ class Sender:
                     break
                 if report is not None and now >= next_report:
                     stats.elapsed = now - t0
+                    stats.per_dst = self.per_dst(stats.sent + stats.errors)
                     report(stats)
                     next_report = now + report_every
                 if rate is None:
@@ -212,10 +216,24 @@ class Sender:
         except _Stop:
             stats.exhausted = sum(1 for s in self._last if s >= SEQ_MAX)
         stats.elapsed = time.monotonic() - t0
+        stats.per_dst = self.per_dst(stats.sent + stats.errors)
         stats.state = "done"
         if report is not None:
             report(stats)
         return stats
+
+    def per_dst(self, attempts: int) -> dict[str, int]:
+        """Packets per outer destination after `attempts` sends from the first flow on.
+
+        Flows are served strictly round-robin, so this is arithmetic, not a count kept in
+        the hot loop; a failed send (stats.errors) counts for its destination.
+        """
+        n = len(self._dsts)
+        rounds, rest = divmod(attempts, n)
+        out = {dst: rounds * k for dst, k in Counter(self._dsts).items()}
+        for dst in self._dsts[:rest]:
+            out[dst] += 1
+        return out
 
     def _burst(self, n: int, stats: SendStats) -> None:
         """n packets, all by one send(): the hot loop, every lookup hoisted into a local."""
