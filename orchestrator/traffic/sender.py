@@ -61,7 +61,8 @@ class Pacing:
 
 @dataclass
 class SendStats:
-    """What a sender did. `rate_pps` is the achieved rate: sent / elapsed."""
+    """What a sender did. `rate_pps` is the achieved rate: sent / elapsed; `cpu_pps` is
+    sent per CPU-second the sender used (user + system), what one busy core would do."""
 
     mode: str
     flows: int
@@ -70,6 +71,7 @@ class SendStats:
     errors: int = 0  # send() failures; their sequence numbers are skipped, not reused
     bytes: int = 0
     elapsed: float = 0.0
+    cpu_s: float = 0.0
     target_pps: float | None = None
     exhausted: int = 0  # SAs stopped at sequence number 2^32-1
     state: str = "running"  # "running", "done"
@@ -79,9 +81,14 @@ class SendStats:
     def rate_pps(self) -> float:
         return self.sent / self.elapsed if self.elapsed > 0 else 0.0
 
+    @property
+    def cpu_pps(self) -> float:
+        return self.sent / self.cpu_s if self.cpu_s > 0 else 0.0
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["rate_pps"] = round(self.rate_pps, 1)
+        d["cpu_pps"] = round(self.cpu_pps, 1)
         return d
 
     @classmethod
@@ -176,6 +183,7 @@ class Sender:
             burst = max(1, min(BATCH, int(rate * 0.005)))  # at most 5 ms worth at once
         remaining = pacing.count if pacing.count is not None else -1
         t0 = last = time.monotonic()
+        c0 = time.process_time()
         deadline = t0 + pacing.duration if pacing.duration is not None else None
         next_report = t0 + report_every
         tokens = float(burst)
@@ -185,7 +193,7 @@ class Sender:
                 if deadline is not None and now >= deadline:
                     break
                 if report is not None and now >= next_report:
-                    stats.elapsed = now - t0
+                    stats.elapsed, stats.cpu_s = now - t0, time.process_time() - c0
                     stats.per_dst = self.per_dst(stats.sent + stats.errors)
                     report(stats)
                     next_report = now + report_every
@@ -215,7 +223,7 @@ class Sender:
                     remaining -= n
         except _Stop:
             stats.exhausted = sum(1 for s in self._last if s >= SEQ_MAX)
-        stats.elapsed = time.monotonic() - t0
+        stats.elapsed, stats.cpu_s = time.monotonic() - t0, time.process_time() - c0
         stats.per_dst = self.per_dst(stats.sent + stats.errors)
         stats.state = "done"
         if report is not None:
