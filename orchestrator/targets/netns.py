@@ -117,6 +117,11 @@ class NetnsDriver(TargetDriver):
             }
         }
 
+    def write_inventory(self) -> Path:
+        """runs/<id>/inventory.yml: usable by ansible-playbook on its own."""
+        self.run.inventory.write_text(yaml.safe_dump(self.inventory(), sort_keys=False))
+        return self.run.inventory
+
     def _record_network(self) -> None:
         sw = self.switch_ns
         res: list[dict[str, Any]] = [
@@ -145,7 +150,7 @@ class NetnsDriver(TargetDriver):
                 for t in self.specs
             }
         )
-        self.run.inventory.write_text(yaml.safe_dump(self.inventory(), sort_keys=False))
+        self.write_inventory()
         self._record_network()
         n = len(self.specs)
         self.progress.phase("build", 1)
