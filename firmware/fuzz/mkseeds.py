@@ -79,13 +79,16 @@ def esp_seeds() -> None:
 
     udp = struct.pack("!HHHH", 1234, 80, 12, 0) + b"data"
     inner = _ipv4("172.16.1.5", "172.16.2.5", 17, udp)
-    for seq in (1, 2):
-        hdr = struct.pack("!II", 0x1001, seq)
+    def gcm(spi: int, seq: int) -> bytes:
+        hdr = struct.pack("!II", spi, seq)
         iv = struct.pack("!Q", seq)
-        ct = AESGCM(GCM[:-4]).encrypt(GCM[-4:] + iv, _trailer(udp, 17, 4), hdr)
-        esp = hdr + iv + ct
+        return hdr + iv + AESGCM(GCM[:-4]).encrypt(GCM[-4:] + iv, _trailer(udp, 17, 4), hdr)
+
+    for seq in (1, 2):
+        esp = gcm(0x1001, seq)
         _write("esp", b"\x00" + _ipv4(PEER, GW, 50, esp))
         _write("esp", b"\x02" + esp)
+        esp = gcm(0x5005, seq)
         natt = struct.pack("!HHHH", 4500, 4500, 8 + len(esp), 0) + esp
         _write("esp", b"\x01" + _ipv4(PEER, GW, 17, natt))
         _write("esp", b"\x03" + esp)
