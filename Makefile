@@ -34,7 +34,7 @@ test: setup firmware-asan lint
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 demo: setup
-	$(SPDLAB) matrix --policies 2000
+	$(SPDLAB) run labs/demo.yaml
 
 bench: setup
 	$(PY) bench/run.py --out BENCHMARKS.md

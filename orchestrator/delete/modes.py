@@ -1,4 +1,8 @@
-"""The four ways a run deletes every in-use policy of a target at once."""
+"""The four ways a run deletes every in-use policy of a target at once.
+
+A delete is prepared first (messages encoded) and fired later, so the
+ticks it spans measure the kernel's work, not the encoder's.
+"""
 
 from __future__ import annotations
 
@@ -12,42 +16,30 @@ from orchestrator.pfkey.codec import Msg
 MODES = ("flush", "delete", "delete2", "expire")
 
 
-def _flush(client: PfkeyClient, deletes: list[Msg], ids: list[int]) -> None:
-    client.request(messages.spdflush())
-
-
-def _delete(client: PfkeyClient, deletes: list[Msg], ids: list[int]) -> None:
-    _check(client.pipeline(deletes), "SPDDELETE")
-
-
-def _delete2(client: PfkeyClient, deletes: list[Msg], ids: list[int]) -> None:
-    _check(client.pipeline([messages.spddelete2(i) for i in ids]), "SPDDELETE2")
-
-
-def _expire(client: PfkeyClient, deletes: list[Msg], ids: list[int]) -> None:
-    """Nothing to send: the lifetimes set at install end on one tick."""
-
-
-def _check(replies: list[Msg], what: str) -> None:
-    bad = [r for r in replies if r.errno]
-    if bad:
-        raise InfraError(f"{len(bad)} of {len(replies)} {what} failed, errno {bad[0].errno}")
-
-
-DELETERS: dict[str, Callable[[PfkeyClient, list[Msg], list[int]], None]] = {
-    "flush": _flush,
-    "delete": _delete,
-    "delete2": _delete2,
-    "expire": _expire,
-}
-
-
-def mass_delete(mode: str, client: PfkeyClient, deletes: list[Msg], ids: list[int]) -> None:
-    """Issue the scenario's delete.
+def prepare(
+    mode: str, client: PfkeyClient, deletes: list[Msg], ids: list[int]
+) -> Callable[[], None]:
+    """The scenario's delete, ready to fire.
 
     Args:
-        mode: one of MODES.
+        mode: one of MODES; "expire" sends nothing (the lifetimes end on one tick).
         deletes: SPDDELETE per policy, by selector.
         ids: the policy ids SPDADD answered with.
     """
-    DELETERS[mode](client, deletes, ids)
+    if mode == "expire":
+        return lambda: None
+    if mode == "flush":
+        return lambda: _check(client.send_prepared(client.prepare([messages.spdflush()])), mode)
+    if mode == "delete":
+        batch = client.prepare(deletes)
+    elif mode == "delete2":
+        batch = client.prepare([messages.spddelete2(i) for i in ids])
+    else:
+        raise ValueError(f"unknown delete mode {mode!r}")
+    return lambda: _check(client.send_prepared(batch), mode)
+
+
+def _check(errnos: list[int], what: str) -> None:
+    bad = [e for e in errnos if e]
+    if bad:
+        raise InfraError(f"{len(bad)} of {len(errnos)} {what} messages failed, errno {bad[0]}")

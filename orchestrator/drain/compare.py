@@ -70,7 +70,8 @@ def classify(base: Mapping[str, Any], patched: Mapping[str, Any]) -> Classificat
     use_after_free, and optionally passed (the lab's expectation met).
     """
     b, p = base["build"], patched["build"]
-    if base["series"] == patched["series"]:
+    same = ("series", "removed_by_delete", "premature_frees", "use_after_free")
+    if all(base.get(k) == patched.get(k) for k in same):
         return Classification(b, p, NO_EFFECT, f"identical per-tick drain to {b}")
     fixed, worse = [], []
     for key, label in (("drain_ticks", "drain ticks"), ("premature_frees", "premature frees")):

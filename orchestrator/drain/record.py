@@ -1,8 +1,10 @@
 """Per-tick drain records of one target, read from netkeyd's tick ring.
 
-Ticks count from the tick at which the delete completed: the records of
-later ticks are kept as they are, and nothing between two polls is missed
-because the ring holds every tick.
+The records start at the tick the delete was issued, so work the timer did
+while a long delete was still being sent is counted.  Drain ticks count
+from the tick the delete returned: how long the table stays dirty after
+the operator's command came back.  Nothing between two polls is missed:
+the ring holds every tick.
 """
 
 from __future__ import annotations
@@ -17,19 +19,25 @@ from orchestrator.targets.protocols import StatsEndpoint
 SERIES_KEYS = ("unlinked", "dead_in", "dead_out", "alive_in", "alive_out")
 
 
+def linked(rec: dict[str, Any]) -> int:
+    return int(rec["dead_in"] + rec["dead_out"] + rec["alive_in"] + rec["alive_out"])
+
+
 @dataclass
 class Drain:
     """What one target did after its mass delete.
 
     Attributes:
-        delete_tick: the target's clock when the delete completed (rel. tick 0).
-        removed_by_delete: policies unlinked by the delete messages themselves.
-        drain_ticks: ticks until no deleted policy was linked; None = not within the timeout.
-        free_ticks: ticks until none was allocated either.
+        issue_tick: the target's clock when the delete was issued.
+        delete_tick: its clock when the delete returned (relative tick 0).
+        removed_by_delete: policies unlinked while the delete was being sent.
+        drain_ticks: ticks after delete_tick until no deleted policy was linked;
+            None = not within the timeout.
+        free_ticks: ticks after delete_tick until none was allocated either.
     """
 
+    issue_tick: int
     delete_tick: int
-    delete_span_ticks: int = 0
     removed_by_delete: int = 0
     linked_after_delete: int | None = None
     allocated_after_delete: int | None = None
@@ -39,11 +47,25 @@ class Drain:
     complete: bool = False
     timed_out: bool = False
 
-    def rel(self, rec: dict[str, Any]) -> int:
-        return int(rec["tick"]) - self.delete_tick
+    @property
+    def delete_span_ticks(self) -> int:
+        return self.delete_tick - self.issue_tick
+
+    @property
+    def drain_ticks_from_issue(self) -> int | None:
+        return None if self.drain_ticks is None else self.drain_ticks + self.delete_span_ticks
+
+    def after_delete(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if int(r["tick"]) > self.delete_tick]
 
     def series(self) -> list[tuple[int, ...]]:
-        return [tuple(int(r[k]) for k in SERIES_KEYS) for r in self.records]
+        """The table's per-tick drain after the delete returned, up to its end."""
+        end = None if self.drain_ticks is None else self.delete_tick + self.drain_ticks
+        return [
+            tuple(int(r[k]) for k in SERIES_KEYS)
+            for r in self.after_delete()
+            if end is None or int(r["tick"]) <= end
+        ]
 
     def totals(self) -> dict[str, int]:
         keys = ("unlinked", "freed", "premature", "uaf", "lookups", "walked", "esp_ok", "esp_drop")
@@ -56,23 +78,28 @@ class Drain:
     def feed(self, recs: list[dict[str, Any]], timeout_ticks: int) -> bool:
         """Take new ring records; True once the drain is complete or timed out."""
         for r in recs:
-            if int(r["tick"]) <= self.delete_tick or self.complete:
+            tick = int(r["tick"])
+            if tick <= self.issue_tick or self.complete:
+                continue
+            if self.records and tick <= int(self.records[-1]["tick"]):
                 continue
             self.records.append(r)
-            linked = r["dead_in"] + r["dead_out"] + r["alive_in"] + r["alive_out"]
-            if self.drain_ticks is None and linked == 0:
-                self.drain_ticks = self.rel(r)
+            if tick <= self.delete_tick:
+                continue
+            rel = tick - self.delete_tick
+            if self.drain_ticks is None and linked(r) == 0:
+                self.drain_ticks = rel
             if self.drain_ticks is not None and r["allocated"] == 0:
-                self.free_ticks = self.rel(r)
+                self.free_ticks = rel
                 self.complete = True
-            elif self.rel(r) >= timeout_ticks:
+            elif rel >= timeout_ticks:
                 self.timed_out = True
         return self.complete or self.timed_out
 
 
 def poll(stats: StatsEndpoint, drain: Drain, timeout_ticks: int) -> bool:
     """Fetch the ring records after the last one seen; True when done."""
-    since = int(drain.records[-1]["tick"]) if drain.records else drain.delete_tick
+    since = int(drain.records[-1]["tick"]) if drain.records else drain.issue_tick
     doc = stats.request(f"ticks {since}")
     if "error" in doc:
         raise RuntimeError(doc["error"])

@@ -22,20 +22,19 @@ def plot(
         if not t["trials"]:
             continue
         tr = t["trials"][0]
-        d0 = tr["delete_tick"]
-        xs = [0] + [r["tick"] - d0 for r in tr["records"]]
-        linked0 = tr.get("linked_after_delete", 0)
-        dead = [linked0] + [
+        d0 = tr.get("issue_tick", tr["delete_tick"])
+        xs = [r["tick"] - d0 for r in tr["records"]]
+        dead = [
             r["dead_in"] + r["dead_out"] + r["alive_in"] + r["alive_out"] for r in tr["records"]
         ]
-        alloc = [tr.get("allocated_after_delete", 0)] + [r["allocated"] for r in tr["records"]]
+        alloc = [r["allocated"] for r in tr["records"]]
         label = f"{t['name']} ({t['build']})"
         ax1.step(xs, dead, where="post", label=label)
         ax2.step(xs, alloc, where="post", label=label)
     ax1.set_title("deleted policies still linked")
     ax2.set_title("deleted policies still allocated")
     for ax in (ax1, ax2):
-        ax.set_xlabel("ticks since the delete")
+        ax.set_xlabel("ticks since the delete was issued")
         ax.grid(True, alpha=0.3)
         if logx:
             ax.set_xscale("symlog", linthresh=1)

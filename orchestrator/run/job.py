@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.delete.modes import mass_delete
+from orchestrator.delete.modes import prepare as prepare_delete
 from orchestrator.drain import verdict as V
 from orchestrator.drain.compare import classify, pairs
 from orchestrator.drain.record import Drain, poll
@@ -310,21 +310,22 @@ class RunJob:
 
     def _delete_one(self, t: Target) -> None:
         stats = self.lr.stats_endpoint(t.name)  # type: ignore[union-attr]
-        before = stats.request("stats")
         if self.sc.delete == "expire":
             assert t.expiry_tick is not None
-            if int(before["now"]) >= t.expiry_tick:
+            if int(stats.request("stats")["now"]) >= t.expiry_tick:
                 raise InfraError("policies expired before they were all referenced")
-            t.drain = Drain(delete_tick=t.expiry_tick - 1)
+            t.drain = Drain(issue_tick=t.expiry_tick - 1, delete_tick=t.expiry_tick - 1)
             return
         with self._pfkey(t) as c:
-            mass_delete(self.sc.delete, c, t.scenario.delete_msgs, t.ids)  # type: ignore[union-attr]
+            fire = prepare_delete(self.sc.delete, c, t.scenario.delete_msgs, t.ids)  # type: ignore[union-attr]
+            before = stats.request("stats")
+            fire()
         after = stats.request("stats")
         spd = after["spd"]
         linked = sum(spd["alive"].values()) + sum(spd["dead"].values())
         t.drain = Drain(
+            issue_tick=int(before["now"]),
             delete_tick=int(after["now"]),
-            delete_span_ticks=int(after["now"]) - int(before["now"]),
             removed_by_delete=spd["unlinked"] - before["spd"]["unlinked"],
             linked_after_delete=linked,
             allocated_after_delete=spd["allocated"],
@@ -343,7 +344,7 @@ class RunJob:
                 )
                 if done or not t.alive:
                     del pending[name]
-            ticks = [len(t.drain.records) for t in pending.values() if t.drain]
+            ticks = [len(t.drain.after_delete()) for t in pending.values() if t.drain]
             self.rep.update("drain", min(ticks) if ticks else timeout)
             self._write_traffic_json()
             if pending:
@@ -357,8 +358,10 @@ class RunJob:
         tot = d.totals()
         return {
             "trial": trial,
+            "issue_tick": d.issue_tick,
             "delete_tick": d.delete_tick,
             "delete_span_ticks": d.delete_span_ticks,
+            "drain_ticks_from_issue": d.drain_ticks_from_issue,
             "removed_by_delete": d.removed_by_delete,
             "linked_after_delete": d.linked_after_delete,
             "allocated_after_delete": d.allocated_after_delete,
@@ -422,6 +425,8 @@ class RunJob:
             "drain_spread": [min(finite), max(finite)] if finite else None,
             "drain_seconds": median * t.spec.tick_ms / 1000 if median is not None else None,
             "drain_seconds_at_1hz": median,
+            "drain_ticks_from_issue": last.get("drain_ticks_from_issue"),
+            "delete_span_ticks": last.get("delete_span_ticks"),
             "free_ticks": last.get("free_ticks"),
             "removed_by_delete": last.get("removed_by_delete"),
             "premature_frees": last.get("premature_frees"),
@@ -536,7 +541,8 @@ def summary(td: dict[str, Any]) -> dict[str, Any]:
     tr = td["trials"][0]
     return {
         "build": td["build"],
-        "series": [tuple(s) for s in tr["series"]] + [("removed", tr["removed_by_delete"])],
+        "series": [tuple(s) for s in tr["series"]],
+        "removed_by_delete": tr["removed_by_delete"],
         "drain_ticks": td["drain_ticks"],
         "premature_frees": td["premature_frees"],
         "use_after_free": td["use_after_free"],
