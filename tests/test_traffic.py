@@ -365,3 +365,11 @@ def test_seq_state_lease_covers_what_a_killed_sender_may_have_used():
     assert sender.seq_state() == {a: 4, b: 4}
     # 1000 pps over 4 flows, 2 per SA: 500 per SA per second
     assert sender.seq_state(ahead_s=3.0, rate=1000.0) == {a: 1505, b: 1505}
+
+
+def test_per_gateway_counts_continue_across_runs():
+    one = scenario.generate(3, SRC, DST)
+    two = scenario.generate(1, SRC, "192.0.2.3")
+    sender = Sender(template.build_all(TrafficSpec.merge([one.spec, two.spec]).flows), FakeLink())
+    assert sender.run(Pacing("count", count=2)).per_dst == {DST: 2, "192.0.2.3": 0}
+    assert sender.run(Pacing("count", count=3)).per_dst == {DST: 2, "192.0.2.3": 1}

@@ -3,7 +3,7 @@
 Life cycle:
     - `Sender(templates)`: one encoder per flow, the next sequence number per SA;
     - `run(pacing, ...)`: until the duration, the count or a stop request; returns `SendStats`;
-    - `seq_state()`: the last sequence number used per SPI, so a later sender continues above it.
+    - `seq_state()`: the last sequence number used per SA, so a later sender continues above it.
 
 Flows are served round-robin, so at a rate of R pps each of N flows gets one packet every
 N/R seconds: keepalive pacing is just that rate (`Pacing.keepalive`).
@@ -183,7 +183,7 @@ class Sender:
             burst = max(1, min(BATCH, int(rate * 0.005)))  # at most 5 ms worth at once
         remaining = pacing.count if pacing.count is not None else -1
         t0 = last = time.monotonic()
-        c0 = time.process_time()
+        c0, first = time.process_time(), self._pos
         deadline = t0 + pacing.duration if pacing.duration is not None else None
         next_report = t0 + report_every
         tokens = float(burst)
@@ -194,7 +194,7 @@ class Sender:
                     break
                 if report is not None and now >= next_report:
                     stats.elapsed, stats.cpu_s = now - t0, time.process_time() - c0
-                    stats.per_dst = self.per_dst(stats.sent + stats.errors)
+                    stats.per_dst = self.per_dst(stats.sent + stats.errors, first)
                     report(stats)
                     next_report = now + report_every
                 if rate is None:
@@ -209,11 +209,12 @@ class Sender:
                             wait = min(wait, max(0.0, deadline - now))
                         time.sleep(wait)
                         continue
-                    tokens -= n
                 if 0 < remaining < n:
                     n = remaining
                 if record > len(self.recorded):
                     n = min(n, record - len(self.recorded))
+                tokens -= n
+                if record > len(self.recorded):
                     self._burst_recording(n, stats)
                 elif self._addr is None:
                     self._burst(n, stats)
@@ -224,14 +225,14 @@ class Sender:
         except _Stop:
             stats.exhausted = sum(1 for s in self._last if s >= SEQ_MAX)
         stats.elapsed, stats.cpu_s = time.monotonic() - t0, time.process_time() - c0
-        stats.per_dst = self.per_dst(stats.sent + stats.errors)
+        stats.per_dst = self.per_dst(stats.sent + stats.errors, first)
         stats.state = "done"
         if report is not None:
             report(stats)
         return stats
 
-    def per_dst(self, attempts: int) -> dict[str, int]:
-        """Packets per outer destination after `attempts` sends from the first flow on.
+    def per_dst(self, attempts: int, first: int = 0) -> dict[str, int]:
+        """Packets per outer destination after `attempts` sends starting at flow `first`.
 
         Flows are served strictly round-robin, so this is arithmetic, not a count kept in
         the hot loop; a failed send (stats.errors) counts for its destination.
@@ -239,7 +240,7 @@ class Sender:
         n = len(self._dsts)
         rounds, rest = divmod(attempts, n)
         out = {dst: rounds * k for dst, k in Counter(self._dsts).items()}
-        for dst in self._dsts[:rest]:
+        for dst in (self._dsts[first:] + self._dsts[:first])[:rest]:
             out[dst] += 1
         return out
 
