@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.drain.direct import install, mass_delete, open_flows
 from orchestrator.export.collectors import EspCollector, SpdCollector, TargetCollector
 from orchestrator.export.exporter import Exporter, parse_addr
-from orchestrator.export.file_sd import write_file_sd
+from orchestrator.export.file_sd import remove_file_sd, write_file_sd
 from orchestrator.export.pushgateway import delete_run_summary, push_run_summary
 from orchestrator.export.runsel import resolve_run
 from orchestrator.export.scrape import ScrapeCollector
@@ -394,10 +394,16 @@ def test_targets_from_run_and_lab_selection(tmp_path: Path) -> None:
 
 
 def test_file_sd_is_valid_prometheus_target_list(tmp_path: Path) -> None:
-    path = write_file_sd(tmp_path, "127.0.0.1:9464", lab="demo")
-    assert json.loads(path.read_text()) == [
-        {"targets": ["127.0.0.1:9464"], "labels": {"lab": "demo"}}
-    ]
+    run = tmp_path / "runs" / "20260101-000000-abcd"
+    run.mkdir(parents=True)
+    own = write_file_sd(run, "127.0.0.1:9464", lab="demo")
+    shared = tmp_path / "runs" / "prometheus-sd" / f"{run.name}.json"
+    want = [{"targets": ["127.0.0.1:9464"], "labels": {"lab": "demo"}}]
+    assert own == run / "prometheus-targets.json"
+    assert json.loads(own.read_text()) == want == json.loads(shared.read_text())
+    remove_file_sd(run)
+    assert not own.exists() and not shared.exists()
+    remove_file_sd(run)  # idempotent
 
 
 def test_parse_addr() -> None:
@@ -437,6 +443,7 @@ def test_spdlab_serve_exports_a_run(gateways: dict[str, Netkeyd], tmp_path: Path
         assert p.wait(10) == 0
         p.stderr.close()
     assert not (run / "prometheus-targets.json").exists()
+    assert not (run.parent / "prometheus-sd" / f"{run.name}.json").exists()
 
 
 # ------------------------------------------------------------------ pushgateway

@@ -22,6 +22,7 @@ VERBS: tuple[str, ...] = (
     "compare",
     "traffic",
     "serve",
+    "monitor",
 )
 
 

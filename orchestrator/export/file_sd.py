@@ -1,4 +1,10 @@
-"""The run's Prometheus file_sd target list: runs/<id>/prometheus-targets.json."""
+"""The run's Prometheus file_sd target list.
+
+Written twice: runs/<id>/prometheus-targets.json, the run's own record, and
+runs/prometheus-sd/<id>.json, which Prometheus reads: file_sd allows a wildcard only
+in a path's last element, so `runs/*/prometheus-targets.json` is not a valid pattern
+and every run's list must sit in one folder (`runs/prometheus-sd/*.json`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,13 @@ from pathlib import Path
 from orchestrator.targets.state import write_json_atomic
 
 FILE_SD_NAME = "prometheus-targets.json"
+SD_DIR = "prometheus-sd"
+
+
+def sd_paths(run_dir: Path | str) -> tuple[Path, Path]:
+    """(the run's own copy, the one in the shared folder Prometheus watches)."""
+    run_dir = Path(run_dir)
+    return run_dir / FILE_SD_NAME, run_dir.parent / SD_DIR / f"{run_dir.name}.json"
 
 
 def write_file_sd(run_dir: Path | str, metrics_addr: str, lab: str = "") -> Path:
@@ -19,15 +32,18 @@ def write_file_sd(run_dir: Path | str, metrics_addr: str, lab: str = "") -> Path
             stay the same from one run to the next.
 
     Returns:
-        The file written (atomically: Prometheus may read it at any time).
+        The run's own copy (both are written atomically: Prometheus may read at any time).
     """
-    run_dir = Path(run_dir)
     labels = {"lab": lab} if lab else {}
-    path = run_dir / FILE_SD_NAME
-    write_json_atomic(path, [{"targets": [metrics_addr], "labels": labels}])
-    return path
+    doc = [{"targets": [metrics_addr], "labels": labels}]
+    own, shared = sd_paths(run_dir)
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(own, doc)
+    write_json_atomic(shared, doc)
+    return own
 
 
 def remove_file_sd(run_dir: Path | str) -> None:
-    """Stop Prometheus scraping the run (the file disappearing drops its targets)."""
-    (Path(run_dir) / FILE_SD_NAME).unlink(missing_ok=True)
+    """Stop Prometheus scraping the run (its targets go when the file goes)."""
+    for p in sd_paths(run_dir):
+        p.unlink(missing_ok=True)
