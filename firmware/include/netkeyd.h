@@ -95,15 +95,15 @@ struct secasvar {
 	TAILQ_ENTRY(secasvar)	 all;		/* insertion order, for DUMP */
 	struct keyaddr		 src;
 	struct keyaddr		 dst;
-	struct sadb_lifetime	 lft_c;		/* current */
+	struct sadb_lifetime	 lft_c;		/* current: addtime, first use */
 	struct sadb_lifetime	 lft_h;		/* hard, 0 = none */
 	struct sadb_lifetime	 lft_s;		/* soft, 0 = none */
-	uint64_t		 replay_top;	/* highest sequence seen */
-	uint64_t		 replay_bitmap;	/* 64-packet window */
+	uint64_t		 replay_top;	/* highest sequence accepted */
+	uint64_t		 replay_bitmap;	/* 64-packet window, bit 0 = top */
 	uint8_t			*key_auth;
-	uint8_t			*key_enc;
-	void			*ctx_enc;	/* crypto state, esp.c owns it */
-	void			*ctx_auth;
+	uint8_t			*key_enc;	/* GCM: the salt is its last 4 */
+	void			*ctx_enc;	/* EVP_CIPHER_CTX, esp.c owns it */
+	void			*ctx_auth;	/* EVP_MAC_CTX, esp.c owns it */
 	size_t			 key_auth_bits;
 	size_t			 key_enc_bits;
 	uint32_t		 spi;		/* network order */
@@ -120,7 +120,6 @@ struct secasvar {
 	uint8_t			 replay;	/* window size, 0 = off */
 	uint8_t			 mode;
 	uint8_t			 natt_type;
-	uint8_t			 soft_sent;
 };
 
 /* One PF_KEY client (a connected control socket). */
