@@ -11,7 +11,17 @@ from pathlib import Path
 
 from orchestrator.pfkey import messages as m
 from orchestrator.pfkey.codec import IpsecRequest, Lifetime, Msg, SpiRange, encode
-from orchestrator.pfkey.wire import AuthAlg, Dir, EncAlg, ExtType, Level, Mode, MsgType, PolicyType, SaType
+from orchestrator.pfkey.wire import (
+    AuthAlg,
+    Dir,
+    EncAlg,
+    ExtType,
+    Level,
+    Mode,
+    MsgType,
+    PolicyType,
+    SaType,
+)
 
 GW, PEER = "10.99.0.1", "10.99.0.2"
 GCM = bytes(range(16)) + b"salt"
@@ -28,13 +38,40 @@ def _write(kind: str, data: bytes) -> None:
 
 def pfkey_seeds() -> None:
     tun = IpsecRequest(50, Mode.TUNNEL, Level.UNIQUE, 7, PEER, GW)
-    add = m.add_sa(PEER, GW, 0x1001, mode=Mode.TUNNEL, reqid=7, encrypt=EncAlg.AES_GCM16, enc_key=GCM,
-                   replay=4, hard=Lifetime(addtime=1), soft=Lifetime(bytes=1))
+    add = m.add_sa(
+        PEER,
+        GW,
+        0x1001,
+        mode=Mode.TUNNEL,
+        reqid=7,
+        encrypt=EncAlg.AES_GCM16,
+        enc_key=GCM,
+        replay=4,
+        hard=Lifetime(addtime=1),
+        soft=Lifetime(bytes=1),
+    )
     msgs = [
         add,
-        m.add_sa(PEER, GW, 0x2002, encrypt=EncAlg.AES_CBC, enc_key=CBC, auth=AuthAlg.HMAC_SHA256, auth_key=HMAC),
-        m.add_sa(PEER, GW, 0x3003, encrypt=EncAlg.NULL, auth=AuthAlg.HMAC_SHA256, auth_key=HMAC,
-                 natt_type=2, natt_sport=4500, natt_dport=4500),
+        m.add_sa(
+            PEER,
+            GW,
+            0x2002,
+            encrypt=EncAlg.AES_CBC,
+            enc_key=CBC,
+            auth=AuthAlg.HMAC_SHA256,
+            auth_key=HMAC,
+        ),
+        m.add_sa(
+            PEER,
+            GW,
+            0x3003,
+            encrypt=EncAlg.NULL,
+            auth=AuthAlg.HMAC_SHA256,
+            auth_key=HMAC,
+            natt_type=2,
+            natt_sport=4500,
+            natt_dport=4500,
+        ),
         m.add_sa(PEER, GW, 0x4004, satype=SaType.AH, auth=AuthAlg.HMAC_SHA1, auth_key=HMAC[:20]),
         m.update_sa(PEER, GW, 0x1001, encrypt=EncAlg.AES_GCM8, enc_key=GCM),
         m.get_sa(PEER, GW, 0x1001),
@@ -43,8 +80,11 @@ def pfkey_seeds() -> None:
         m.flush_sa(),
         m.dump_sa(),
         m.register(),
-        Msg(MsgType.GETSPI, satype=SaType.ESP,
-            exts={**m.deleteall_sa(PEER, GW).exts, ExtType.SPIRANGE: SpiRange(0x100, 0x200)}),
+        Msg(
+            MsgType.GETSPI,
+            satype=SaType.ESP,
+            exts={**m.deleteall_sa(PEER, GW).exts, ExtType.SPIRANGE: SpiRange(0x100, 0x200)},
+        ),
         m.spdadd("172.16.1.0/24", "172.16.2.0/24", dir=Dir.IN, requests=[tun]),
         m.spdadd(f"{PEER}/32", f"{GW}/32", dir=Dir.OUT, policy_type=PolicyType.DISCARD, lifetime=1),
         m.spddelete("172.16.1.0/24", "172.16.2.0/24", dir=Dir.IN),
@@ -70,8 +110,22 @@ def _trailer(payload: bytes, nxt: int, align: int) -> bytes:
 def _ipv4(src: str, dst: str, proto: int, payload: bytes) -> bytes:
     import socket
 
-    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0, 64, proto, 0,
-                       socket.inet_aton(src), socket.inet_aton(dst)) + payload
+    return (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(payload),
+            1,
+            0,
+            64,
+            proto,
+            0,
+            socket.inet_aton(src),
+            socket.inet_aton(dst),
+        )
+        + payload
+    )
 
 
 def esp_seeds() -> None:
@@ -79,6 +133,7 @@ def esp_seeds() -> None:
 
     udp = struct.pack("!HHHH", 1234, 80, 12, 0) + b"data"
     inner = _ipv4("172.16.1.5", "172.16.2.5", 17, udp)
+
     def gcm(spi: int, seq: int) -> bytes:
         hdr = struct.pack("!II", spi, seq)
         iv = struct.pack("!Q", seq)
@@ -98,7 +153,9 @@ def esp_seeds() -> None:
     for sa in range(7):
         nxt, body = (4, inner) if sa in (1, 5) else (17, udp)
         _write("esp", b"\x04" + bytes([sa]) + struct.pack("<I", 5) + bytes([nxt]) + body)
-        _write("esp", b"\x05" + bytes([sa]) + struct.pack("<I", 6) + bytes([0]) + body + b"\x00\x04")
+        _write(
+            "esp", b"\x05" + bytes([sa]) + struct.pack("<I", 6) + bytes([0]) + body + b"\x00\x04"
+        )
     for src in ("172.16.3.1", "172.16.4.1", "172.16.6.1", "172.16.9.1"):
         body = _ipv4(src, "172.16.2.1", 17, udp)
         _write("esp", b"\x04\x01" + struct.pack("<I", 7) + b"\x04" + body)
