@@ -92,6 +92,7 @@ static int	 esp_auth_xform(uint8_t, size_t, size_t *, const char **);
 static int	 esp_sa_xform(const struct secasvar *, struct esp_xform *);
 static int	 esp_parseaddr(const char *, struct in_addr *, uint16_t *);
 static int	 esp_socket(int, int, struct in_addr, uint16_t);
+static void	 esp_udp_dst(const struct msghdr *, uint8_t *);
 static int	 esp_recv(int, int);
 static int	 esp_input(const struct esp_pkt *);
 static int	 esp_input_natt(const struct esp_pkt *);

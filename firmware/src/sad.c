@@ -43,6 +43,7 @@ static struct satailhead	 satailq = TAILQ_HEAD_INITIALIZER(satailq);
 
 static unsigned int	 key_sahash(uint32_t);
 static int		 key_satype2proto(uint8_t);
+static uint8_t		 key_proto2satype(uint8_t);
 static int		 key_addreq(const struct keyaddr *,
 			    const struct keyaddr *);
 static struct secasvar	*key_sa_lookup_satype(const struct keyaddr *,
@@ -51,6 +52,8 @@ static void		 key_sa_insert(struct secasvar *);
 static void		 key_sa_unlink(struct secasvar *);
 static void		 key_sa_destroy(struct secasvar *);
 static void		 key_sa_free(struct secasvar *);
+static void		 key_sa_replace(struct secasvar *, struct secasvar *);
+static int		 key_msgspi(const struct sadb_msghdr *, uint32_t *);
 static int		 key_setsaaddrs(const struct sadb_msghdr *,
 			    struct secasvar *);
 static int		 key_setsakey(const struct sadb_msghdr *, int,
@@ -253,28 +256,30 @@ key_setsakey(const struct sadb_msghdr *mhp, int exttype, uint8_t **keyp,
 	uint8_t		 buf[sizeof(struct sadb_key) + KEY_MAXKEYBYTES];
 	struct sadb_key	 key;
 	size_t		 bytes;
-	int		 extlen;
+	int		 extlen, error = EINVAL;
 
 	*keyp = NULL;
 	*bitsp = 0;
 	if ((extlen = key_getext(mhp, exttype, buf, sizeof(buf))) == 0)
 		return (0);
 	if ((size_t)extlen < sizeof(key) || (size_t)extlen > sizeof(buf))
-		return (EINVAL);
+		goto done;
 	memcpy(&key, buf, sizeof(key));
-	if (key.sadb_key_bits % 8 != 0)
-		return (EINVAL);
 	bytes = key.sadb_key_bits / 8;
-	if (sizeof(key) + bytes > (size_t)extlen)
-		return (EINVAL);
+	if (key.sadb_key_bits % 8 != 0 || sizeof(key) + bytes > (size_t)extlen)
+		goto done;
+	if (bytes != 0) {
+		if ((*keyp = malloc(bytes)) == NULL) {
+			error = ENOBUFS;
+			goto done;
+		}
+		memcpy(*keyp, buf + sizeof(key), bytes);
+	}
 	*bitsp = key.sadb_key_bits;
-	if (bytes == 0)
-		return (0);
-	if ((*keyp = malloc(bytes)) == NULL)
-		return (ENOBUFS);
-	memcpy(*keyp, buf + sizeof(key), bytes);
+	error = 0;
+ done:
 	explicit_bzero(buf, sizeof(buf));
-	return (0);
+	return (error);
 }
 
 /* Fill an SA from an ADD or UPDATE message (KAME key_setsaval). */
