@@ -38,15 +38,25 @@ class RichProgress:
             self.bars.advance(self.tasks[name], n)
 
 
+class StopFlag(threading.Event):
+    """Set by SIGINT or SIGTERM; long steps poll it, then everything is torn down."""
+
+    signum = signal.SIGINT
+
+    def __call__(self, signum, frame) -> None:
+        self.signum = signum
+        self.set()
+
+
 @contextmanager
-def sigint_flag():
-    """SIGINT sets a flag that long steps poll; the caller tears down and exits 130."""
-    flag = threading.Event()
-    old = signal.signal(signal.SIGINT, lambda *_: flag.set())
+def stop_flag():
+    flag = StopFlag()
+    old = {s: signal.signal(s, flag) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,13 +72,13 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     columns = (TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn())
-    with sigint_flag() as flag:
+    with stop_flag() as flag:
         try:
             with Progress(*columns, TimeElapsedColumn(), console=console, disable=args.json) as p:
                 lr = LabRun.up(lab, progress=RichProgress(p), cancel=flag.is_set)
         except KeyboardInterrupt:
             console.print("spdlab: interrupted: everything created was torn down")
-            return 128 + signal.SIGINT
+            return 128 + int(flag.signum)
     if args.json:
         print(json.dumps({"run_id": lr.run_id, "run_dir": str(lr.run.path),
                           "targets": [h.as_dict() for h in lr.health()]}))  # fmt: skip

@@ -42,6 +42,12 @@ start() {
 	echo "pid $(cat "$TDIR/netkeyd.pid")"
 }
 
+# Alive and not a zombie (an exited daemon waits for init to reap it).
+running() {
+	state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
+	[ -n "$state" ] && [ "$state" != Z ]
+}
+
 # Stop every process in the namespace (ours by construction), then the pidfile's.
 stop() {
 	pids=""
@@ -51,7 +57,7 @@ stop() {
 		kill -TERM $pids 2>/dev/null || true
 		for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
 			alive=""
-			for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+			for p in $pids; do running "$p" && alive=1; done
 			[ -n "$alive" ] || break
 			sleep 0.05
 		done

@@ -1,0 +1,250 @@
+"""Bring-up benchmark: `spdlab up` and `down` of 1, 16 and 64 netns gateways, and idle RSS.
+
+For each size, one lab of that many gateways (builds netkey and netkey+nextsp):
+- `up` through ansible-runner (LabRun.up), split into the firmware build, the network
+  (switch, traffic host, namespaces, veths, addresses) and the start (netkeyd, PF_KEY REGISTER);
+- `down` (down.yml, then the state sweep);
+- a baseline: the role's own shell scripts run in one plain shell loop, no ansible, doing the
+  same network and start work, then the same teardown. The ratio is ansible / shell.
+After the 64-gateway `up`, the RSS of every idle netkeyd is read from /proc.
+
+    python bench/bench_up.py [--sizes 1,16,64] [--out FILE] [--json FILE]
+
+prints a Markdown section (BENCHMARKS.md) and optionally writes it to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.lab import load_lab  # noqa: E402
+from orchestrator.lab.builds import firmware_dir  # noqa: E402
+from orchestrator.runs import RunDir, list_runs  # noqa: E402
+from orchestrator.targets.netns import NetnsDriver  # noqa: E402
+from orchestrator.targets.session import LabRun  # noqa: E402
+from orchestrator.targets.state import StateFile  # noqa: E402
+
+GOAL_UP_64_S = 30.0
+GOAL_RSS_MB = 8.0
+ROLE_FILES = ROOT / "playbooks" / "roles" / "netns_gateway" / "files"
+
+LAB = """\
+name: bench{n}
+range: 10.{octet}.0.0/16
+defaults: {{kind: netns, build: netkey, tick_ms: 100, flow_idle_ticks: 30}}
+targets:
+  - {{name: gw, count: {half}}}
+  - {{name: gwp, build: netkey+nextsp, count: {rest}}}
+"""
+
+
+class PhaseClock:
+    """A Progress sink that remembers when each phase started and last moved."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+
+    def phase(self, name: str, total: int) -> None:
+        self.first.setdefault(name, time.monotonic())
+
+    def advance(self, name: str, n: int = 1) -> None:
+        self.last[name] = time.monotonic()
+
+    def seconds(self, name: str) -> float:
+        return self.last.get(name, self.first.get(name, 0.0)) - self.first.get(name, 0.0)
+
+
+def lab_file(workdir: Path, n: int) -> Path:
+    p = workdir / f"bench{n}.yaml"
+    half = max(1, n // 2)
+    rest = n - half
+    text = LAB.format(n=n, octet=90 + n % 100, half=half, rest=rest)
+    if rest == 0:
+        text = text[: text.index("  - {name: gwp")]
+    p.write_text(text)
+    return p
+
+
+def idle_rss_kb(lr: LabRun) -> list[int]:
+    out = []
+    for name in lr.targets():
+        pid = lr.state.targets[name].get("pid")
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                out.append(int(line.split()[1]))
+    return out
+
+
+def ansible_round(lab_path: Path, runs: Path, want_rss: bool) -> dict[str, Any]:
+    lab = load_lab(lab_path)
+    clock = PhaseClock()
+    t0 = time.monotonic()
+    lr = LabRun.up(lab, progress=clock, base=runs)
+    up = time.monotonic() - t0
+    rss = idle_rss_kb(lr) if want_rss else []
+    healthy = sum(h.healthy for h in lr.health())
+    t0 = time.monotonic()
+    problems = lr.down()
+    down = time.monotonic() - t0
+    return {
+        "up_s": up,
+        "build_s": clock.seconds("build"),
+        "down_s": down,
+        "healthy": healthy,
+        "problems": problems,
+        "rss_kb": rss,
+    }
+
+
+def shell_round(lab_path: Path, runs: Path) -> dict[str, float]:
+    """The same namespaces and daemons from one plain shell loop (the role's scripts)."""
+    lab = load_lab(lab_path)
+    run = RunDir.create(runs)
+    state = StateFile.create(run.state_file, run_id=run.run_id, phase="shell-baseline")
+    drv = NetnsDriver(run, state, lab)
+    inv = drv.inventory()["all"]
+    common, hosts = inv["vars"], inv["children"]["netns_gateway"]["hosts"]
+    state.record(
+        {"type": "netns", "name": drv.switch_ns}, {"type": "netns", "name": drv.traffic_ns}
+    )
+    state.record(*({"type": "netns", "name": h["spdlab_ns"]} for h in hosts.values()))
+    base = {
+        "SW": common["spdlab_switch_ns"],
+        "BRIDGE": common["spdlab_bridge"],
+        "TH": common["spdlab_traffic_ns"],
+        "TH_VETH": common["spdlab_traffic_veth"],
+        "TH_ADDR": common["spdlab_traffic_address"],
+        "PLEN": str(common["spdlab_prefixlen"]),
+        "PY": sys.executable,
+        "READY": str(ROLE_FILES / "pfkey_ready.py"),
+        "TIMEOUT": "20",
+    }
+    lines = [f"sh {ROLE_FILES}/lab.sh up"]
+    down = []
+    for h in hosts.values():
+        env = {
+            "NS": h["spdlab_ns"], "VETH": h["spdlab_veth"], "ADDR": h["spdlab_address"],
+            "TDIR": h["spdlab_target_dir"], "TICK_MS": str(h["spdlab_tick_ms"]),
+            "IDLE": str(h["spdlab_flow_idle_ticks"]),
+            "BIN": str(firmware_dir() / "build" / h["spdlab_build"] / "netkeyd"),
+        }  # fmt: skip
+        assign = " ".join(f"{k}='{v}'" for k, v in env.items())
+        lines.append(f"{assign} sh {ROLE_FILES}/gateway.sh net")
+        lines.append(f"{assign} sh {ROLE_FILES}/gateway.sh start >/dev/null")
+        down.append(f"{assign} sh {ROLE_FILES}/gateway.sh down")
+    down.append(f"sh {ROLE_FILES}/lab.sh down")
+    env = {**os.environ, **base}
+    try:
+        t0 = time.monotonic()
+        subprocess.run(["sh", "-ec", "\n".join(lines)], env=env, check=True)
+        up = time.monotonic() - t0
+        t0 = time.monotonic()
+        subprocess.run(["sh", "-ec", "\n".join(down)], env=env, check=True)
+        down_s = time.monotonic() - t0
+    finally:
+        LabRun.open(run.run_id, base=runs).down()
+    return {"up_s": up, "down_s": down_s}
+
+
+def markdown(rows: list[dict[str, Any]], rss: list[int]) -> str:
+    cpus = os.cpu_count()
+    out = [
+        "## Bring-up and teardown: netns gateways through ansible-runner",
+        "",
+        f"`python bench/bench_up.py` on {cpus} cores, Linux {platform.release()}, "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}. `up` is `LabRun.up` (what `spdlab up` "
+        "runs): firmware build (make of 2 builds, in parallel), then the network play and the "
+        "start play (netkeyd up and answering PF_KEY REGISTER). The shell baseline runs the "
+        "role's own scripts in one plain `sh` loop, without ansible and without the build. "
+        "The ratio compares ansible without the build to that loop.",
+        "",
+        "| gateways | up (s) | build (s) | up per gateway (ms) | shell up (s) "
+        "| ansible / shell | down (s) | down per gateway (ms) | shell down (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        n, a, s = r["n"], r["ansible"], r["shell"]
+        net = a["up_s"] - a["build_s"]
+        out.append(
+            f"| {n} | {a['up_s']:.1f} | {a['build_s']:.1f} | {1000 * a['up_s'] / n:.0f} "
+            f"| {s['up_s']:.1f} | {net / s['up_s']:.1f}x | {a['down_s']:.1f} "
+            f"| {1000 * a['down_s'] / n:.0f} | {s['down_s']:.1f} |"
+        )
+    big = next((r for r in rows if r["n"] == 64), None)
+    out.append("")
+    if big is not None:
+        ok = big["ansible"]["up_s"] < GOAL_UP_64_S and big["ansible"]["healthy"] == 64
+        out.append(
+            f"- Goal: 64 gateways up in < {GOAL_UP_64_S:.0f} s: "
+            f"{big['ansible']['up_s']:.1f} s, {big['ansible']['healthy']}/64 healthy: "
+            f"**{'met' if ok else 'missed'}**."
+        )
+    if rss:
+        mean, top = sum(rss) / len(rss) / 1024, max(rss) / 1024
+        ok = top < GOAL_RSS_MB
+        out.append(
+            f"- RSS per idle netkeyd ({len(rss)} daemons): mean {mean:.1f} MB, max {top:.1f} MB; "
+            f"goal < {GOAL_RSS_MB:.0f} MB: **{'met' if ok else 'missed'}**."
+        )
+    out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="1,16,64", help="gateway counts, comma-separated")
+    p.add_argument("--out", metavar="FILE", help="write the Markdown section here")
+    p.add_argument("--json", metavar="FILE", help="write the numbers as JSON here")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench_up: needs root (network namespaces)", file=sys.stderr)
+        return 2
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    work = Path(tempfile.mkdtemp(prefix="spdb", dir="/tmp"))
+    runs = work / "r"
+    os.environ["SPDLAB_RUNS_DIR"] = str(runs)
+    rows, rss = [], []
+    try:
+        for n in sizes:
+            path = lab_file(work, n)
+            a = ansible_round(path, runs, want_rss=n == max(sizes))
+            rss = a.pop("rss_kb") or rss
+            s = shell_round(path, runs)
+            rows.append({"n": n, "ansible": a, "shell": s})
+            print(f"bench_up: {n} gateways: up {a['up_s']:.1f}s down {a['down_s']:.1f}s, "
+                  f"shell up {s['up_s']:.1f}s", file=sys.stderr)  # fmt: skip
+    finally:
+        for rid in list_runs(runs):
+            LabRun.open(rid, base=runs).down()
+        shutil.rmtree(work, ignore_errors=True)
+    md = markdown(rows, rss)
+    print(md)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(md)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "rss_kb": rss}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
