@@ -97,7 +97,7 @@ def build() -> dict[str, Any]:
             2, "Linked policies: dead and alive",
             "Policies in the SPD table per target; after a mass delete the dead ones "
             "should leave within a tick", "short",
-            _q(f"sum by (target, state) (spdlab_spd_policies{{{SEL}}}){HW}",
+            _q(f"sum by (target, build, state) (spdlab_spd_policies{{{SEL}}}){HW}",
                "{{target}} {{state}}"),
         ),
         _timeseries(
@@ -131,7 +131,8 @@ def build() -> dict[str, Any]:
         _timeseries(
             7, "ESP packets: accepted and dropped by reason",
             "ESP input per second; drops carry the firmware's reason counter", "pps",
-            _q(f"sum by (target, result, reason) (target:spdlab_esp_packets:rate1m{{{SEL}}}){HW}",
+            _q(f"sum by (target, build, result, reason) "
+               f"(target:spdlab_esp_packets:rate1m{{{SEL}}}){HW}",
                "{{target}} {{result}} {{reason}}"),
         ),
         _bars(8, "Last drain (ticks) per build",

@@ -1,0 +1,354 @@
+"""Monitoring against a real Prometheus (Debian's package) scraping a live drain.
+
+Two netkeyd targets, `canary` and `canary+nextsp`, 300 policies each held by a flow, are
+deleted at once; a ticker then runs their timers every 50 ms (ticks driven over the admin
+socket, so the first tick after the delete is known exactly). Prometheus scrapes the
+exporter every second and evaluates the rules every second; the dashboard's queries, the
+recording rules and the stalled-drain alert are then checked through its HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.drain.direct import install, mass_delete, open_flows
+from orchestrator.export import dashboard
+from orchestrator.export.exporter import Exporter
+from orchestrator.export.file_sd import write_file_sd
+from orchestrator.export.monitor import TEMPLATE, Prometheus, render_config, tool
+from orchestrator.export.snapshot import read_stats
+from orchestrator.netkeyd import Netkeyd
+from orchestrator.targets.admin import AdminClient
+
+REPO = Path(__file__).resolve().parents[1]
+MON = REPO / "monitoring"
+RULES = MON / "prometheus" / "rules" / "spdlab.rules.yml"
+N = 300
+TICK_S = 0.05
+KEEPALIVE = 5  # ticks between a flow's packets
+STALL_FOR = "5s"  # the test copy's K; the shipped rule waits 10m
+TARGETS = {"gw-canary": "canary", "gw-canary-nextsp": "canary+nextsp"}
+RUN_ID = "20260101-000000-beef"
+VARS = {"$target": ".*", "$build": ".*", "$hardware": ".*", "$__rate_interval": "1m"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(tool("promtool")), *args], capture_output=True, text=True)
+
+
+# ------------------------------------------------------------------ static checks
+
+
+def test_dashboard_json_is_the_generated_one() -> None:
+    committed = (MON / "grafana" / "dashboards" / "spdlab-drain.json").read_text()
+    assert committed == dashboard.render(), "stale dashboard: run make dashboards"
+    doc = json.loads(committed)
+    assert doc["id"] is None and doc["uid"] == dashboard.UID
+    names = [v["name"] for v in doc["templating"]["list"]]
+    assert names == ["hardware", "build", "target"]
+    uids = {p["datasource"]["uid"] for p in doc["panels"]}
+    uids |= {v["datasource"]["uid"] for v in doc["templating"]["list"]}
+    assert uids == {"spdlab-prometheus"}
+    types = {p["title"]: p["type"] for p in doc["panels"]}
+    assert types["Verdicts"] == "table"
+    assert types["Last drain (ticks) per build"] == "bargauge"
+    assert types["Last drain (seconds) per build"] == "bargauge"
+    assert types["Targets up"] == "state-timeline"
+
+
+def test_rules_and_config_pass_promtool(tmp_path: Path) -> None:
+    r = promtool("check", "rules", str(RULES))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = promtool("check", "config", str(TEMPLATE))
+    assert r.returncode == 0, r.stdout + r.stderr
+    rendered = render_config(tmp_path, runs=tmp_path / "runs", scrape_interval="1s")
+    r = promtool("check", "config", str(rendered))
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = yaml.safe_load(rendered.read_text())
+    assert doc["scrape_configs"][0]["file_sd_configs"][0]["files"] == [
+        str((tmp_path / "runs").resolve() / "prometheus-sd" / "*.json")
+    ]
+    assert doc["rule_files"] == [str(RULES.resolve())]
+
+
+def test_provisioning_and_compose_agree() -> None:
+    ds = yaml.safe_load((MON / "grafana/provisioning/datasources/spdlab.yaml").read_text())
+    assert [d["uid"] for d in ds["datasources"]] == [dashboard.DATASOURCE_UID]
+    prov = yaml.safe_load((MON / "grafana/provisioning/dashboards/spdlab.yaml").read_text())
+    compose = yaml.safe_load((MON / "docker-compose.yml").read_text())
+    graf = compose["services"]["grafana"]
+    assert graf["image"] == f"grafana/grafana:{dashboard.GRAFANA_VERSION}"
+    mounts = dict(v.split(":")[:2] for v in graf["volumes"] if v.startswith("./"))
+    assert mounts["./grafana/dashboards"] == prov["providers"][0]["options"]["path"]
+    for host in mounts:
+        assert (MON / host).is_dir(), host
+    prom = compose["services"]["prometheus"]
+    assert "--config.file=/spdlab/monitoring/prometheus/prometheus.yml" in prom["command"]
+
+
+def test_spdlab_monitor_starts_prometheus(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "orchestrator.cli.main", "monitor", "--listen",
+            f"127.0.0.1:{port}", "--data", str(tmp_path), "--scrape-interval", "1s"]  # fmt: skip
+    p = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline().strip() == f"http://127.0.0.1:{port}"
+        prom = Prometheus(tmp_path / "prometheus.yml", tmp_path / "data", f"127.0.0.1:{port}")
+        assert prom.api("status/config")["yaml"]
+        assert prom.query("vector(1)")[0]["value"][1] == "1"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(20) == 0
+        if p.stdout is not None:
+            p.stdout.close()
+
+
+# ------------------------------------------------------------------ the live demo
+
+
+@dataclass
+class Demo:
+    """What the live fixture measured, and the Prometheus that watched it."""
+
+    prom: Prometheus
+    first_tick_unlinked: dict[str, int] = field(default_factory=dict)
+    drain_ticks: dict[str, int] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class Ticker(threading.Thread):
+    """Runs `tick 1` on every target every TICK_S while `running` is set; keeps the records.
+
+    Every KEEPALIVE ticks each flow sends a packet (`flow sendall`), as the lab's keepalive
+    traffic does: the lookups it makes walk the table, dead entries included.
+    """
+
+    def __init__(self, gws: dict[str, Netkeyd]):
+        super().__init__(daemon=True)
+        self.clients = {n: AdminClient(str(nk.admin_path), target=n) for n, nk in gws.items()}
+        self.records: dict[str, list[dict[str, Any]]] = {n: [] for n in gws}
+        self.running = threading.Event()
+        self.done = threading.Event()
+
+    def tick(self) -> None:
+        for name, c in self.clients.items():
+            self.records[name] += c.request("tick 1")["ticks"]
+            if len(self.records[name]) % KEEPALIVE == 0:
+                c.request("flow sendall")
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            if self.running.wait(0.1):
+                self.tick()
+                time.sleep(TICK_S)
+        for c in self.clients.values():
+            c.close()
+
+
+def wait_for(prom: Prometheus, expr: str, ok, timeout: float = 30.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = prom.query(expr)
+        if ok(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.5)
+
+
+def drained(rec: dict[str, Any]) -> bool:
+    return rec["dead_in"] + rec["dead_out"] == 0
+
+
+def synthesize_result(demo: Demo, now: float) -> dict[str, Any]:
+    """result.json as `spdlab run` writes it, from what the ticker measured."""
+    targets = []
+    for name, build in TARGETS.items():
+        ticks = demo.drain_ticks[name]
+        targets.append({
+            "name": name, "build": build, "kind": "direct", "labels": {"hardware": "x86-vm"},
+            "verdict": "PASS", "reason": "measured directly", "drain_ticks": ticks,
+            "drain_seconds": round(ticks * TICK_S, 3), "completed_at": now, "trials": [],
+        })  # fmt: skip
+    return {"schema": "spdlab.result/1", "run_id": RUN_ID, "complete": True,
+            "tick_ms": int(TICK_S * 1000), "targets": targets, "comparisons": [],
+            "versions": {}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    tmp = tmp_path_factory.mktemp("mon")
+    runs = tmp / "runs"
+    run = runs / RUN_ID
+    gws: dict[str, Netkeyd] = {}
+    rules = yaml.safe_load(RULES.read_text())
+    for g in rules["groups"]:
+        for r in g["rules"]:
+            if r.get("alert") == "SpdlabDrainStalled":
+                r["for"] = STALL_FOR
+    test_rules = tmp / "rules.yml"
+    test_rules.write_text(yaml.safe_dump(rules))
+    config = render_config(
+        tmp / "prom", runs=runs, scrape_interval="1s", evaluation_interval="1s",
+        rule_files=[test_rules],
+    )  # fmt: skip
+    prom = Prometheus(config, tmp / "prom" / "data", f"127.0.0.1:{free_port()}")
+    exp = None
+    ticker = None
+    try:
+        for name, build in TARGETS.items():
+            nk = Netkeyd(build, run / "targets" / name, tick_ms=0, flow_idle_ticks=100_000)
+            gws[name] = nk.start()
+            install(nk, N)
+            open_flows(nk, N)
+        state = {"phase": "up", "lab_name": "montest", "targets": {
+            n: {"kind": "direct", "build": b, "dir": str(run / "targets" / n)}
+            for n, b in TARGETS.items()}}  # fmt: skip
+        (run / "state.json").write_text(json.dumps(state))
+        lab = {"targets": [{"name": n, "build": b, "labels": {"hardware": "x86-vm"}}
+                           for n, b in TARGETS.items()]}  # fmt: skip
+        (run / "lab.json").write_text(json.dumps(lab))
+
+        exp = Exporter.for_run(run, scrape_timeout=0.8)
+        gate = threading.Lock()
+
+        def gated(t, timeout):  # a scrape never sees the instant between delete and tick 1
+            with gate:
+                return read_stats(t, timeout)
+
+        exp.snapshot.reader = gated
+        write_file_sd(run, exp.start("127.0.0.1:0"), lab="montest")
+        prom.start()
+        d = Demo(prom)
+        up = wait_for(prom, "spdlab_target_up == 1", lambda r: len(r) == len(TARGETS))
+        assert len(up) == len(TARGETS), prom.tail()
+        time.sleep(2)
+
+        ticker = Ticker(gws)
+        with gate:
+            for nk in gws.values():
+                mass_delete(nk, "delete", [], N)
+            ticker.tick()
+        for name, recs in ticker.records.items():
+            d.first_tick_unlinked[name] = recs[0]["unlinked"]
+        time.sleep(2.5)  # Prometheus sees the level after the first tick, several times
+        ticker.start()
+        ticker.running.set()
+        deadline = time.monotonic() + 60
+        while not all(any(map(drained, r)) for r in ticker.records.values()):
+            assert time.monotonic() < deadline, "drain did not finish"
+            time.sleep(0.2)
+        for name, recs in ticker.records.items():
+            d.drain_ticks[name] = next(i for i, r in enumerate(recs, 1) if drained(r))
+        d.result = synthesize_result(d, time.time())
+        (run / "result.json").write_text(json.dumps(d.result))
+        # the per-tick rules need the timer running: it keeps ticking while we query
+        wait_for(prom, "spdlab_drain_ticks", lambda r: len(r) == len(TARGETS))
+        time.sleep(3)
+        yield d
+    finally:
+        if ticker is not None:
+            ticker.done.set()
+            ticker.running.set()
+            ticker.join(5)
+        if exp is not None:
+            exp.stop()
+        prom.stop()
+        for nk in gws.values():
+            nk.stop()
+
+
+def panel_queries() -> list[tuple[str, str]]:
+    doc = json.loads((MON / "grafana" / "dashboards" / "spdlab-drain.json").read_text())
+    out = []
+    for p in doc["panels"]:
+        for t in p["targets"]:
+            expr = t["expr"]
+            for var, val in VARS.items():
+                expr = expr.replace(var, val)
+            assert "$" not in expr, expr
+            out.append((f"{p['title']} [{t['refId']}]", expr))
+    return out
+
+
+def recording_rules() -> list[str]:
+    doc = yaml.safe_load(RULES.read_text())
+    return [r["record"] for g in doc["groups"] for r in g["rules"] if "record" in r]
+
+
+@pytest.mark.parametrize(("panel", "expr"), panel_queries(), ids=[p for p, _ in panel_queries()])
+def test_every_panel_query_has_data(demo: Demo, panel: str, expr: str) -> None:
+    got = demo.prom.query(expr)
+    assert got, f"{panel}: empty result for {expr}"
+
+
+@pytest.mark.parametrize("record", recording_rules())
+def test_every_recording_rule_has_data(demo: Demo, record: str) -> None:
+    got = demo.prom.query(record)
+    assert {g["metric"].get("target") for g in got} == set(TARGETS), got
+
+
+def test_template_variables_list_the_lab(demo: Demo) -> None:
+    doc = json.loads((MON / "grafana" / "dashboards" / "spdlab-drain.json").read_text())
+    for v in doc["templating"]["list"]:
+        m = re.fullmatch(r"label_values\((.+), (\w+)\)", v["query"])
+        assert m, v["query"]
+        match = m.group(1)
+        for var, val in VARS.items():
+            match = match.replace(var, val)
+        values = demo.prom.api(f"label/{m.group(2)}/values", **{"match[]": match})
+        want = {"hardware": {"x86-vm"}, "build": set(TARGETS.values()), "target": set(TARGETS)}
+        assert set(values) == want[v["name"]]
+
+
+def value_of(prom: Prometheus, expr: str) -> dict[str, float]:
+    return {g["metric"]["target"]: float(g["value"][1]) for g in prom.query(expr)}
+
+
+def test_values_match_the_measured_run(demo: Demo) -> None:
+    prom = demo.prom
+    peak = value_of(prom, "max_over_time(target:spdlab_spd_policies_dead:sum[10m])")
+    for name in TARGETS:
+        assert peak[name] == N - demo.first_tick_unlinked[name]
+    assert demo.first_tick_unlinked == {"gw-canary": 1, "gw-canary-nextsp": N}
+    assert value_of(prom, "spdlab_drain_ticks") == {
+        t["name"]: t["drain_ticks"] for t in demo.result["targets"]
+    }
+    assert demo.drain_ticks == {"gw-canary": N, "gw-canary-nextsp": 1}
+    assert value_of(prom, "spdlab_target_up") == dict.fromkeys(TARGETS, 1.0)
+    verdicts = prom.query("spdlab_verdict == 1")
+    assert {(g["metric"]["target"], g["metric"]["verdict"]) for g in verdicts} == {
+        (t["name"], t["verdict"]) for t in demo.result["targets"]
+    }
+    # canary's timer unlinked one dead policy per tick throughout the drain
+    pace = value_of(
+        prom, "max_over_time(target:spdlab_spd_unlinked_per_tick:ratio_increase1m[10m])"
+    )
+    assert pace["gw-canary"] == pytest.approx(1.0, abs=0.15)
+
+
+def test_stalled_drain_alert_fires_on_canary_only(demo: Demo) -> None:
+    stalled = 'ALERTS{alertname="SpdlabDrainStalled"'
+    fired = value_of(demo.prom, f'max_over_time({stalled}, alertstate="firing"}}[10m])')
+    assert set(fired) == {"gw-canary"}
+    ever = value_of(demo.prom, f"max_over_time({stalled}}}[10m])")  # pending or firing
+    assert "gw-canary-nextsp" not in ever
