@@ -77,7 +77,9 @@ class StateFile:
         """Append resources (skipping ones already recorded) and save, before creating them."""
         have = {json.dumps(r, sort_keys=True) for r in self.doc["resources"]}
         for r in resources:
-            if json.dumps(r, sort_keys=True) not in have:
+            key = json.dumps(r, sort_keys=True)
+            if key not in have:
+                have.add(key)
                 self.doc["resources"].append(dict(r))
         self.save()
 
