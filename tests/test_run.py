@@ -1,0 +1,244 @@
+"""`spdlab run` end to end: real namespaces, netkeyd, ESP keepalive traffic, ansible-runner.
+
+The demo lab at 200 policies per build; faults (kill -9 mid-drain, SIGINT); a FAIL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from scapy.layers.inet import IP
+from scapy.utils import rdpcap
+
+from orchestrator.export import result
+from orchestrator.runs import RunDir, list_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+SPDLAB = [sys.executable, "-m", "orchestrator.cli.main"]
+N = 200
+
+
+def lab_file(tmp: Path, **changes: Any) -> Path:
+    """labs/demo.yaml at N policies, with its expectations scaled to N."""
+    doc = yaml.safe_load((ROOT / "labs" / "demo.yaml").read_text())
+    doc["range"] = "10.81.0.0/16"
+    doc["traffic_host"] = {"address": "10.81.0.2"}
+    doc["scenario"] |= {"policies": N, "timeout_ticks": 1000}
+    doc["expect"]["canary"]["drain_ticks_min"] = N - 20
+    for k, v in changes.items():
+        doc[k] = v | doc.get(k, {}) if isinstance(v, dict) and k != "expect" else v
+    path = tmp / "lab.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def spdlab(runs: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
+    return subprocess.Popen(
+        [*SPDLAB, *args], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw,
+    )  # fmt: skip
+
+
+def leftovers(runs: Path) -> list[str]:
+    """Namespaces and processes any run under `runs` left behind."""
+    shorts = [RunDir(r, runs).short for r in list_runs(runs)]
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    left = [n for n in ns.split() if any(n.startswith(f"spdlab-{s}-") for s in shorts)]
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(runs) in cmd and "pytest" not in cmd:
+            left.append(cmd)
+    return left
+
+
+def short_dir() -> Path:
+    """Unix socket paths must stay under 108 bytes: keep run dirs short."""
+    return Path(tempfile.mkdtemp(prefix="spr-", dir="/tmp"))
+
+
+@pytest.fixture
+def runs() -> Any:
+    d = short_dir()
+    yield d
+    # Whatever a failed test left: tear it down, then insist nothing remains.
+    env = {**os.environ, "SPDLAB_RUNS_DIR": str(d)}
+    subprocess.run([*SPDLAB, "down", "--all"], cwd=ROOT, env=env, capture_output=True)
+    assert leftovers(d) == []
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def only_run(runs: Path) -> Path:
+    (rid,) = list_runs(runs)
+    return runs / rid
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One demo run shared by the checks below."""
+    tmp = tmp_path_factory.mktemp("demo")
+    runs = short_dir()
+    p = spdlab(runs, "run", str(lab_file(tmp)), "--metrics-addr", "")
+    out, err = p.communicate(timeout=600)
+    yield p.returncode, out, err, only_run(runs)
+    assert leftovers(runs) == []
+
+
+def test_demo_every_build_passes(demo: Any) -> None:
+    code, out, err, run_dir = demo
+    assert code == 0, out + err
+    doc = result.load(run_dir / "result.json")
+    result.validate(doc)
+    assert doc["complete"] and not doc["interrupted"]
+    verdicts = {t["build"]: t["verdict"] for t in doc["targets"]}
+    assert verdicts == dict.fromkeys(
+        ["canary", "canary+nextsp", "netipsec", "netipsec+split", "netkey", "netkey+nextsp"], "PASS"
+    )
+
+
+def test_demo_classifications(demo: Any) -> None:
+    code, out, err, run_dir = demo
+    doc = result.load(run_dir / "result.json")
+    got = {(c["base"], c["patched"]): c["verdict"] for c in doc["comparisons"]}
+    assert got[("netkey", "netkey+nextsp")] == "no effect"
+    assert got[("canary", "canary+nextsp")] == "fixed"
+    assert got[("netipsec", "netipsec+split")] == "fixed"
+    assert "netkey+nextsp vs netkey: no effect" in out.replace("\n", " ")
+
+
+def test_demo_measurements(demo: Any) -> None:
+    _, _, _, run_dir = demo
+    doc = result.load(run_dir / "result.json")
+    by = {t["build"]: t for t in doc["targets"]}
+    canary = by["canary"]["trials"][0]
+    # One unlink per tick, from the first SPDDELETE on.
+    assert abs(canary["drain_ticks_from_issue"] - N) <= 1
+    assert by["canary+nextsp"]["drain_ticks"] <= 1
+    assert by["netipsec"]["premature_frees"] > 0
+    assert by["netipsec+split"]["premature_frees"] == 0
+    # Every record of every tick is there, from the delete's issue to the end.
+    ticks = [r["tick"] for r in canary["records"]]
+    assert ticks == list(range(canary["issue_tick"] + 1, canary["issue_tick"] + 1 + len(ticks)))
+    # Lingering dead entries cost every lookup a walk over them.
+    assert by["canary"]["walked_per_lookup"] > 10 * (by["netkey"]["walked_per_lookup"] or 1)
+
+
+def test_demo_artifacts(demo: Any) -> None:
+    _, _, _, run_dir = demo
+    suite = ET.parse(run_dir / "junit.xml").getroot()
+    assert suite.get("tests") == "6" and suite.get("failures") == "0"
+    assert {c.get("classname") for c in suite.iter("testcase")} == {
+        f"spdlab.{b}"
+        for b in ("canary", "canary+nextsp", "netipsec", "netipsec+split", "netkey", "netkey+nextsp")
+    }
+    assert (run_dir / "drain.png").read_bytes()[:4] == b"\x89PNG"
+    gw = run_dir / "targets" / "gw-canary"
+    before = (gw / "spddump-before.txt").read_text()
+    assert before.count("refcnt=") == N
+    assert all(int(x.split("=")[1]) >= 2 for x in before.split() if x.startswith("refcnt="))
+    assert (gw / "netkeyd.log").stat().st_size > 0
+    pkts = rdpcap(str(run_dir / "esp-sample.pcap"))
+    assert len(pkts) > 0 and all(p[IP].proto == 50 for p in pkts)
+
+
+def test_compare_cli(demo: Any) -> None:
+    _, _, _, run_dir = demo
+    env = {**os.environ, "SPDLAB_RUNS_DIR": str(run_dir.parent)}
+    p = subprocess.run(
+        [*SPDLAB, "compare", run_dir.name, "--builds", "canary", "canary+nextsp", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    (c,) = json.loads(p.stdout)["comparisons"]
+    assert c["verdict"] == "fixed"
+    assert Path(json.loads(p.stdout)["plot"]).exists()
+
+
+def wait_phase(run_dir_glob: Path, phase: str, timeout: float = 180) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for rid in list_runs(run_dir_glob):
+            f = run_dir_glob / rid / "result.json"
+            try:
+                if json.loads(f.read_text()).get("phase") == phase:
+                    return run_dir_glob / rid
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"no run reached phase {phase}")
+
+
+def small_lab(tmp: Path, builds: list[str], expect: dict[str, Any] | None = None) -> Path:
+    doc = {
+        "name": "small",
+        "range": "10.82.0.0/16",
+        "defaults": {"kind": "netns", "tick_ms": 50, "flow_idle_ticks": 100},
+        "targets": [{"name": "gw", "builds": builds}],
+        "traffic_host": {"address": "10.82.0.2"},
+        "scenario": {"policies": 100, "keepalive_ticks": 20, "delete": "delete",
+                     "timeout_ticks": 2000},
+        "expect": expect or {},
+    }  # fmt: skip
+    path = tmp / "small.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_kill9_mid_drain_is_infra_error(runs: Path, tmp_path: Path) -> None:
+    p = spdlab(runs, "run", str(small_lab(tmp_path, ["canary", "netkey"])), "--metrics-addr", "")
+    run_dir = wait_phase(runs, "deleted")
+    state = json.loads((run_dir / "state.json").read_text())
+    pid = int(state["targets"]["gw-canary"]["pid"])
+    os.kill(pid, signal.SIGKILL)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 3, out + err  # INFRA-ERROR only
+    doc = result.load(run_dir / "result.json")
+    by = {t["name"]: t for t in doc["targets"]}
+    assert by["gw-canary"]["verdict"] == "INFRA-ERROR"
+    assert "drain" in by["gw-canary"]["reason"]
+    assert by["gw-netkey"]["verdict"] == "PASS"
+    assert leftovers(runs) == []
+
+
+def test_sigint_leaves_nothing_and_marks_incomplete(runs: Path, tmp_path: Path) -> None:
+    p = spdlab(runs, "run", str(small_lab(tmp_path, ["canary"])), "--metrics-addr", "")
+    run_dir = wait_phase(runs, "deleted")
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, out + err
+    doc = result.load(run_dir / "result.json")
+    assert doc["complete"] is False and doc["interrupted"] is True
+    assert leftovers(runs) == []
+
+
+def test_missed_expectation_fails_with_measured_value(runs: Path, tmp_path: Path) -> None:
+    lab = small_lab(tmp_path, ["canary"], {"canary": {"drain_ticks_max": 5}})
+    p = spdlab(runs, "run", str(lab), "--metrics-addr", "")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 1, out + err
+    run_dir = only_run(runs)
+    case = ET.parse(run_dir / "junit.xml").getroot().find("testcase")
+    assert case is not None
+    failure = case.find("failure")
+    assert failure is not None
+    assert "expected <= 5" in failure.get("message", "")
+    doc = result.load(run_dir / "result.json")
+    assert doc["targets"][0]["drain_ticks"] > 5
