@@ -23,6 +23,7 @@ VERBS: tuple[str, ...] = (
     "traffic",
     "serve",
     "monitor",
+    "report",
 )
 
 

@@ -1,0 +1,127 @@
+"""`spdlab report RUN --html`: the page from a real (direct) drain, rendered in headless Chromium.
+
+The screenshot is kept in .cache/artifacts/report.png (or $SPDLAB_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.drain.direct import run_build
+from orchestrator.export import plot
+from orchestrator.export.report import render_html
+
+REPO = Path(__file__).resolve().parents[1]
+N = 300
+TICK_MS = 50
+RUN_ID = "20260101-000000-f00d"
+
+
+def artifacts() -> Path:
+    d = Path(os.environ.get("SPDLAB_ARTIFACTS") or REPO / ".cache" / "artifacts")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder as `spdlab run` leaves it: result.json and drain.png, from real drains."""
+    tmp = tmp_path_factory.mktemp("report")
+    run = tmp / "runs" / RUN_ID
+    run.mkdir(parents=True)
+    targets = []
+    for name, build, verdict in (("gw-canary", "canary", "PASS"),
+                                 ("gw-canary-nextsp", "canary+nextsp", "PASS"),
+                                 ("gw-netipsec", "netipsec", "FAIL")):  # fmt: skip
+        r = run_build(build, tmp / name, N, "delete", max_ticks=2 * N)
+        targets.append({
+            "name": name, "build": build, "kind": "netns", "labels": {"hardware": "x86-vm"},
+            "verdict": verdict, "reason": "" if verdict == "PASS" else "premature frees > 0",
+            "drain_ticks": r.drain_ticks, "free_ticks": r.free_ticks,
+            "drain_seconds": None if r.drain_ticks is None else r.drain_ticks * TICK_MS / 1000,
+            "removed_by_delete": r.removed_by_delete, "premature_frees": r.premature_frees,
+            "use_after_free": r.use_after_free, "walked_per_lookup": 150.5,
+            "completed_at": 1_795_000_000.0,
+            "trials": [{"trial": 1, "delete_tick": 0, "drain_ticks": r.drain_ticks,
+                        "records": r.ticks}],
+        })  # fmt: skip
+    doc = {
+        "schema": "spdlab.result/1", "run_id": RUN_ID, "complete": True, "phase": "down",
+        "started": "2026-01-01T00:00:00Z", "finished": "2026-01-01T00:01:00Z",
+        "tick_ms": TICK_MS, "lab": {"name": "report-demo"},
+        "scenario": {"policies": N, "delete": "delete", "trials": 1},
+        "versions": {"spdlab": "0.1.0", "kernel": "6.1", "hostname": "ci", "python": "3.11",
+                     "builds": {"canary": {"tree": "netkey", "netkeyd_sha256": "ab" * 32,
+                                           "patches": [{"name": "canary-earlyexit",
+                                                        "sha256": "cd" * 32}]}}},
+        "targets": targets,
+        "comparisons": [{"base": "canary", "patched": "canary+nextsp", "verdict": "fixed",
+                         "detail": "drain 300 → 1 ticks"},
+                        {"base": "netipsec", "patched": "netipsec+split", "verdict": "fixed",
+                         "detail": "premature frees 300 → 0 <script>"}],
+    }  # fmt: skip
+    (run / "result.json").write_text(json.dumps(doc))
+    (run / "state.json").write_text(json.dumps({"phase": "down", "targets": {}}))
+    plot.plot(targets, run / "drain.png", title=f"report-demo: delete of {N} in-use policies")
+    return run
+
+
+def test_page_has_the_tables_and_embeds_the_plot(run_dir: Path) -> None:
+    page = render_html(run_dir)
+    assert page.count('<tr class="target">') == 3
+    assert page.count('<tr class="comparison">') == 2
+    assert "data:image/png;base64," in page
+    assert "&lt;script&gt;" in page and "<script>" not in page.split("</head>")[1]
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # self-contained
+    assert ">300<" in page and "(synthetic)" in page
+
+
+def test_spdlab_report_writes_the_page(run_dir: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, SPDLAB_RUNS_DIR=str(run_dir.parent))
+    out = tmp_path / "r.html"
+    p = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli.main", "report", RUN_ID[:15], "--html",
+         "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(out)
+    assert out.read_text() == render_html(run_dir)
+
+
+def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("chromium")
+    assert exe, "chromium missing: apt-get install chromium"
+    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
+    profile.mkdir()
+    argv = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}", *args]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def test_chromium_renders_the_tables_and_images(run_dir: Path, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    page.write_text(render_html(run_dir))
+    url = page.as_uri()
+    dom = chromium("--dump-dom", url, tmp=tmp_path).stdout
+    assert 'data-images="1/1"' in dom, dom[:500]  # the plot decoded
+    assert len(re.findall(r'<tr class="target">', dom)) == 3
+    assert len(re.findall(r'<tr class="comparison">', dom)) == 2
+    shot = tmp_path / "report.png"
+    r = chromium(f"--screenshot={shot}", "--window-size=1280,2000", url, tmp=tmp_path)
+    assert shot.exists(), r.stderr[-2000:]
+    import matplotlib.image
+
+    img = matplotlib.image.imread(shot)
+    assert img.shape[:2] == (2000, 1280)
+    assert img.std() > 0.05  # not a blank page
+    shutil.copy(shot, artifacts() / "report.png")
