@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 all: setup
 
 deps:
-	@scripts/deps.sh base prometheus
+	@scripts/deps.sh base prometheus fuzz
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

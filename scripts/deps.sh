@@ -2,24 +2,30 @@
 # deps.sh [GROUP...]: apt-install what spdlab needs and the machine lacks.
 #   base        compilers, iproute2, patch (always)
 #   prometheus  Debian's prometheus package, unpacked into .cache/prometheus
+#   fuzz        clang, for the libFuzzer harnesses
+#   chromium    headless Chromium, for the HTML report test
 set -eu
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-base="gcc make patch libssl-dev iproute2 procps psmisc"
-missing=""
-for p in $base; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
+install() {
+	missing=""
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
 	echo "deps: installing$missing"
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+}
+
+install gcc make patch libssl-dev iproute2 procps psmisc
 
 for group in "$@"; do
 	case "$group" in
 	base) ;;
+	fuzz) install clang ;;
+	chromium) install chromium fonts-dejavu-core ;;
 	prometheus)
 		if [ ! -x .cache/prometheus/usr/bin/promtool ]; then
 			echo "deps: fetching Debian's prometheus package"
