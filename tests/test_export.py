@@ -250,6 +250,17 @@ def test_one_stats_read_per_target_per_scrape() -> None:
     assert len(up.samples) == 64
 
 
+def test_a_broken_target_list_is_admin_success_0_not_a_crash() -> None:
+    def broken() -> list[ExportTarget]:
+        raise KeyError("targets")
+
+    exp = Exporter(broken)
+    reg = exp.registry
+    assert reg.get_sample_value("spdlab_scrape_collector_success", {"collector": "admin"}) == 0
+    assert reg.get_sample_value("spdlab_scrape_collector_success", {"collector": "spd"}) == 1
+    exp.stop()
+
+
 def test_a_failing_collector_reports_success_0_and_others_still_export() -> None:
     snap = Snapshot([], reader=lambda t, timeout: {})
 

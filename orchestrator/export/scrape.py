@@ -9,7 +9,7 @@ from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from orchestrator.export.snapshot import Reading, Snapshot
+from orchestrator.export.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ class ScrapeCollector:
         t0 = time.perf_counter()
         with self.snapshot.scrape() as reading:
             duration[SNAPSHOT] = time.perf_counter() - t0
-            success[SNAPSHOT] = isinstance(reading, Reading)
+            success[SNAPSHOT] = not reading.error
+            if reading.error:
+                log.warning("%s", reading.error)
             for c in self.collectors:
                 t1 = time.perf_counter()
                 try:

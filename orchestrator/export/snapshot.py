@@ -38,6 +38,7 @@ class Reading:
     targets: tuple[TargetReading, ...] = ()
     seconds: float = 0.0
     taken: float = field(default_factory=time.monotonic)
+    error: str = ""  # the target list itself could not be had
 
     def up(self) -> Iterator[TargetReading]:
         return (r for r in self.targets if r.up)
@@ -99,7 +100,10 @@ class Snapshot:
     def read(self) -> Reading:
         """Read every target now, within the timeout."""
         t0 = time.monotonic()
-        targets = self.targets()
+        try:
+            targets = self.targets()
+        except Exception as e:  # a broken source must not break the scrape
+            return Reading((), time.monotonic() - t0, t0, f"target list: {e}")
         deadline = t0 + self.timeout
         futures = [self._pool.submit(self._one, t, deadline) for t in targets]
         wait(futures, timeout=self.timeout)

@@ -51,6 +51,10 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _obj(doc: Any) -> dict[str, Any]:
+    return doc if isinstance(doc, dict) else {}
+
+
 def _admin_path(run_dir: Path, name: str, rec: dict[str, Any]) -> str:
     # Drivers record the target's folder ("dir"); netkeyd's admin socket is admin.sock in it.
     if rec.get("admin"):
@@ -73,14 +77,15 @@ def targets_from_run(run_dir: Path | str) -> list[ExportTarget]:
         One ExportTarget per target; empty when neither file can be read.
     """
     run_dir = Path(run_dir)
-    state = _read_json(run_dir / "state.json") or {}
-    lab = _read_json(run_dir / "lab.json") or {}
-    specs = {t["name"]: t for t in lab.get("targets", []) if isinstance(t, dict) and "name" in t}
-    recs: dict[str, dict[str, Any]] = state.get("targets") or {n: {} for n in specs}
+    state = _obj(_read_json(run_dir / "state.json"))
+    lab = _obj(_read_json(run_dir / "lab.json"))
+    listed = lab.get("targets") if isinstance(lab.get("targets"), list) else []
+    specs = {t["name"]: t for t in listed if isinstance(t, dict) and "name" in t}
+    recs = _obj(state.get("targets")) or {n: {} for n in specs}
     recipes = build_recipes()
     out = []
     for name in sorted(recs):
-        rec, spec = recs[name] or {}, specs.get(name, {})
+        rec, spec = _obj(recs[name]), specs.get(name, {})
         build = rec.get("build") or spec.get("build") or ""
         tree, patches = recipes.get(build, ("", ()))
         labels = spec.get("labels") or rec.get("labels") or {}
