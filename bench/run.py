@@ -1,0 +1,66 @@
+"""make bench: run every benchmark and write BENCHMARKS.md.
+
+Each benchmark prints a Markdown section with ratios measured in one run
+against its baseline; this stitches them together with the commands used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+
+BENCHES = [
+    ("install", ["bench/bench_install.py", "--policies", "10000"]),
+    ("traffic", ["bench/bench_traffic.py"]),
+    ("up", ["bench/bench_up.py", "--sizes", "1,16,64"]),
+    ("scrape", ["bench/bench_scrape.py", "--targets", "64"]),
+    ("demo", ["bench/bench_demo.py"]),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    p.add_argument("--only", nargs="*", help="run these benchmarks only")
+    a = p.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.machine())  # fmt: skip
+    parts = [
+        "# spdlab benchmarks",
+        "",
+        f"Written by `make bench` on {time.strftime('%Y-%m-%d', time.gmtime())}: "
+        f"{cpu}, {len([1 for ln in Path('/proc/cpuinfo').read_text().splitlines() if ln.startswith('processor')])} cores, "
+        f"kernel {platform.release()}. Every figure is a ratio against a baseline measured in "
+        "the same run; absolute rates are for reading the ratios, not for comparing machines.",
+        "",
+    ]  # fmt: skip
+    failed = []
+    for name, cmd in BENCHES:
+        if a.only and name not in a.only:
+            continue
+        out = OUT / f"{name}.md"
+        out.unlink(missing_ok=True)
+        print(f"bench: {name}: {' '.join(cmd)}", flush=True)
+        r = subprocess.run([sys.executable, *cmd, "--out", str(out)], cwd=ROOT)
+        if r.returncode != 0 or not out.exists():
+            failed.append(name)
+            parts += [f"## {name}", "", f"`{' '.join(cmd)}` failed (exit {r.returncode}).", ""]
+            continue
+        parts += [out.read_text().rstrip(), "", f"Command: `python {' '.join(cmd)}`", ""]
+    tmp = a.out.with_suffix(".tmp")
+    tmp.write_text("\n".join(parts))
+    tmp.replace(a.out)
+    print(f"bench: wrote {a.out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
