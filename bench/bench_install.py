@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         "| SPD | install (policies/s) | ratio to XFRM | wire only (policies/s) | ratio | "
         "flush (policies/s) | ratio |",
         "|---|---:|---:|---:|---:|---:|---:|",
-        f"| Linux XFRM, `ip -batch` | {n / x_add:,.0f} | 1.00× | — | — | {n / x_flush:,.0f} | 1.00× |",
+        f"| Linux XFRM, `ip -batch` | {n / x_add:,.0f} | 1.00× | — | — | "
+        f"{n / x_flush:,.0f} | 1.00× |",
     ]
     for build, add, wire, flush in rows:
         out.append(

@@ -7,6 +7,7 @@ against its baseline; this stitches them together with the commands used.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "# spdlab benchmarks",
         "",
         f"Written by `make bench` on {time.strftime('%Y-%m-%d', time.gmtime())}: "
-        f"{cpu}, {len([1 for ln in Path('/proc/cpuinfo').read_text().splitlines() if ln.startswith('processor')])} cores, "
+        f"{cpu}, {os.cpu_count()} cores, "
         f"kernel {platform.release()}. Every figure is a ratio against a baseline measured in "
         "the same run; absolute rates are for reading the ratios, not for comparing machines.",
         "",
