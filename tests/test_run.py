@@ -47,9 +47,14 @@ def lab_file(tmp: Path, **changes: Any) -> Path:
 def spdlab(runs: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
     return subprocess.Popen(
-        [*SPDLAB, *args], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw,
-    )  # fmt: skip
+        [*SPDLAB, *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 def leftovers(runs: Path) -> list[str]:
@@ -114,7 +119,7 @@ def test_demo_every_build_passes(demo: Any) -> None:
 
 
 def test_demo_classifications(demo: Any) -> None:
-    code, out, err, run_dir = demo
+    _, out, _, run_dir = demo
     doc = result.load(run_dir / "result.json")
     got = {(c["base"], c["patched"]): c["verdict"] for c in doc["comparisons"]}
     assert got[("netkey", "netkey+nextsp")] == "no effect"
@@ -144,10 +149,8 @@ def test_demo_artifacts(demo: Any) -> None:
     _, _, _, run_dir = demo
     suite = ET.parse(run_dir / "junit.xml").getroot()
     assert suite.get("tests") == "6" and suite.get("failures") == "0"
-    assert {c.get("classname") for c in suite.iter("testcase")} == {
-        f"spdlab.{b}"
-        for b in ("canary", "canary+nextsp", "netipsec", "netipsec+split", "netkey", "netkey+nextsp")
-    }
+    builds = ("canary", "canary+nextsp", "netipsec", "netipsec+split", "netkey", "netkey+nextsp")
+    assert {c.get("classname") for c in suite.iter("testcase")} == {f"spdlab.{b}" for b in builds}
     assert (run_dir / "drain.png").read_bytes()[:4] == b"\x89PNG"
     gw = run_dir / "targets" / "gw-canary"
     before = (gw / "spddump-before.txt").read_text()
@@ -163,8 +166,11 @@ def test_compare_cli(demo: Any) -> None:
     env = {**os.environ, "SPDLAB_RUNS_DIR": str(run_dir.parent)}
     p = subprocess.run(
         [*SPDLAB, "compare", run_dir.name, "--builds", "canary", "canary+nextsp", "--json"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     (c,) = json.loads(p.stdout)["comparisons"]
     assert c["verdict"] == "fixed"
@@ -192,10 +198,14 @@ def small_lab(tmp: Path, builds: list[str], expect: dict[str, Any] | None = None
         "defaults": {"kind": "netns", "tick_ms": 50, "flow_idle_ticks": 100},
         "targets": [{"name": "gw", "builds": builds}],
         "traffic_host": {"address": "10.82.0.2"},
-        "scenario": {"policies": 100, "keepalive_ticks": 20, "delete": "delete",
-                     "timeout_ticks": 2000},
+        "scenario": {
+            "policies": 100,
+            "keepalive_ticks": 20,
+            "delete": "delete",
+            "timeout_ticks": 2000,
+        },
         "expect": expect or {},
-    }  # fmt: skip
+    }
     path = tmp / "small.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
