@@ -16,7 +16,15 @@ patches=$(echo "$line" | awk '{ for (i = 3; i <= NF; i++) printf "%s%s", $i, (i 
 [ -d "sys/$tree" ] || { echo "firmware: build '$name': no tree sys/$tree" >&2; exit 2; }
 
 out=build/$name
-src=$out/src
+src=$out/src${san:+-$san}
+bin=$out/netkeyd
+[ "$san" = asan ] && bin=$out/netkeyd-asan
+# Up to date if nothing that goes into this binary changed since it was built.
+stamp=$(cat builds.conf mkbuild.sh src/*.c include/*.h sys/$tree/*.c \
+    $(for p in $patches; do echo "patches/$p.patch"; done) 2>/dev/null | sha256sum | cut -c1-16)
+if [ -x "$bin" ] && [ "$(cat "$bin.stamp" 2>/dev/null)" = "$stamp" ]; then
+	exit 0
+fi
 rm -rf "$src.tmp"
 mkdir -p "$src.tmp/sys"
 cp -R src include "$src.tmp/"
@@ -38,10 +46,8 @@ done
 
 CC=${CC:-cc}
 CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -I$src/include"
-bin=$out/netkeyd
 if [ "$san" = asan ]; then
 	CFLAGS="$CFLAGS -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
-	bin=$out/netkeyd-asan
 else
 	CFLAGS="$CFLAGS -O2"
 fi
@@ -50,4 +56,5 @@ $CC $CFLAGS \
     -DNETKEYD_PATCHES="\"$patches\"" \
     -o "$bin.tmp" $src/src/*.c $src/sys/$tree/*.c -lcrypto
 mv "$bin.tmp" "$bin"
+echo "$stamp" > "$bin.stamp"
 echo "firmware: built $bin (tree $tree${patches:+, patches $patches})"
