@@ -3,7 +3,7 @@
 A gateway namespace runs netkeyd (the ASan+UBSan build) with --esp and --natt on one
 end of a veth pair; a peer namespace sends ESP over a raw socket and ESP-in-UDP from
 port 4500. SAs and policies go in over PF_KEY; every verdict is read back from the
-admin socket's `stats` counters. Needs root and iproute2; skipped otherwise.
+admin socket's `stats` counters. Needs root and iproute2 (tests/conftest.py checks).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import errno
 import json
 import os
 import secrets
-import shutil
 import socket
 import struct
 import subprocess
@@ -23,9 +22,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("cryptography")
-
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -64,10 +60,6 @@ SPI_GCM, SPI_TUN, SPI_CBC, SPI_NULL, SPI_NATT, SPI_UNIQ = (
     0x6006,
 )
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("cc") is None,
-    reason="needs root, iproute2 and a C compiler",
-)
 
 
 # ---------------------------------------------------------------- ESP encoding (RFC 4303)

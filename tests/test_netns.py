@@ -28,9 +28,6 @@ from orchestrator.targets.state import StateFile
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2"
-)
 
 LAB = """\
 name: mixed

@@ -273,7 +273,7 @@ NETKEYD = REPO / "firmware" / "build" / "netkey" / "netkeyd"
 @pytest.fixture
 def netkeyd(tmp_path: Path) -> Iterator[Path]:
     if not NETKEYD.exists():
-        pytest.skip(f"{NETKEYD} is not built: make -C firmware BUILD=netkey")
+        pytest.fail(f"{NETKEYD} is not built: make -C firmware BUILD=netkey")
     control = tmp_path / "control.sock"
     log = (tmp_path / "netkeyd.log").open("w")
     proc = subprocess.Popen(
