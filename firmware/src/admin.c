@@ -364,8 +364,11 @@ admin_stats(struct jbuf *j, int argc, char **argv)
 	for (i = 0; i < ESP_DROP_MAX; i++)
 		jprintf(j, "%s\"%s\":%llu", i == 0 ? "" : ",",
 		    esp_dropnames[i], (unsigned long long)keystat.esp_drop[i]);
-	jprintf(j, "}},\"flows\":{\"open\":%llu,\"opened\":%llu,"
+	jprintf(j, "},\"natt\":{\"keepalives\":%llu,\"non_esp\":%llu}},"
+	    "\"flows\":{\"open\":%llu,\"opened\":%llu,"
 	    "\"closed\":%llu,\"idled\":%llu}}",
+	    (unsigned long long)esp_natt_keepalives(),
+	    (unsigned long long)esp_natt_nonesp(),
 	    (unsigned long long)keystat.flows_open,
 	    (unsigned long long)keystat.flows_opened,
 	    (unsigned long long)keystat.flows_closed,

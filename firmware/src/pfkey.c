@@ -496,10 +496,15 @@ static int
 key_register(const struct sadb_msghdr *mhp)
 {
 	static const struct sadb_alg	 aalgs[] = {
+		{ SADB_AALG_SHA1HMAC, 0, 160, 160, 0 },
 		{ SADB_X_AALG_SHA2_256, 0, 256, 256, 0 },
+		{ SADB_X_AALG_SHA2_384, 0, 384, 384, 0 },
+		{ SADB_X_AALG_SHA2_512, 0, 512, 512, 0 },
 	}, ealgs[] = {
 		{ SADB_EALG_NULL, 0, 0, 2048, 0 },
 		{ SADB_X_EALG_AES, 16, 128, 256, 0 },
+		{ SADB_X_EALG_AESGCM8, 8, 160, 288, 0 },
+		{ SADB_X_EALG_AESGCM12, 8, 160, 288, 0 },
 		{ SADB_X_EALG_AESGCM16, 8, 160, 288, 0 },
 	};
 	struct sadb_supported	 sup;
