@@ -61,7 +61,6 @@ SPI_GCM, SPI_TUN, SPI_CBC, SPI_NULL, SPI_NATT, SPI_UNIQ = (
 )
 
 
-
 # ---------------------------------------------------------------- ESP encoding (RFC 4303)
 
 
