@@ -30,9 +30,9 @@ from orchestrator.pfkey.wire import ExtType
 from orchestrator.run.phases import RunPhases, Status
 from orchestrator.targets.session import LabRun
 from orchestrator.traffic import scenario as traffic_scenario
-from orchestrator.traffic.run import TrafficRun
+from orchestrator.traffic.run import TrafficRun, targets_report
 from orchestrator.traffic.sa import TrafficSpec
-from orchestrator.traffic.sender import Pacing, load_seq_state
+from orchestrator.traffic.sender import Pacing
 
 SPI_STRIDE = 0x100000  # each target's SPIs: distinct, so sequence state never collides
 EXPIRE_LEAD_S = 8.0  # install + reference must finish before lifetimes end
@@ -234,10 +234,7 @@ class RunJob:
         live = [t for t in self._live() if t.scenario is not None]
         if self.sc.traffic == "none" or not live:
             return
-        spec = TrafficSpec(
-            [sa for t in live for sa in t.scenario.sas],  # type: ignore[union-attr]
-            [f for t in live for f in t.scenario.flows],  # type: ignore[union-attr]
-        )
+        spec = TrafficSpec.merge([t.scenario.spec for t in live])  # type: ignore[union-attr]
         if self.sc.traffic == "keepalive":
             pacing = Pacing.keepalive(len(spec.flows), self.sc.keepalive_ticks, self.tick_ms)
         else:
@@ -518,21 +515,13 @@ class RunJob:
         result.write(self.run_dir / "result.json", self.doc)
 
     def _write_traffic_json(self) -> None:
-        """Packets sent per target, from the sender's sequence numbers per SPI."""
-        if self.traffic is None:
+        """Packets sent per target, from the sender's counts per gateway address."""
+        stats = self.traffic.stats() if self.traffic is not None else None
+        if stats is None:
             return
-        seqs = load_seq_state(self.run_dir / "traffic" / "seq.json")
-        stats = self.traffic.stats()
-        out: dict[str, Any] = {"targets": {}}
-        for t in self._live():
-            if t.scenario is None:
-                continue
-            sent = sum(seqs.get(sa.spi, 0) for sa in t.scenario.sas)
-            out["targets"][t.name] = {"sent": sent}
-        if stats is not None:
-            out["total"] = stats.to_json()
+        addrs = {t.name: str(t.spec.address) for t in self.targets}
         tmp = self.run_dir / ".traffic.json.tmp"
-        tmp.write_text(json.dumps(out))
+        tmp.write_text(json.dumps(targets_report(stats, addrs)))
         tmp.replace(self.run_dir / "traffic.json")
 
 
