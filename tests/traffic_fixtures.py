@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -35,10 +34,8 @@ GW, TR = "10.98.0.1", "10.98.0.2"
 PREFIX = os.environ.get("SPDLAB_TEST_NETNS_PREFIX", "spdt")
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 
-needs_netns = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None,
-    reason="needs root and iproute2",
-)
+# Root and iproute2 are checked once per session (tests/conftest.py), never skipped.
+needs_netns = pytest.mark.netns
 
 
 def _ip(*args: str) -> None:
