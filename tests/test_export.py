@@ -428,38 +428,6 @@ def test_parse_addr() -> None:
             parse_addr(bad)
 
 
-def test_spdlab_serve_exports_a_run(gateways: dict[str, Netkeyd], tmp_path: Path) -> None:
-    """`spdlab serve RUN` over a run folder whose targets are live netkeyd processes."""
-    run = tmp_path / "runs" / "20260101-000000-cafe"
-    run.mkdir(parents=True)
-    recs = {n: {"kind": "netns", "build": BUILDS[n], "admin": str(nk.admin_path)}
-            for n, nk in gateways.items()}  # fmt: skip
-    (run / "state.json").write_text(json.dumps({"phase": "up", "targets": recs}))
-    (run / "result.json").write_text(json.dumps(result_doc()))
-    env = dict(os.environ, SPDLAB_RUNS_DIR=str(tmp_path / "runs"))
-    argv = [sys.executable, "-m", "orchestrator.cli.main", "serve", "20260101",
-            "--metrics-addr", "127.0.0.1:0"]  # fmt: skip
-    p = subprocess.Popen(argv, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        line = p.stderr.readline()
-        url = re.search(r"serving (\S+)", line)
-        assert url, line
-        sd = json.loads((run / "prometheus-targets.json").read_text())
-        assert url.group(1) == f"http://{sd[0]['targets'][0]}/metrics"
-        text = scrape(url.group(1))
-        assert value(text, "spdlab_target_up", target="gw-canary", build="canary") == 1
-        assert value(text, "spdlab_drain_ticks", target="gw-canary", build="canary") == 11
-    finally:
-        p.send_signal(signal.SIGTERM)
-        assert p.wait(10) == 0
-        p.stderr.close()
-    assert not (run / "prometheus-targets.json").exists()
-    assert not (run.parent / "prometheus-sd" / f"{run.name}.json").exists()
-
-
-# ------------------------------------------------------------------ pushgateway
-
-
 class FakePushgateway(BaseHTTPRequestHandler):
     got: list[tuple[str, str, str]] = []
 
@@ -476,20 +444,68 @@ class FakePushgateway(BaseHTTPRequestHandler):
         pass
 
 
-def test_push_and_delete_run_summary(tmp_path: Path) -> None:
-    run = tmp_path / "20260101-000000-abcd"
-    run.mkdir()
-    (run / "result.json").write_text(json.dumps(result_doc()))
+@pytest.fixture
+def pushgateway() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
+    """A fake Pushgateway on loopback: (its URL, the requests it got)."""
+    FakePushgateway.got = []
     srv = ThreadingHTTPServer(("127.0.0.1", 0), FakePushgateway)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{srv.server_address[1]}"
     try:
-        push_run_summary(url, run)
-        delete_run_summary(url, run.name)
+        yield f"http://127.0.0.1:{srv.server_address[1]}", FakePushgateway.got
     finally:
         srv.shutdown()
         srv.server_close()
-    (put, path, body), (dele, dpath, _) = FakePushgateway.got
+
+
+def test_spdlab_serve_exports_a_run(
+    gateways: dict[str, Netkeyd], tmp_path: Path, pushgateway: tuple[str, list]
+) -> None:
+    """`spdlab serve RUN` over a run folder whose targets are live netkeyd processes."""
+    run = tmp_path / "runs" / "20260101-000000-cafe"
+    run.mkdir(parents=True)
+    recs = {n: {"kind": "netns", "build": BUILDS[n], "admin": str(nk.admin_path)}
+            for n, nk in gateways.items()}  # fmt: skip
+    (run / "state.json").write_text(json.dumps({"phase": "up", "targets": recs}))
+    (run / "result.json").write_text(json.dumps(result_doc()))
+    env = dict(os.environ, SPDLAB_RUNS_DIR=str(tmp_path / "runs"))
+    push_url, pushed = pushgateway
+    argv = [sys.executable, "-m", "orchestrator.cli.main", "serve", "20260101",
+            "--metrics-addr", "127.0.0.1:0", "--pushgateway", push_url]  # fmt: skip
+    p = subprocess.Popen(argv, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stderr.readline()
+        url = re.search(r"serving (\S+)", line)
+        assert url, line
+        sd = json.loads((run / "prometheus-targets.json").read_text())
+        assert url.group(1) == f"http://{sd[0]['targets'][0]}/metrics"
+        text = scrape(url.group(1))
+        assert value(text, "spdlab_target_up", target="gw-canary", build="canary") == 1
+        assert value(text, "spdlab_drain_ticks", target="gw-canary", build="canary") == 11
+        deadline = time.monotonic() + 10
+        while not pushed and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [(m, path) for m, path, _ in pushed] == [
+            ("PUT", f"/metrics/job/spdlab/run/{run.name}")
+        ]
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0
+        p.stderr.close()
+    assert not (run / "prometheus-targets.json").exists()
+    assert not (run.parent / "prometheus-sd" / f"{run.name}.json").exists()
+
+
+# ------------------------------------------------------------------ pushgateway
+
+
+def test_push_and_delete_run_summary(tmp_path: Path, pushgateway: tuple[str, list]) -> None:
+    run = tmp_path / "20260101-000000-abcd"
+    run.mkdir()
+    (run / "result.json").write_text(json.dumps(result_doc()))
+    url, got = pushgateway
+    push_run_summary(url, run)
+    delete_run_summary(url, run.name)
+    (put, path, body), (dele, dpath, _) = got
     assert (put, path) == ("PUT", "/metrics/job/spdlab/run/20260101-000000-abcd")
     assert (dele, dpath) == ("DELETE", path)
     got = samples(body)

@@ -55,7 +55,7 @@ def serve(
         if on_start:
             on_start(run_dir, exporter.url)
         pushed: float | None = None
-        while not stop.wait(POLL_S if pushgateway else 3600):
+        while True:
             now = _mtime(run_dir / "result.json")
             if pushgateway and now is not None and now != pushed:
                 try:
@@ -63,6 +63,8 @@ def serve(
                     pushed = now
                 except SpdlabError as e:
                     log.warning("%s", e)
+            if stop.wait(POLL_S if pushgateway else 3600):
+                break
     finally:
         exporter.stop()
         if written is not None and sd_path.exists() and sd_path.read_text() == written:
