@@ -360,7 +360,9 @@ def run_demo(tmp: Path) -> Iterator[Demo]:
         prom.stop()
 
 
-@pytest.fixture(scope="module", params=["direct", "spdlab-run"])
+@pytest.fixture(
+    scope="module", params=["direct", pytest.param("spdlab-run", marks=pytest.mark.netns)]
+)
 def demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp(request.param)
     yield from (direct_demo if request.param == "direct" else run_demo)(tmp)
