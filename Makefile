@@ -7,12 +7,12 @@ PY := $(VENV)/bin/python
 SPDLAB := $(VENV)/bin/spdlab
 PYTEST_ARGS ?=
 
-.PHONY: all setup deps venv firmware firmware-asan test demo bench lint fmt clean
+.PHONY: all setup deps venv firmware firmware-asan test demo bench lint fmt clean dashboards
 
 all: setup
 
 deps:
-	@scripts/deps.sh base prometheus fuzz
+	@scripts/deps.sh base prometheus fuzz chromium
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: setup
 lint: venv
 	$(VENV)/bin/ruff check orchestrator tests bench
 	$(VENV)/bin/ruff format --check orchestrator tests bench
+	$(PY) -m orchestrator.export.dashboard --check
+
+# The Grafana dashboard is generated, never edited by hand.
+dashboards: venv
+	$(PY) -m orchestrator.export.dashboard
 
 fmt: venv
 	$(VENV)/bin/ruff format orchestrator tests bench

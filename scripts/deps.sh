@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh [GROUP...]: apt-install what spdlab needs and the machine lacks.
 #   base        compilers, iproute2, patch (always)
-#   prometheus  Debian's prometheus package, unpacked into .cache/prometheus
+#   prometheus  Debian's prometheus and pushgateway packages, unpacked into .cache/
 #   fuzz        clang, for the libFuzzer harnesses
 #   chromium    headless Chromium, for the HTML report test
 set -eu
@@ -34,6 +34,14 @@ for group in "$@"; do
 			(cd .cache/deb && rm -f prometheus_*.deb && apt-get download -qq prometheus)
 			rm -rf .cache/prometheus
 			dpkg -x .cache/deb/prometheus_*.deb .cache/prometheus
+		fi
+		if [ ! -x .cache/pushgateway/usr/bin/prometheus-pushgateway ]; then
+			echo "deps: fetching Debian's prometheus-pushgateway package"
+			mkdir -p .cache/deb
+			(cd .cache/deb && rm -f prometheus-pushgateway_*.deb &&
+			    apt-get download -qq prometheus-pushgateway)
+			rm -rf .cache/pushgateway
+			dpkg -x .cache/deb/prometheus-pushgateway_*.deb .cache/pushgateway
 		fi
 		;;
 	*) echo "deps: unknown group '$group'" >&2; exit 2 ;;

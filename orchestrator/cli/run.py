@@ -167,17 +167,23 @@ class _Exporter:
     def start(self, lr: Any) -> None:
         if not self.addr:
             return
-        try:
-            from orchestrator.export.exporter import Exporter
-        except ImportError:
-            return
+        from orchestrator.export.exporter import Exporter
+        from orchestrator.export.file_sd import write_file_sd
+
+        self.run_dir = lr.run.path
         self.exp = Exporter.for_run(lr.run.path)
-        self.exp.start(self.addr)
-        self.console.print(f"metrics: http://{self.addr}/metrics")
+        bound = self.exp.start(self.addr)
+        # Prometheus finds the run through the file_sd list (monitoring/prometheus).
+        write_file_sd(lr.run.path, bound, lr.lab.name if lr.lab else "")
+        self.console.print(f"metrics: http://{bound}/metrics")
 
     def stop(self) -> None:
         if self.exp is not None:
+            from orchestrator.export.file_sd import remove_file_sd
+
             self.exp.stop()
+            remove_file_sd(self.run_dir)
+            self.exp = None
 
 
 def _push(url: str, job: Any) -> None:
