@@ -73,7 +73,8 @@ control_init(const char *path)
 		return (-1);
 	}
 	memcpy(sun.sun_path, path, strlen(path));
-	if ((ctlfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) == -1)
+	if ((ctlfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0)) == -1)
 		return (-1);
 	(void)unlink(path);
 	if (bind(ctlfd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
@@ -82,20 +83,23 @@ control_init(const char *path)
 	return (0);
 }
 
+/* Every pending connection, so none misses a broadcast sent after it. */
 static void
 control_accept(void)
 {
 	int	 fd, sz = CTL_SNDBUF;
 
-	if ((fd = accept4(ctlfd, NULL, NULL, SOCK_CLOEXEC |
-	    SOCK_NONBLOCK)) == -1)
-		return;
-	/* Room for a large SPDDUMP without dropping our own answers. */
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) == -1)
-		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-	if (key_attach(fd) == NULL) {
-		log_warnx("%s: too many PF_KEY clients", __func__);
-		close(fd);
+	while ((fd = accept4(ctlfd, NULL, NULL, SOCK_CLOEXEC |
+	    SOCK_NONBLOCK)) != -1) {
+		/* Room for a large SPDDUMP without dropping our own answers. */
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz,
+		    sizeof(sz)) == -1)
+			(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz,
+			    sizeof(sz));
+		if (key_attach(fd) == NULL) {
+			log_warnx("%s: too many PF_KEY clients", __func__);
+			close(fd);
+		}
 	}
 }
 
@@ -199,7 +203,16 @@ mainloop(void)
 				continue;
 			fatal("%s: poll: %s", __func__, strerror(errno));
 		}
-		/* The clock first, so a busy data path cannot starve it. */
+		/*
+		 * New sockets first: a socket whose connect() returned before
+		 * another client's message must see that message's broadcast,
+		 * as it would on a kernel.  Then the clock, so a busy data path
+		 * cannot starve it.
+		 */
+		if (pfd[0].revents & POLLIN)
+			control_accept();
+		if (pfd[1].revents & POLLIN)
+			admin_accept();
 		if (pfd[2].revents & POLLIN)
 			timer_expire();
 		if (pfd[3].revents & POLLIN)
@@ -215,10 +228,6 @@ mainloop(void)
 		for (i = nctl; i < nctl + nadm; i++)
 			if (pfd[5 + i].revents != 0)
 				admin_input(fds[i]);
-		if (pfd[0].revents & POLLIN)
-			control_accept();
-		if (pfd[1].revents & POLLIN)
-			admin_accept();
 	}
 }
 
