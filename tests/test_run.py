@@ -241,7 +241,7 @@ def test_sigint_leaves_nothing_and_marks_incomplete(runs: Path, tmp_path: Path) 
 
 def test_missed_expectation_fails_with_measured_value(runs: Path, tmp_path: Path) -> None:
     lab = small_lab(tmp_path, ["canary"], {"canary": {"drain_ticks_max": 5}})
-    p = spdlab(runs, "run", str(lab), "--metrics-addr", "")
+    p = spdlab(runs, "run", str(lab), "--metrics-addr", "", "--trials", "2")
     out, err = p.communicate(timeout=300)
     assert p.returncode == 1, out + err
     run_dir = only_run(runs)
@@ -251,4 +251,10 @@ def test_missed_expectation_fails_with_measured_value(runs: Path, tmp_path: Path
     assert failure is not None
     assert "expected <= 5" in failure.get("message", "")
     doc = result.load(run_dir / "result.json")
-    assert doc["targets"][0]["drain_ticks"] > 5
+    (t,) = doc["targets"]
+    assert t["drain_ticks"] > 5
+    # Two trials: the median and the spread of both.
+    assert [tr["trial"] for tr in t["trials"]] == [1, 2]
+    lo, hi = t["drain_spread"]
+    assert lo <= t["drain_ticks"] <= hi
+    assert all(abs(tr["drain_ticks_from_issue"] - 100) <= 1 for tr in t["trials"])

@@ -79,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             console.print("spdlab: interrupted: everything created was torn down")
             return 128 + int(flag.signum)
+    from orchestrator.export.exporter import DEFAULT_ADDR
+    from orchestrator.export.file_sd import write_file_sd
+
+    # Where `spdlab serve` exports by default: Prometheus picks the run up from here.
+    write_file_sd(lr.run.path, DEFAULT_ADDR, lab.name)
     if args.json:
         print(json.dumps({"run_id": lr.run_id, "run_dir": str(lr.run.path),
                           "targets": [h.as_dict() for h in lr.health()]}))  # fmt: skip
