@@ -334,10 +334,8 @@ def run_demo(tmp: Path) -> Iterator[Demo]:
     lab = tmp / "montest.yaml"
     lab.write_text(LAB)
     port = free_port()
-    # `spdlab run` serves the lab's metrics here; Prometheus finds it through this list.
-    sd = runs / "prometheus-sd"
-    sd.mkdir(parents=True)
-    (sd / "spdlab-run.json").write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"]}]))
+    # `spdlab run` serves the lab's metrics there and lists it in runs/prometheus-sd/.
+    (runs / "prometheus-sd").mkdir(parents=True)
     prom = start_prometheus(tmp, runs)
     try:
         t0 = time.time()
@@ -425,7 +423,7 @@ def test_values_match_the_run(demo: Demo) -> None:
         per_scrape = math.ceil(1000 / demo.result["tick_ms"]) + 1
         assert N - sum(r["unlinked"] for r in recs[:per_scrape]) <= peak["gw-canary"] <= N
     assert demo.values("spdlab_drain_ticks") == {n: t["drain_ticks"] for n, t in by_name.items()}
-    assert by_name["gw-canary-nextsp"]["drain_ticks"] == 1
+    assert by_name["gw-canary-nextsp"]["drain_ticks"] <= 1  # spec §4: within one tick
     assert by_name["gw-canary"]["drain_ticks"] >= N - 10  # one policy per tick
     assert demo.values("spdlab_target_up") == dict.fromkeys(TARGETS, 1.0)
     verdicts = demo.query("spdlab_verdict == 1")

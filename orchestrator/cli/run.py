@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         exporter.stop()
     if args.pushgateway:
-        _push(args.pushgateway, job)
+        _push(args.pushgateway, job, args.keep)
     if args.json:
         print(
             json.dumps(
@@ -186,7 +186,10 @@ class _Exporter:
             self.exp = None
 
 
-def _push(url: str, job: Any) -> None:
+def _push(url: str, job: Any, keep: bool) -> None:
+    """One group per run; a kept lab's `down` deletes it again."""
     from orchestrator.export.pushgateway import push_run_summary
 
     push_run_summary(url, job.run_dir)
+    if keep:
+        job.lr.state.set(pushgateway=url)

@@ -122,7 +122,6 @@ class RunJob:
             self._up()
             for trial in range(1, self.trials + 1):
                 self._trial(trial)
-            self._judge()
             self.doc["complete"] = True
         except KeyboardInterrupt:
             self.doc["interrupted"] = True
@@ -172,11 +171,13 @@ class RunJob:
         for t in self.targets:
             if t.drain is not None:
                 t.trials.append(self._trial_summary(t, trial))
+        # Verdicts so far, so the exporter shows this drain while the lab is still up.
+        self._judge()
+        self._save()
         if trial == 1:
             self._dumps("after")
         if trial < self.trials:
             self._reset()
-        self._save()
 
     # ------------------------------------------------------------ install
 
