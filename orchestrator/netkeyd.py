@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from orchestrator.errors import ConfigError, InfraError
 from orchestrator.lab.builds import binary_path, known_builds
 from orchestrator.pfkey import messages
 from orchestrator.pfkey.client import PfkeyClient
+from orchestrator.proc import terminate
 from orchestrator.targets.admin import AdminClient
 
 
@@ -150,13 +150,7 @@ class Netkeyd:
         self.admin.close()
         if self.proc is None:
             return self.returncode
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         self.returncode = self.proc.returncode
         self.proc = None
         self.stderr.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -18,6 +17,7 @@ import yaml
 
 from orchestrator.errors import ConfigError, InfraError
 from orchestrator.export.file_sd import SD_DIR
+from orchestrator.proc import terminate
 from orchestrator.runs import project_root, runs_dir
 
 MONITORING = project_root() / "monitoring"
@@ -167,13 +167,7 @@ class Prometheus:
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         self.proc = None
 
     def __enter__(self) -> Prometheus:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 from orchestrator.errors import ConfigError, InfraError
+from orchestrator.proc import terminate
 from orchestrator.traffic import fastpath, template
 from orchestrator.traffic.link import open_link
 from orchestrator.traffic.sa import TrafficSpec
@@ -254,13 +254,7 @@ class TrafficRun:
         """
         if self.proc is None:
             raise InfraError("sender was never started", self.job.netns, "traffic stop")
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         return self._final()
 
     def _final(self) -> SendStats:
