@@ -1,5 +1,8 @@
 """`spdlab setkey -s SOCKET ...`: setkey(8) against a netkeyd control socket.
 
+`--target NAME [--run RUN]` instead of `-s`: that target's PF_KEY socket in a run (default:
+the latest run).
+
 -c reads statements from stdin, -f FILE from a file; -D/-DP dump the SAD/SPD, -F/-FP flush
 them. A statement that does not parse stops everything before anything is sent (exit 2);
 an error reply is reported per statement and gives exit 1.
@@ -26,7 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-s", "--socket", metavar="SOCKET", help="netkeyd --control socket")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-s", "--socket", metavar="SOCKET", help="netkeyd --control socket")
+    where.add_argument("--target", metavar="NAME", help="a target of a run, instead of -s")
+    p.add_argument("--run", metavar="RUN", help="with --target: run id or prefix (default: latest)")
     act = p.add_mutually_exclusive_group(required=True)
     act.add_argument(
         "-c", dest="action", action="store_const", const="stdin", help="read statements from stdin"
@@ -116,14 +122,29 @@ def _statements(args: argparse.Namespace) -> int:
     return _report(outcomes, args.json)
 
 
+def _socket_of(target: str, run_id: str | None) -> str:
+    """The PF_KEY control socket of `target` in a run (None: the latest run)."""
+    from orchestrator.targets.session import LabRun
+
+    lr = LabRun.open(run_id)
+    if target not in lr.targets():
+        names = ", ".join(lr.targets()) or "none"
+        raise ConfigError(f"no target '{target}' in run {lr.run_id}: targets are {names}")
+    return lr.pfkey_endpoint(target).address
+
+
 def run(args: argparse.Namespace) -> int:
     action = args.action
+    if args.run is not None and args.target is None:
+        raise ConfigError("--run goes with --target")
+    if args.target is not None and not args.check:
+        args.socket = _socket_of(args.target, args.run)
     if args.policy and action in ("dump", "flush"):
         action = "spd" + action
     if args.check and args.file is None and action != "stdin":
         raise ConfigError("--check goes with -c or -f")
     if args.socket is None and not args.check:
-        raise ConfigError("setkey needs -s SOCKET (netkeyd's --control socket)")
+        raise ConfigError("setkey needs -s SOCKET (netkeyd's --control socket) or --target NAME")
     if args.file is not None or action == "stdin":
         return _statements(args)
     with PfkeyClient(args.socket, timeout=args.timeout) as client:
