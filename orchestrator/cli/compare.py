@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"comparisons": comparisons, "plot": str(out)}, indent=1))
     else:
-        render(doc, Console(), None, out)
+        render(doc, Console(width=None if sys.stdout.isatty() else 140), None, out)
     return 0
 
 
@@ -123,8 +124,14 @@ def render(
         if td["verdict"] != "PASS":
             console.print(f"  {td['name']}: {td['verdict']}: {td['reason']}")
     for c in doc["comparisons"]:
+        control = (
+            " [dim]— the synthetic positive control[/]"
+            if c["patched"].startswith("canary") and not c["base"].startswith("canary")
+            else ""
+        )
         console.print(
-            f"[bold]{c['patched']}[/] vs {c['base']}: [bold]{c['verdict']}[/] ({c['detail']})"
+            f"[bold]{c['patched']}[/] vs {c['base']}: [bold]{c['verdict']}[/] "
+            f"({c['detail']}){control}"
         )
     if run_dir is not None:
         console.print(

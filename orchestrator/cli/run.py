@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from orchestrator.cli.compare import render
 
-        render(doc, Console(), job.run_dir)
+        # Logs and CI capture output too: keep the table readable there.
+        render(doc, Console(width=None if sys.stdout.isatty() else 140), job.run_dir)
     return exit_code(doc)
 
 

@@ -46,6 +46,11 @@ class Drain:
     records: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = False
     timed_out: bool = False
+    # Memory findings from the delete on, including the flows' touches after the drain.
+    base_premature: int = 0
+    base_uaf: int = 0
+    premature_frees: int = 0
+    use_after_free: int = 0
 
     @property
     def delete_span_ticks(self) -> int:

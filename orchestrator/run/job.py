@@ -166,6 +166,7 @@ class RunJob:
             self._reference(trial)
             self._delete()
             self._drain()
+            self._settle()
         finally:
             self._stop_traffic()
         for t in self.targets:
@@ -310,9 +311,15 @@ class RunJob:
         stats = self.lr.stats_endpoint(t.name)  # type: ignore[union-attr]
         if self.sc.delete == "expire":
             assert t.expiry_tick is not None
-            if int(stats.request("stats")["now"]) >= t.expiry_tick:
+            before = stats.request("stats")
+            if int(before["now"]) >= t.expiry_tick:
                 raise InfraError("policies expired before they were all referenced")
-            t.drain = Drain(issue_tick=t.expiry_tick - 1, delete_tick=t.expiry_tick - 1)
+            t.drain = Drain(
+                issue_tick=t.expiry_tick - 1,
+                delete_tick=t.expiry_tick - 1,
+                base_premature=before["spd"]["premature_frees"],
+                base_uaf=before["spd"]["use_after_free"],
+            )
             return
         with self._pfkey(t) as c:
             fire = prepare_delete(self.sc.delete, c, t.scenario.delete_msgs, t.ids)  # type: ignore[union-attr]
@@ -322,6 +329,8 @@ class RunJob:
         spd = after["spd"]
         linked = sum(spd["alive"].values()) + sum(spd["dead"].values())
         t.drain = Drain(
+            base_premature=before["spd"]["premature_frees"],
+            base_uaf=before["spd"]["use_after_free"],
             issue_tick=int(before["now"]),
             delete_tick=int(after["now"]),
             removed_by_delete=spd["unlinked"] - before["spd"]["unlinked"],
@@ -350,6 +359,25 @@ class RunJob:
         self.phases.transition(Status.DRAINED)
         self._phase("drained")
 
+    def _settle(self) -> None:
+        """Let every flow send once more after the drain, then total the memory findings.
+
+        A policy freed under a flow is only touched again by the flow's next packet:
+        without this, a use after free that follows a fast drain would go unseen.
+        """
+        if self.traffic is not None and self.sc.traffic == "keepalive":
+            time.sleep((self.sc.keepalive_ticks + 2) * self.tick_ms / 1000)
+        for t in self._live():
+            if t.drain is None:
+                continue
+
+            def total(t: Target = t) -> None:
+                spd = self.lr.stats_endpoint(t.name).request("stats")["spd"]  # type: ignore[union-attr]
+                t.drain.premature_frees = spd["premature_frees"] - t.drain.base_premature  # type: ignore[union-attr]
+                t.drain.use_after_free = spd["use_after_free"] - t.drain.base_uaf  # type: ignore[union-attr]
+
+            self._guard(t, "settle", total)
+
     def _trial_summary(self, t: Target, trial: int) -> dict[str, Any]:
         d = t.drain
         assert d is not None
@@ -366,8 +394,8 @@ class RunJob:
             "drain_ticks": d.drain_ticks,
             "free_ticks": d.free_ticks,
             "timed_out": d.timed_out,
-            "premature_frees": tot["premature"],
-            "use_after_free": tot["uaf"],
+            "premature_frees": d.premature_frees,
+            "use_after_free": d.use_after_free,
             "walked_per_lookup": d.walked_per_lookup(),
             "esp_ok": tot["esp_ok"],
             "esp_drop": tot["esp_drop"],
