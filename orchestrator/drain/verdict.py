@@ -89,4 +89,5 @@ def judge(exp: Expectation | None, trials: list[dict[str, Any]], infra: str | No
                     f"{where}{c.name} expected {c.expected}, measured {c.measured}",
                     all_checks,
                 )
-    return Verdict(PASS, f"{len(all_checks)} checks met", all_checks)
+    n = len(all_checks)
+    return Verdict(PASS, f"{n} check{'' if n == 1 else 's'} met", all_checks)
