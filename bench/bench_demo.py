@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.runs import list_runs  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if proc.returncode != 0:
         print(proc.stdout + proc.stderr, file=sys.stderr)
         return 1
-    (rid,) = os.listdir(runs)
+    (rid,) = list_runs(runs)
     doc = json.loads((runs / rid / "result.json").read_text())
     canary = next(t for t in doc["targets"] if t["build"] == "canary")["trials"][0]
     tick_s = doc["tick_ms"] / 1000
