@@ -1,10 +1,16 @@
 #!/bin/sh
-# mkbuild.sh NAME [asan]: copy the sources and NAME's tree into
+# mkbuild.sh NAME [asan|static]: copy the sources and NAME's tree into
 # build/NAME/src, apply its patch series in order, and compile.
+# asan: build/NAME/netkeyd-asan (ASan+UBSan); static: build/NAME/netkeyd-static
+# (-static, libcrypto.a), the binary a FROM scratch container image runs.
 set -eu
 cd "$(dirname "$0")"
-name=${1:?usage: mkbuild.sh NAME [asan]}
+name=${1:?usage: mkbuild.sh NAME [asan|static]}
 san=${2:-}
+case "$san" in
+"" | asan | static) ;;
+*) echo "usage: mkbuild.sh NAME [asan|static]" >&2; exit 2 ;;
+esac
 line=$(awk -v n="$name" '$1 !~ /^#/ && $1 == n' builds.conf)
 if [ -z "$line" ]; then
 	echo "firmware: unknown build '$name'. Known builds are:" \
@@ -19,6 +25,7 @@ out=build/$name
 src=$out/src${san:+-$san}
 bin=$out/netkeyd
 [ "$san" = asan ] && bin=$out/netkeyd-asan
+[ "$san" = static ] && bin=$out/netkeyd-static
 # Up to date if nothing that goes into this binary changed since it was built.
 stamp=$(cat builds.conf mkbuild.sh src/*.c include/*.h sys/$tree/*.c \
     $(for p in $patches; do echo "patches/$p.patch"; done) 2>/dev/null | sha256sum | cut -c1-16)
@@ -46,12 +53,15 @@ done
 
 CC=${CC:-cc}
 CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -I$src/include"
+ldflags=
 if [ "$san" = asan ]; then
 	CFLAGS="$CFLAGS -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 else
 	CFLAGS="$CFLAGS -O2"
 fi
-$CC $CFLAGS \
+# ld warns about dlopen/getaddrinfo inside libcrypto.a: netkeyd never calls them
+[ "$san" = static ] && ldflags=-static
+$CC $CFLAGS $ldflags \
     -DNETKEYD_BUILD="\"$name\"" -DNETKEYD_TREE="\"$tree\"" \
     -DNETKEYD_PATCHES="\"$patches\"" \
     -o "$bin.tmp" $src/src/*.c $src/sys/$tree/*.c -lcrypto

@@ -47,7 +47,8 @@ EXPECTED = {
     "unknown_group": "9:12: targets[0].group: unknown group 'slow' (groups: fast)",
     "unknown_key_target": "6:5: targets[0].bulid: unknown key",
     "unknown_key_top": "6:1: colour: unknown key",
-    "unknown_kind": "6:11: targets[0].kind: unknown kind 'zone'. Supported kinds are: netns",
+    "unknown_kind": "6:11: targets[0].kind: unknown kind 'zone'. "
+    "Supported kinds are: docker, netns",
     "yaml_syntax": "5:1: (yaml): expected ',' or ']'",
     "zero_policies": "7:13: scenario.policies: must be >= 1, got 0",
 }

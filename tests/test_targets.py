@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_registry_knows_netns_and_rejects_unknown_kinds():
     assert registry.driver_class("netns") is NetnsDriver
     assert issubclass(NetnsDriver, TargetDriver) and NetnsDriver.kind == "netns"
-    with pytest.raises(ConfigError, match=r"unknown kind 'qemu'. Supported kinds are: netns"):
+    with pytest.raises(
+        ConfigError, match=r"unknown kind 'qemu'. Supported kinds are: docker, netns"
+    ):
         registry.driver_class("qemu")
 
 

@@ -1,4 +1,4 @@
-"""Remove recorded resources: processes by PID, namespaces, links, files. Idempotent."""
+"""Remove recorded resources: processes, containers, namespaces, links, files. Idempotent."""
 
 from __future__ import annotations
 
@@ -78,6 +78,10 @@ def remove(resource: dict[str, Any]) -> str | None:
         pid = int(resource["pid"])
         if process_matches(pid, resource["match"]) and kill_pids([pid]):
             return f"process {pid} survived SIGKILL"
+    elif kind == "container":
+        from orchestrator.targets.docker import remove_container
+
+        return remove_container(resource)
     elif kind == "netns":
         name = resource["name"]
         if netns_exists(name):
@@ -105,8 +109,8 @@ def remove(resource: dict[str, Any]) -> str | None:
 
 
 def remove_all(resources: list[dict[str, Any]]) -> list[str]:
-    """Remove resources newest first: processes, then links, namespaces, files."""
-    order = {"process": 0, "link": 1, "netns": 2, "file": 3}
+    """Remove resources newest first: processes, containers, links, namespaces, files."""
+    order = {"process": 0, "container": 1, "link": 2, "netns": 3, "file": 4}
     problems = []
     for r in sorted(reversed(resources), key=lambda r: order.get(r["type"], 9)):
         problem = remove(r)
@@ -120,6 +124,10 @@ def still_there(resource: dict[str, Any]) -> bool:
     kind = resource["type"]
     if kind == "process":
         return process_matches(int(resource["pid"]), resource["match"])
+    if kind == "container":
+        from orchestrator.targets.docker import container_exists
+
+        return container_exists(resource)
     if kind == "netns":
         return netns_exists(resource["name"])
     if kind == "link":

@@ -18,10 +18,10 @@ from orchestrator.targets import cleanup
 from orchestrator.targets.ansible import PlaybookResult, default_forks, run_playbook
 from orchestrator.targets.base import Health, TargetDriver
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
+from orchestrator.targets.labnet import BRIDGE, LabNetwork
 from orchestrator.targets.registry import register_kind
 
 CONTROLLER = "_controller"
-BRIDGE = "br0"
 RESERVED = ("sw", "th")
 # Task name (see playbooks/roles) → progress phase.
 PHASE_OF_TASK = {
@@ -40,12 +40,17 @@ class NetnsDriver(TargetDriver):
     # ---------------------------------------------------------------- names
 
     @property
+    def network(self) -> LabNetwork:
+        """The lab's switch and traffic host, shared with other kinds on the switch."""
+        return LabNetwork(self.run.short)
+
+    @property
     def switch_ns(self) -> str:
-        return f"spdlab-{self.run.short}-sw"
+        return self.network.switch_ns
 
     @property
     def traffic_ns(self) -> str:
-        return f"spdlab-{self.run.short}-th"
+        return self.network.traffic_ns
 
     def traffic_netns(self) -> str:
         return self.traffic_ns
@@ -104,7 +109,7 @@ class NetnsDriver(TargetDriver):
             "spdlab_prefixlen": lab.range.prefixlen,
             "spdlab_builds": sorted({t.build for t in self.specs}),
             "spdlab_traffic_ns": self.traffic_ns,
-            "spdlab_traffic_veth": f"s{self.run.short}th",
+            "spdlab_traffic_veth": self.network.traffic_veth,
             "spdlab_traffic_address": str(lab.traffic_host.address),
         }
         return {
@@ -124,12 +129,7 @@ class NetnsDriver(TargetDriver):
 
     def _record_network(self) -> None:
         sw = self.switch_ns
-        res: list[dict[str, Any]] = [
-            {"type": "netns", "name": sw},
-            {"type": "link", "name": BRIDGE, "netns": sw, "what": "bridge"},
-            {"type": "netns", "name": self.traffic_ns},
-            {"type": "link", "name": f"s{self.run.short}th", "netns": sw, "what": "veth"},
-        ]
+        res: list[dict[str, Any]] = self.network.resources()
         for t in self.specs:
             res.append({"type": "netns", "name": self.netns(t.name), "target": t.name})
             res.append({"type": "link", "name": self.veth(t.index), "netns": sw, "what": "veth"})

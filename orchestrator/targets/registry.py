@@ -8,6 +8,7 @@ from orchestrator.errors import ConfigError
 
 # Declared, not discovered: every kind's module, in one place.
 KIND_MODULES: dict[str, str] = {
+    "docker": "orchestrator.targets.docker",
     "netns": "orchestrator.targets.netns",
 }
 

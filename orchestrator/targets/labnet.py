@@ -1,0 +1,76 @@
+"""LabNetwork — the lab's switch (a bridge in its own namespace) and the traffic host.
+
+Every kind whose gateways plug into the switch shares it: the names derive from the run
+alone, so when a lab mixes netns and docker targets both drivers record the same resources
+(state.json keeps one copy) and the idempotent lab.sh creates the network once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.errors import InfraError
+from orchestrator.targets.ansible import PLAYBOOKS
+
+if TYPE_CHECKING:
+    from orchestrator.lab.resolve import ResolvedLab
+
+BRIDGE = "br0"
+LAB_SH = PLAYBOOKS / "roles" / "netns_gateway" / "files" / "lab.sh"
+
+
+@dataclass(frozen=True)
+class LabNetwork:
+    """The switch namespace, its bridge and the traffic host of one run.
+
+    Args:
+        short: the run's four hex digits (RunDir.short).
+    """
+
+    short: str
+
+    @property
+    def switch_ns(self) -> str:
+        return f"spdlab-{self.short}-sw"
+
+    @property
+    def traffic_ns(self) -> str:
+        return f"spdlab-{self.short}-th"
+
+    @property
+    def traffic_veth(self) -> str:
+        return f"s{self.short}th"
+
+    def resources(self) -> list[dict[str, Any]]:
+        """What the network is made of, for state.json (record before `up`)."""
+        return [
+            {"type": "netns", "name": self.switch_ns},
+            {"type": "link", "name": BRIDGE, "netns": self.switch_ns, "what": "bridge"},
+            {"type": "netns", "name": self.traffic_ns},
+            {"type": "link", "name": self.traffic_veth, "netns": self.switch_ns, "what": "veth"},
+        ]
+
+    def env(self, lab: ResolvedLab) -> dict[str, str]:
+        """lab.sh's environment (the same variables the netns role templates)."""
+        return {
+            "SW": self.switch_ns,
+            "BRIDGE": BRIDGE,
+            "TH": self.traffic_ns,
+            "TH_VETH": self.traffic_veth,
+            "TH_ADDR": str(lab.traffic_host.address),
+            "PLEN": str(lab.range.prefixlen),
+        }
+
+    def up(self, lab: ResolvedLab) -> None:
+        """Create the switch and the traffic host (idempotent), without ansible.
+
+        Raises:
+            InfraError: lab.sh failed.
+        """
+        env = {**os.environ, **self.env(lab)}
+        r = subprocess.run(["sh", str(LAB_SH), "up"], env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise InfraError(f"lab network: {r.stderr.strip() or r.returncode}", step="network")
