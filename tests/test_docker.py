@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,8 +116,10 @@ def snapshot(runs: Path, client) -> dict[str, set[str]]:
     """Containers, namespaces, links and processes that belong to runs under `runs`."""
     ids = list_runs(runs)
     shorts = [RunDir(r, runs).short for r in ids]
-    containers = {
-        c.name for c in client.containers.list(all=True) if c.labels.get(RUN_LABEL) in ids
+    containers = {  # the list call alone: a container removed meanwhile is no error
+        c["Names"][0].lstrip("/")
+        for c in client.api.containers(all=True, filters={"label": RUN_LABEL})
+        if c["Labels"].get(RUN_LABEL) in ids
     }
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
@@ -262,6 +265,30 @@ def test_killed_container_is_unhealthy_and_down_after_a_crash_cleans(runs, clien
     DockerDriver(run, state, lab).provision()
     assert len(snapshot(runs, client)["containers"]) == 4
     assert spdlab(runs, "down", "--all").returncode == 0
+    assert_clean(runs, client, before)
+
+
+def test_sigint_mid_up_removes_the_containers_and_exits_130(runs, client, tmp_path):
+    before = snapshot(runs, client)
+    env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli.main", "up", str(lab_file(tmp_path, LAB))],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not snapshot(runs, client)["containers"]:
+            time.sleep(0.05)
+        assert snapshot(runs, client)["containers"], "up never got to creating containers"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    assert "Traceback" not in err
+    (run_id,) = list_runs(runs)
+    assert StateFile.load(runs / run_id / "state.json").phase == "down"
     assert_clean(runs, client, before)
 
 

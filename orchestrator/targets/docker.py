@@ -326,7 +326,25 @@ class DockerDriver(TargetDriver):
     def teardown(self) -> list[str]:
         """Stop and remove the containers, then whatever else state.json lists."""
         self.stop()
+        self._record_labelled()
         return cleanup.remove_all(self.state.resources())
+
+    def _record_labelled(self) -> None:
+        """Record containers that carry this run's label but were never recorded by name.
+
+        A create interrupted mid-request can still finish in the daemon after `down` ran.
+        """
+        if not self.state.resources("container"):
+            return
+        with contextlib.suppress(Exception):
+            client = docker_client("down")
+            mine = {"label": f"{RUN_LABEL}={self.run.run_id}"}
+            for c in client.api.containers(all=True, filters=mine):  # no inspect: no race
+                name = c["Names"][0].lstrip("/")
+                target = (c.get("Labels") or {}).get(f"{LABEL}.target", "")
+                self.state.record(
+                    {"type": "container", "name": name, "run": self.run.run_id, "target": target}
+                )
 
 
 FILES = {
