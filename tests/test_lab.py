@@ -189,3 +189,20 @@ def test_several_errors_are_all_reported(tmp_path):
     with pytest.raises(LabError) as e:
         load_lab(path)
     assert len(e.value.lines) == 2
+
+
+def test_a_kind_that_runs_a_real_kernel_has_its_own_builds(tmp_path):
+    lab = load_lab(ROOT / "labs" / "linux-af_key.yaml")
+    assert [(t.kind, t.build) for t in lab.targets] == [("qemu", "linux-af_key")]
+    assert lab.expect["linux-af_key"].drain_ticks_max == 0
+    mixed = "name: mixed\ntargets:\n  - {name: a, build: netkey}\n"
+    mixed += "  - {name: b, kind: qemu, build: linux-af_key}\n"
+    assert [t.build for t in load_lab(write(tmp_path, mixed)).targets] == ["netkey", "linux-af_key"]
+    bad = "name: bad\ntargets:\n  - {name: a, build: linux-af_key}\n"
+    bad += "  - {name: b, kind: qemu, build: netkey}\n"
+    with pytest.raises(LabError) as e:
+        load_lab(write(tmp_path, bad))
+    assert len(e.value.lines) == 2
+    assert "unknown build 'linux-af_key' for kind netns" in e.value.lines[0]
+    want = "unknown build 'netkey' for kind qemu. Known builds are: linux-af_key"
+    assert want in e.value.lines[1]

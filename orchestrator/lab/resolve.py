@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
@@ -97,6 +97,7 @@ class _Resolver:
     lab: LabDef
     builds: Sequence[str]
     kinds: Sequence[str]
+    kind_builds: Mapping[str, Sequence[str]] = field(default_factory=dict)
     issues: list[Issue] = field(default_factory=list)
     loops: set[frozenset[str]] = field(default_factory=set)
 
@@ -138,13 +139,15 @@ class _Resolver:
             self.fail((*loc, "build"), "required (in the target, its group or defaults)")
             return
         ok = True
+        known = self.kind_builds.get(s["kind"], self.builds)
         for j, b in enumerate(builds):
-            if b not in self.builds:
+            if b not in known:
                 if t.builds is not None:
                     where = (*loc, "builds", j)
                 else:
                     where = (*loc, "build") if t.build else self._where_set(t, "build")
-                self.fail(where, f"unknown build '{b}'. Known builds are: {', '.join(self.builds)}")
+                kind = f" for kind {s['kind']}" if b in self.all_builds else ""
+                self.fail(where, f"unknown build '{b}'{kind}. Known builds are: {', '.join(known)}")
                 ok = False
         if not ok:
             return
@@ -163,6 +166,11 @@ class _Resolver:
                     loc, name, s["kind"], b, s["tick_ms"], s["flow_idle_ticks"], s["labels"],
                     t.address, t.subnet,
                 )  # fmt: skip
+
+    @property
+    def all_builds(self) -> set[str]:
+        """Firmware builds and the builds of kinds that run something else."""
+        return {*self.builds, *(b for bs in self.kind_builds.values() for b in bs)}
 
     def _where_set(self, t: TargetDef, key: str) -> Loc:
         """Where an inherited setting came from: the group, else defaults."""
@@ -219,7 +227,7 @@ class _Resolver:
     def expectations(self) -> dict[str, Expectation]:
         out: dict[str, Expectation] = {}
         for build in self.lab.expect:
-            if build not in self.builds:
+            if build not in self.all_builds:
                 self.fail(("expect", build), f"unknown build '{build}'")
         for build in self.lab.expect:
             exp = self._expectation(build, ())
@@ -255,6 +263,7 @@ def resolve(
     *,
     builds: Sequence[str] | None = None,
     kinds: Sequence[str] | None = None,
+    kind_builds: Mapping[str, Sequence[str]] | None = None,
     path: str = "",
 ) -> ResolvedLab:
     """Stage 2: resolve settings, expand `count:`/`builds:`, assign addresses, sort.
@@ -263,6 +272,8 @@ def resolve(
         lab: the validated definition.
         builds: known firmware builds; default: firmware/builds.conf.
         kinds: supported target kinds; default: the driver registry.
+        kind_builds: kinds that run builds other than firmware builds, with those
+            builds (`qemu`: `linux-af_key`); default: the driver registry.
         path: the lab file, kept for reference.
 
     Returns:
@@ -279,7 +290,11 @@ def resolve(
         from orchestrator.targets.registry import supported_kinds
 
         kinds = supported_kinds()
-    r = _Resolver(lab, builds, kinds)
+    if kind_builds is None:
+        from orchestrator.targets.registry import KIND_BUILDS
+
+        kind_builds = KIND_BUILDS
+    r = _Resolver(lab, builds, kinds, kind_builds)
     pending: list[_Pending] = []
     first: dict[str, Loc] = {}
     for i, t in enumerate(lab.targets):

@@ -281,7 +281,7 @@ class PfkeyClient:
         return errnos
 
     def dump(self, msg: Msg | int) -> list[Msg]:
-        """SPDDUMP or DUMP: the entries, whose seq counts down to 0; ENOENT is [].
+        """SPDDUMP or DUMP: the entries, the last with seq 0; ENOENT is [].
 
         Raises:
             PfkeyDumpIncomplete: the countdown skipped entries (replies dropped).
@@ -305,7 +305,7 @@ class PfkeyClient:
                 if reply.errno == wire.Errno.ENOENT and not entries:
                     return []
                 raise PfkeyReplyError(reply)
-            if entries and reply.seq != entries[-1].seq - 1:
+            if entries and not self._next_in_dump(entries[-1].seq, reply.seq):
                 gaps += 1
             entries.append(reply)
             if reply.seq == 0:
@@ -313,6 +313,13 @@ class PfkeyClient:
         if gaps:
             raise PfkeyDumpIncomplete(f"{name}: {gaps} gaps in the seq countdown", entries)
         return entries
+
+    def _next_in_dump(self, prev: int, seq: int) -> bool:
+        """KAME counts a dump's seq down to 0; Linux's af_key counts up from 1 and sends
+        the last entry with seq 0."""
+        if self.flavour == "linux":
+            return seq in (prev + 1, 0)
+        return seq == prev - 1
 
     # ------------------------------------------------------------ builders
 

@@ -346,6 +346,11 @@ def _enc_sa2(ext: Sa2, t: int, fl: str) -> bytes:
     return _pack(wire.SA2, "sadb_x_sa2", 0, t, ext.mode, 0, 0, ext.sequence, ext.reqid)
 
 
+def _request_struct(fl: str) -> struct.Struct:
+    """sadb_x_ipsecrequest: 8 bytes with a u16 reqid (KAME), 16 with a u32 one (Linux)."""
+    return wire.IPSECREQUEST_LINUX if fl == "linux" else wire.IPSECREQUEST
+
+
 def _enc_request(req: IpsecRequest, fl: str) -> bytes:
     addrs = b""
     if (req.tunnel_src is None) != (req.tunnel_dst is None):
@@ -353,9 +358,12 @@ def _enc_request(req: IpsecRequest, fl: str) -> bytes:
     if req.tunnel_src is not None and req.tunnel_dst is not None:
         addrs = encode_sockaddr(req.tunnel_src, 0, fl) + encode_sockaddr(req.tunnel_dst, 0, fl)
     # The one PF_KEY length in bytes; KAME pads it to 8 like everything else.
-    size = align8(wire.IPSECREQUEST.size + len(addrs))
+    hdr = _request_struct(fl)
+    size = align8(hdr.size + len(addrs))
     values = (size, req.proto, req.mode, req.level, req.reqid)
-    head = _pack(wire.IPSECREQUEST, "sadb_x_ipsecrequest", *values)
+    if fl == "linux":
+        values = (*values[:4], 0, req.reqid, 0)
+    head = _pack(hdr, "sadb_x_ipsecrequest", *values)
     return head + addrs + bytes(size - len(head) - len(addrs))
 
 
@@ -565,16 +573,19 @@ def _dec_sa2(buf: bytes, off: int, end: int, fl: str) -> Sa2:
 
 
 def _dec_request(buf: bytes, pos: int, end: int, fl: str) -> tuple[IpsecRequest, int]:
-    if end - pos < wire.IPSECREQUEST.size:
+    hdr = _request_struct(fl)
+    if end - pos < hdr.size:
         raise PfkeyError(
             f"truncated ipsecrequest: {end - pos} bytes left in the policy",
             offset=pos,
             field="sadb_x_ipsecrequest_len",
         )
-    reqlen, proto, mode, level, reqid = wire.IPSECREQUEST.unpack_from(buf, pos)
-    if reqlen < wire.IPSECREQUEST.size:
+    reqlen, proto, mode, level, reqid = hdr.unpack_from(buf, pos)[:5]
+    if fl == "linux":
+        reqid = hdr.unpack_from(buf, pos)[5]
+    if reqlen < hdr.size:
         raise PfkeyError(
-            f"request length {reqlen} is shorter than its 8-byte header",
+            f"request length {reqlen} is shorter than its {hdr.size}-byte header",
             offset=pos,
             field="sadb_x_ipsecrequest_len",
         )
@@ -591,8 +602,8 @@ def _dec_request(buf: bytes, pos: int, end: int, fl: str) -> tuple[IpsecRequest,
         reqid,
     )
     # KAME reads endpoints whenever the request is longer than its header, whatever the mode.
-    if reqlen > wire.IPSECREQUEST.size:
-        sub = pos + wire.IPSECREQUEST.size
+    if reqlen > hdr.size:
+        sub = pos + hdr.size
         req.tunnel_src, _, size = decode_sockaddr(buf, sub, pos + reqlen, fl)
         req.tunnel_dst, _, _ = decode_sockaddr(buf, sub + size, pos + reqlen, fl)
     return req, pos + reqlen

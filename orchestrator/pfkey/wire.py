@@ -234,6 +234,8 @@ SPIRANGE = struct.Struct("<HHIII")  # len type min max reserved (host order, as 
 SA2 = struct.Struct("<HHBBHII")  # len type mode reserved1 reserved2 sequence reqid
 POLICY = struct.Struct("<HHHBBII")  # len type ptype dir reserved id reserved2
 IPSECREQUEST = struct.Struct("<HHBBH")  # len(bytes) proto mode level reqid
+# Linux's is 16 bytes: len(bytes) proto mode level reserved1, u32 reqid, u32 reserved2.
+IPSECREQUEST_LINUX = struct.Struct("<HHBBHII")
 NAT_T_TYPE = struct.Struct("<HHB3x")  # len type nat_t_type
 NAT_T_PORT = struct.Struct("<HH2sH")  # len type port reserved
 NAT_T_FRAG = struct.Struct("<HHHH")  # len type frag reserved

@@ -10,6 +10,13 @@ from orchestrator.errors import ConfigError
 KIND_MODULES: dict[str, str] = {
     "docker": "orchestrator.targets.docker",
     "netns": "orchestrator.targets.netns",
+    "qemu": "orchestrator.targets.qemu",
+}
+
+# Kinds that do not run a firmware build from builds.conf, and the builds they run
+# instead (a real kernel is its own build). Every other kind runs firmware builds.
+KIND_BUILDS: dict[str, tuple[str, ...]] = {
+    "qemu": ("linux-af_key",),
 }
 
 _DRIVERS: dict[str, type] = {}

@@ -1,0 +1,292 @@
+"""QemuDriver — runs a real Linux kernel per target in QEMU, reached through a PF_KEY relay.
+
+Each target is one VM: Debian's stock kernel (`scripts/qemu-kernel.sh`) and an
+initramfs whose init loads af_key, esp4, xfrm_user and drbg, then runs
+firmware/relay/pfkey_relay on a virtio-serial port. QEMU maps the port to
+runs/<id>/targets/<name>/relay.sock; a bridge process on the host
+(orchestrator.targets.relay) serves control.sock (SOCK_SEQPACKET, Linux sockaddr
+flavour) and admin.sock, where orchestrator.targets.spdpoll answers `stats` and
+`ticks` by polling SPDDUMP. The VMs have no network: labs with qemu targets use
+`traffic: none`.
+
+The build is `linux-af_key`: there is no firmware to build, the kernel is the build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import InfraError, SpdlabError
+from orchestrator.runs import project_root
+from orchestrator.targets import cleanup
+from orchestrator.targets.base import Health, TargetDriver
+from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
+from orchestrator.targets.registry import register_kind
+
+BUILDS = ("linux-af_key",)
+QEMU = "qemu-system-x86_64"
+PORT_NAME = "spdlab.pfkey"
+MEMORY_MB = 256
+BOOT_TIMEOUT_S = 120.0
+MAX_UNIX_PATH = 107
+
+
+def kernel_dir() -> Path:
+    """.cache/qemu/current: vmlinuz and initramfs.gz from scripts/qemu-kernel.sh."""
+    return project_root() / ".cache" / "qemu" / "current"
+
+
+def prepare_kernel() -> Path:
+    """Fetch the kernel and build the initramfs unless they are there and current.
+
+    Raises:
+        InfraError: QEMU is missing, or the script failed.
+    """
+    if shutil.which(QEMU) is None:
+        raise InfraError(f"{QEMU} not found: apt-get install qemu-system-x86", step="provision")
+    script = project_root() / "scripts" / "qemu-kernel.sh"
+    r = subprocess.run([str(script)], capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+        raise InfraError(f"{script.name}: {' / '.join(tail)}", step="provision")
+    d = kernel_dir().resolve()
+    if not (d / "vmlinuz").is_file() or not (d / "initramfs.gz").is_file():
+        raise InfraError(f"{d}: no vmlinuz or initramfs.gz", step="provision")
+    return d
+
+
+def qemu_argv(kdir: Path, files: dict[str, Path]) -> list[str]:
+    """One VM: TCG, no display, no network; the console to a file, the relay's port to a socket."""
+    return [
+        QEMU, "-accel", "tcg", "-cpu", "max", "-m", str(MEMORY_MB), "-smp", "1",
+        "-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
+        "-serial", f"file:{files['console']}",
+        "-kernel", str(kdir / "vmlinuz"), "-initrd", str(kdir / "initramfs.gz"),
+        "-append", "console=ttyS0 panic=-1 quiet",
+        "-device", "virtio-rng-pci", "-device", "virtio-serial-pci",
+        "-chardev", f"socket,id=pfkey,path={files['relay']},server=on,wait=off",
+        "-device", f"virtserialport,chardev=pfkey,name={PORT_NAME}",
+        "-pidfile", str(files["qemu_pid"]),
+    ]  # fmt: skip
+
+
+@register_kind("qemu")
+class QemuDriver(TargetDriver):
+    """QemuDriver — a real Linux kernel per target, in QEMU under TCG."""
+
+    def files(self, name: str) -> dict[str, Path]:
+        """The target's sockets, pidfiles and logs, all under runs/<id>/targets/<name>/."""
+        d = self.run.target_dir(name)
+        return {
+            "relay": d / "relay.sock",
+            "control": d / "control.sock",
+            "admin": d / "admin.sock",
+            "qemu_pid": d / "qemu.pid",
+            "bridge_pid": d / "relay.pid",
+            "console": d / "console.log",
+            "console_err": d / "qemu.log",
+            "bridge_log": d / "relay.log",
+        }
+
+    # ------------------------------------------------------------ provision
+
+    def provision(self) -> None:
+        """Check socket paths, record the targets, fetch the kernel and build the initramfs."""
+        for t in self.specs:
+            if t.build not in BUILDS:
+                raise InfraError(f"kind qemu runs builds {', '.join(BUILDS)}", t.name, "provision")
+            longest = str(self.files(t.name)["control"])
+            if len(longest.encode()) > MAX_UNIX_PATH:
+                raise InfraError(f"socket path too long for a Unix socket: {longest}", t.name)
+        self.state.set_targets(
+            {
+                t.name: {
+                    "kind": self.kind,
+                    "build": t.build,
+                    "address": str(t.address),
+                    "dir": str(self.run.target_dir(t.name)),
+                }
+                for t in self.specs
+            }
+        )
+        self.progress.phase("kernel", 1)
+        kdir = prepare_kernel()
+        self.state.set(qemu_kernel=kdir.name)
+        self.progress.advance("kernel")
+
+    # ------------------------------------------------------------ start
+
+    def start(self) -> None:
+        """Boot one VM per target, start its bridge; returns when each answers REGISTER."""
+        kdir = kernel_dir().resolve()
+        self.progress.phase("boot", len(self.specs))
+        for t in self.specs:
+            self._spawn(t.name, kdir, t.tick_ms)
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        for t in self.specs:
+            self._wait_register(t.name, deadline)
+            self.progress.advance("boot")
+
+    def _spawn(self, name: str, kdir: Path, tick_ms: int) -> None:
+        f = self.files(name)
+        f["relay"].parent.mkdir(parents=True, exist_ok=True)
+        made = [p for k, p in f.items() if k not in ("console", "console_err", "bridge_log")]
+        self.state.record(*({"type": "file", "path": str(p), "target": name} for p in made))
+        for k in ("relay", "control", "admin", "qemu_pid", "bridge_pid"):
+            f[k].unlink(missing_ok=True)
+        with open(f["console"], "wb"):
+            pass
+        # Both daemonize: init reaps them, and each pidfile exists once its parent returns.
+        self._daemon(name, "qemu", [*qemu_argv(kdir, f), "-daemonize"], f["console_err"])
+        bridge = [
+            sys.executable, "-m", "orchestrator.targets.relay", "--daemon",
+            "--guest", str(f["relay"]), "--control", str(f["control"]),
+            "--admin", str(f["admin"]), "--pidfile", str(f["bridge_pid"]),
+            "--kernel", kdir.name, "--tick-ms", str(tick_ms),
+        ]  # fmt: skip
+        self._daemon(name, "bridge", bridge, f["bridge_log"])
+
+    def _daemon(self, name: str, what: str, argv: list[str], log: Path) -> None:
+        """Start a self-daemonizing process and record it by the PID its pidfile names."""
+        pidfile = self.files(name)[f"{what}_pid"]
+        with open(log, "ab") as out:
+            try:
+                r = subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    cwd=project_root(), timeout=60,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:
+                r = None
+        try:
+            pid = int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = None
+        if pid is not None:
+            self._record_process(name, pid, what)
+        if r is None or r.returncode != 0 or pid is None:
+            raise InfraError(f"{what} did not start; {self._tail(name)}", name, "start")
+
+    def _match(self, name: str, what: str) -> str:
+        """A string only that process's command line holds (guards PID reuse)."""
+        f = self.files(name)
+        return str(f["qemu_pid"]) if what == "qemu" else str(f["admin"])
+
+    def _record_process(self, name: str, pid: int, what: str) -> None:
+        self.state.record(
+            {"type": "process", "pid": pid, "match": self._match(name, what), "target": name}
+        )
+        self.state.set_target(name, **{f"{what}_pid": pid})
+
+    def _wait_register(self, name: str, deadline: float) -> None:
+        from orchestrator.pfkey.client import PfkeyClient
+
+        f = self.files(name)
+        last = "no control socket"
+        while time.monotonic() < deadline:
+            if self.cancel():
+                raise KeyboardInterrupt
+            for what in ("qemu", "bridge"):
+                pid = self.state.targets[name].get(f"{what}_pid")
+                if pid is None or not cleanup.process_matches(pid, self._match(name, what)):
+                    raise InfraError(f"{what} exited; {self._tail(name)}", name, "start")
+            if f["control"].exists() and f["admin"].exists():
+                try:
+                    with PfkeyClient(str(f["control"]), timeout=15.0, flavour="linux") as c:
+                        c.register()
+                    return
+                except (SpdlabError, OSError) as e:
+                    last = str(e)
+            time.sleep(0.2)
+        raise InfraError(f"no REGISTER answer in {BOOT_TIMEOUT_S:.0f}s ({last}); "
+                         f"{self._tail(name)}", name, "start")  # fmt: skip
+
+    def _tail(self, name: str) -> str:
+        f = self.files(name)
+        lines: list[str] = []
+        for k in ("console", "console_err", "bridge_log"):
+            with contextlib.suppress(OSError):
+                lines += f[k].read_text(errors="replace").strip().splitlines()[-2:]
+        return " / ".join(lines) or "no output"
+
+    # ------------------------------------------------------------ while up
+
+    def pfkey_endpoint(self, name: str) -> UnixPfkeyEndpoint:
+        return UnixPfkeyEndpoint(str(self.files(name)["control"]), "relay", "linux")
+
+    def stats_endpoint(self, name: str) -> UnixStatsEndpoint:
+        return UnixStatsEndpoint(str(self.files(name)["admin"]), target=name)
+
+    def health(self, name: str) -> Health:
+        rec = self.state.targets.get(name, {})
+        h = Health(name, self.kind, rec.get("build", "?"), False, pid=rec.get("qemu_pid"))
+        if h.pid is None:
+            h.reason = "never started"
+        elif not cleanup.process_matches(h.pid, self._match(name, "qemu")):
+            h.reason = f"qemu (pid {h.pid}) is not running"
+        else:
+            try:
+                stats = self.stats_endpoint(name).request("stats", timeout=10.0)
+            except InfraError as e:
+                h.reason = f"admin socket: {e}"
+                return h
+            spd = stats.get("spd", {})
+            h.policies = sum(spd["alive"].values()) if "alive" in spd else None
+            h.dead = sum(spd["dead"].values()) if "dead" in spd else None
+            h.healthy = "error" not in stats
+            h.reason = stats.get("error", "")
+        return h
+
+    def collect(self, name: str, dest: Path) -> list[Path]:
+        """Copy the guest's console log and the bridge's log; version, stats and policies."""
+        out_dir = dest / name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        got = []
+        f = self.files(name)
+        for k in ("console", "console_err", "bridge_log"):
+            if f[k].exists() and f[k].parent != out_dir:
+                got.append(Path(shutil.copy2(f[k], out_dir / f[k].name)))
+        if self.health(name).healthy:
+            for what in ("version", "stats", "policies"):
+                doc = self.stats_endpoint(name).request(what, timeout=10.0)
+                path = out_dir / f"{what}.json"
+                path.write_text(json.dumps(doc, indent=1) + "\n")
+                got.append(path)
+        return got
+
+    # ------------------------------------------------------------ down
+
+    def _mine(self) -> list[dict[str, Any]]:
+        names = set(self.names())
+        return [r for r in self.state.resources() if r.get("target") in names]
+
+    def _record_from_pidfiles(self) -> None:
+        """After a crash mid-start: pick up PIDs that were written but never recorded."""
+        for name in self.names():
+            for what, key in (("qemu", "qemu_pid"), ("bridge", "bridge_pid")):
+                try:
+                    pid = int(self.files(name)[key].read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue
+                self.state.record(
+                    {"type": "process", "pid": pid, "match": self._match(name, what),
+                     "target": name}
+                )  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop every recorded VM and bridge (by PID, checked against its command line)."""
+        self._record_from_pidfiles()
+        for r in self._mine():
+            if r["type"] == "process":
+                cleanup.remove(r)
+
+    def teardown(self) -> list[str]:
+        """Kill the recorded VMs and bridges, remove their sockets; idempotent."""
+        self._record_from_pidfiles()
+        return cleanup.remove_all(self._mine())

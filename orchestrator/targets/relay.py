@@ -1,0 +1,227 @@
+"""RelayBridge — the host side of pfkey_relay: one PF_KEY socket per host client.
+
+A QEMU target's guest runs firmware/relay/pfkey_relay on a virtio-serial port that
+QEMU maps to a Unix stream socket on the host. This bridge connects to it and
+serves a Unix SOCK_SEQPACKET socket, so PfkeyClient talks to the guest kernel as it
+talks to netkeyd. Each accepted client gets a channel, and the relay a PF_KEY socket
+of its own for it: broadcasts, registrations and dumps behave per client.
+
+Frames on the stream (see pfkey_relay.c): u16 chan, u8 op, u8 pad, u32 len, then len
+bytes; little-endian.
+
+    python -m orchestrator.targets.relay --guest relay.sock --control control.sock \
+        [--admin admin.sock --build linux-af_key --tick-ms 1000]
+
+With --admin it also serves the SPDDUMP-polling stats adapter (orchestrator.targets.spdpoll).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+
+FRAME = struct.Struct("<HBBI")
+OPEN, MSG, CLOSE, HELLO = 1, 2, 3, 4
+MAX_CHAN = 64
+MAX_MSG = 0xFFFF * 8
+SEND_TIMEOUT_S = 5.0
+
+
+class RelayBridge:
+    """RelayBridge — serves a SOCK_SEQPACKET socket, relaying through one guest stream.
+
+    Args:
+        guest: QEMU's chardev socket for the guest's spdlab.pfkey port.
+        control: the SOCK_SEQPACKET socket to serve (created once the relay says HELLO).
+    """
+
+    def __init__(self, guest: str, control: str):
+        self.guest_path = guest
+        self.control_path = control
+        self.guest: socket.socket | None = None
+        self.hello = threading.Event()
+        self.closed = threading.Event()
+        self._wlock = threading.Lock()
+        self._clock = threading.Lock()
+        self._clients: dict[int, socket.socket] = {}
+
+    # ------------------------------------------------------------ guest side
+
+    def connect(self, timeout: float) -> None:
+        """Connect to QEMU's chardev socket, retrying while QEMU starts."""
+        deadline = time.monotonic() + timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.guest_path)
+            except OSError:
+                s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+                continue
+            self.guest = s
+            return
+
+    def _recv_exact(self, n: int) -> bytes:
+        assert self.guest is not None
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.guest.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionResetError("the guest's port closed")
+            buf += chunk
+        return bytes(buf)
+
+    def send_frame(self, chan: int, op: int, data: bytes = b"") -> None:
+        assert self.guest is not None
+        with self._wlock:
+            self.guest.sendall(FRAME.pack(chan, op, 0, len(data)) + data)
+
+    def guest_reader(self) -> None:
+        """Deliver the guest's frames to their clients until the stream ends."""
+        try:
+            while True:
+                chan, op, _pad, length = FRAME.unpack(self._recv_exact(FRAME.size))
+                data = self._recv_exact(length) if length else b""
+                if op == HELLO:
+                    self.hello.set()
+                elif op == MSG:
+                    self._deliver(chan, data)
+                elif op == CLOSE:
+                    self._drop(chan)
+        except OSError as e:
+            print(f"relay: guest: {e}", file=sys.stderr, flush=True)
+        finally:
+            self.closed.set()
+            with self._clock:
+                for c in self._clients.values():
+                    with contextlib.suppress(OSError):
+                        c.shutdown(socket.SHUT_RDWR)
+
+    def _deliver(self, chan: int, data: bytes) -> None:
+        with self._clock:
+            client = self._clients.get(chan)
+        if client is None:
+            return  # the client left; its socket's last messages go nowhere
+        try:
+            client.send(data)
+        except OSError:
+            self._drop(chan)
+
+    def _drop(self, chan: int) -> None:
+        with self._clock:
+            client = self._clients.pop(chan, None)
+        if client is not None:
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
+
+    # ------------------------------------------------------------ host side
+
+    def serve(self) -> None:
+        """Accept clients on the control socket, one thread each."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.control_path)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        srv.bind(self.control_path + ".tmp")
+        os.chmod(self.control_path + ".tmp", 0o600)
+        srv.listen(16)
+        os.replace(self.control_path + ".tmp", self.control_path)
+        while not self.closed.is_set():
+            client, _ = srv.accept()
+            chan = self._attach(client)
+            if chan is None:
+                client.close()
+                continue
+            threading.Thread(target=self._client_loop, args=(chan, client), daemon=True).start()
+
+    def _attach(self, client: socket.socket) -> int | None:
+        with self._clock:
+            chan = next((c for c in range(1, MAX_CHAN) if c not in self._clients), None)
+            if chan is None:
+                return None
+            client.settimeout(SEND_TIMEOUT_S)
+            self._clients[chan] = client
+        self.send_frame(chan, OPEN)
+        return chan
+
+    def _client_loop(self, chan: int, client: socket.socket) -> None:
+        client.settimeout(None)
+        try:
+            while True:
+                data = client.recv(MAX_MSG)
+                if not data:
+                    break
+                self.send_frame(chan, MSG, data)
+        except OSError:
+            pass
+        finally:
+            with self._clock:
+                mine = self._clients.get(chan) is client
+                if mine:
+                    del self._clients[chan]
+            if mine and not self.closed.is_set():
+                with contextlib.suppress(OSError):
+                    self.send_frame(chan, CLOSE)
+            client.close()
+
+
+def daemonize(pidfile: str | None) -> None:
+    """Fork into a new session (init reaps it); the parent exits once the pidfile is written."""
+    pid = os.fork()
+    if pid > 0:
+        deadline = time.monotonic() + 10
+        while pidfile and not os.path.exists(pidfile) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os._exit(0)
+    os.setsid()
+    if pidfile:
+        tmp = f"{pidfile}.tmp"
+        Path(tmp).write_text(f"{os.getpid()}\n")
+        os.replace(tmp, pidfile)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m orchestrator.targets.relay")
+    p.add_argument("--guest", required=True, help="QEMU's chardev socket")
+    p.add_argument("--control", required=True, help="the SOCK_SEQPACKET socket to serve")
+    p.add_argument("--admin", help="serve the SPDDUMP-polling stats adapter here")
+    p.add_argument("--build", default="linux-af_key")
+    p.add_argument("--kernel", default="")
+    p.add_argument("--tick-ms", type=int, default=1000)
+    p.add_argument("--pidfile")
+    p.add_argument("--daemon", action="store_true", help="fork; return once the pidfile is written")
+    p.add_argument("--connect-timeout", type=float, default=30.0)
+    args = p.parse_args(argv)
+    if args.daemon:
+        daemonize(args.pidfile)
+    elif args.pidfile:
+        Path(args.pidfile).write_text(f"{os.getpid()}\n")
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    bridge = RelayBridge(args.guest, args.control)
+    bridge.connect(args.connect_timeout)
+    threading.Thread(target=bridge.guest_reader, daemon=True).start()
+    while not bridge.hello.wait(0.5):
+        if bridge.closed.is_set():
+            return 1
+    print(f"relay: the guest's relay is up; serving {args.control}", file=sys.stderr, flush=True)
+    if args.admin:
+        from orchestrator.targets.spdpoll import SpdPoller
+
+        poller = SpdPoller(args.control, build=args.build, kernel=args.kernel, tick_ms=args.tick_ms)
+        threading.Thread(target=poller.serve, args=(args.admin,), daemon=True).start()
+    threading.Thread(target=bridge.serve, daemon=True).start()
+    bridge.closed.wait()
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

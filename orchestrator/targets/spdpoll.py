@@ -1,0 +1,215 @@
+"""SpdPoller — netkeyd's admin protocol, answered for a real kernel by polling SPDDUMP.
+
+A real kernel has no tick ring, so this adapter keeps one. Its clock is a count of
+SPDDUMP observations: one every tick_ms (1 Hz by default), one per `stats` request and
+N per `tick N`. Each observation becomes a tick record whose levels come from the dump
+and whose deltas compare it with the observation before. Every record and every
+`stats` answer says `"resolution": "spddump-poll"`.
+
+What a dump shows and what it does not:
+- alive in/out: the policies listed, by direction (forward policies only count towards
+  allocated). dead in/out: always 0; af_key unlinks on delete and flush at once (spec §7)
+  and a dump never lists an unlinked policy.
+- allocated: the linked count. A Linux policy unlinked while still referenced stays in
+  memory until its last reference goes; nothing on PF_KEY shows it.
+- unlinked: policy ids in the previous dump and not in this one. freed: the same number,
+  as frees cannot be told from unlinks.
+- premature_frees, use_after_free, lookups, walked, ESP and flow counters: 0, not
+  observable through PF_KEY; listed under "not_observable".
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from orchestrator.errors import SpdlabError
+
+RESOLUTION = "spddump-poll"
+RING = 1 << 16
+NOT_OBSERVABLE = (
+    "premature_frees",
+    "use_after_free",
+    "lookups",
+    "lookup_walked",
+    "esp",
+    "flows",
+    "sad",
+)
+IN, OUT = 1, 2
+
+
+class SpdPoller:
+    """SpdPoller — a stats endpoint for a kernel reached over PF_KEY.
+
+    Args:
+        control: the target's PF_KEY socket (Unix SOCK_SEQPACKET, Linux flavour).
+        build: the build name `version` reports.
+        kernel: the guest kernel's release.
+        tick_ms: the timer's period; 0: observe only on requests.
+    """
+
+    def __init__(self, control: str, build: str = "linux-af_key", kernel: str = "",
+                 tick_ms: int = 1000):  # fmt: skip
+        self.control = control
+        self.build = build
+        self.kernel = kernel
+        self.tick_ms = tick_ms
+        self.now = 0
+        self.unlinked = 0
+        self.flushes = 0
+        self.ids: set[int] = set()
+        self.level = {"alive_in": 0, "alive_out": 0, "allocated": 0}
+        self.policies: list[dict[str, Any]] = []
+        self.ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=RING)
+        self.error = ""
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ observing
+
+    def _dump(self) -> list:
+        from orchestrator.pfkey.client import PfkeyClient
+
+        with PfkeyClient(self.control, timeout=10.0, flavour="linux") as c:
+            return c.spddump()
+
+    def observe(self) -> dict[str, Any]:
+        """One SPDDUMP: a new tick and its record."""
+        with self._lock:
+            try:
+                entries = self._dump()
+                self.error = ""
+            except (SpdlabError, OSError) as e:
+                self.error = f"SPDDUMP: {e}"
+                raise
+            ids = {e.policy.id for e in entries if e.policy is not None}
+            gone = len(self.ids - ids)
+            self.ids = ids
+            self.unlinked += gone
+            dirs = [e.policy.dir for e in entries if e.policy is not None]
+            self.level = {
+                "alive_in": dirs.count(IN),
+                "alive_out": dirs.count(OUT),
+                "allocated": len(entries),
+            }
+            self.policies = [
+                {"id": e.policy.id, "dir": e.policy.dir, "refcnt": e.reserved, "linked": True}
+                for e in entries
+                if e.policy is not None
+            ]
+            self.now += 1
+            rec = {
+                "tick": self.now,
+                "unlinked": gone,
+                "freed": gone,
+                "premature": 0,
+                "uaf": 0,
+                "dead_in": 0,
+                "dead_out": 0,
+                "lookups": 0,
+                "walked": 0,
+                "esp_ok": 0,
+                "esp_drop": 0,
+                "flows": 0,
+                "resolution": RESOLUTION,
+                "time": time.time(),
+                **self.level,
+            }
+            self.ring.append(rec)
+            return rec
+
+    def stats(self) -> dict[str, Any]:
+        self.observe()
+        lv = self.level
+        return {
+            "now": self.now,
+            "ticks": self.now,
+            "gen": 0,
+            "resolution": RESOLUTION,
+            "not_observable": list(NOT_OBSERVABLE),
+            "spd": {
+                "alive": {"in": lv["alive_in"], "out": lv["alive_out"]},
+                "dead": {"in": 0, "out": 0},
+                "allocated": lv["allocated"],
+                "unlinked": self.unlinked,
+                "freed": self.unlinked,
+                "premature_frees": 0,
+                "use_after_free": 0,
+                "lookups": 0,
+                "lookup_walked": 0,
+                "flushes": self.flushes,
+            },
+        }
+
+    def ticks(self, since: int) -> dict[str, Any]:
+        with self._lock:
+            recs = [r for r in self.ring if r["tick"] > since]
+            return {"ticks": recs, "last": self.now, "resolution": RESOLUTION}
+
+    # ------------------------------------------------------------ the admin protocol
+
+    def answer(self, line: str) -> dict[str, Any]:
+        words = line.split()
+        cmd, args = (words[0], words[1:]) if words else ("", [])
+        try:
+            if cmd == "ping":
+                return {"ok": True}
+            if cmd == "version":
+                return {"build": self.build, "tree": "linux", "patches": [],
+                        "kernel": self.kernel, "tick_ms": self.tick_ms,
+                        "resolution": RESOLUTION, "pid": os.getpid()}  # fmt: skip
+            if cmd == "stats":
+                return self.stats()
+            if cmd == "ticks":
+                return self.ticks(int(args[0]) if args else 0)
+            if cmd == "tick":
+                recs = [self.observe() for _ in range(int(args[0]) if args else 1)]
+                return {"now": self.now, "ticks": recs}
+            if cmd == "policies":
+                self.observe()
+                return {"policies": self.policies, "resolution": RESOLUTION}
+        except (SpdlabError, OSError) as e:
+            return {"error": str(e)}
+        except ValueError:
+            return {"error": f"bad argument: {line.strip()}"}
+        return {"error": f"'{cmd}' is not answered for a real kernel (SPDDUMP polling)"}
+
+    def _timer(self) -> None:
+        while self.tick_ms > 0:
+            time.sleep(self.tick_ms / 1000)
+            with contextlib.suppress(SpdlabError, OSError):
+                self.observe()
+
+    def _client(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as f:
+            for raw in f:
+                doc = self.answer(raw.decode(errors="replace"))
+                f.write(json.dumps(doc).encode() + b"\n")
+                f.flush()
+
+    def serve(self, path: str) -> None:
+        """Serve the admin socket (Unix SOCK_STREAM) and run the 1 Hz timer."""
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.control) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with contextlib.suppress(SpdlabError, OSError):
+            self.observe()  # tick 1: the table as the lab found it
+        threading.Thread(target=self._timer, daemon=True).start()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path + ".tmp")
+        os.chmod(path + ".tmp", 0o600)
+        srv.listen(16)
+        os.replace(path + ".tmp", path)
+        print(f"spdpoll: serving {path}", file=sys.stderr, flush=True)
+        while True:
+            conn, _ = srv.accept()
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
