@@ -25,8 +25,8 @@ from orchestrator.lab.builds import known_builds
 from orchestrator.proc import terminate
 from orchestrator.runs import RunDir, list_runs
 from orchestrator.targets import cleanup
-from orchestrator.targets.docker import RUN_LABEL, DockerDriver
-from orchestrator.targets.dockerimage import LABEL, ensure_image, image_tag, make_static
+from orchestrator.targets.docker import DockerDriver
+from orchestrator.targets.dockerapi import LABEL, RUN_LABEL, ensure_image, image_tag, make_static
 from orchestrator.targets.session import LabRun
 from orchestrator.targets.state import StateFile
 

@@ -79,7 +79,7 @@ def remove(resource: dict[str, Any]) -> str | None:
         if process_matches(pid, resource["match"]) and kill_pids([pid]):
             return f"process {pid} survived SIGKILL"
     elif kind == "container":
-        from orchestrator.targets.docker import remove_container
+        from orchestrator.targets.dockerapi import remove_container
 
         return remove_container(resource)
     elif kind == "netns":
@@ -125,7 +125,7 @@ def still_there(resource: dict[str, Any]) -> bool:
     if kind == "process":
         return process_matches(int(resource["pid"]), resource["match"])
     if kind == "container":
-        from orchestrator.targets.docker import container_exists
+        from orchestrator.targets.dockerapi import container_exists
 
         return container_exists(resource)
     if kind == "netns":

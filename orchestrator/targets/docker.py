@@ -18,67 +18,37 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import InfraError, SpdlabError
 from orchestrator.targets import cleanup
 from orchestrator.targets.base import Health, TargetDriver
-from orchestrator.targets.dockerimage import LABEL, ensure_image, image_tag, make_static
+from orchestrator.targets.dockerapi import (
+    LABEL,
+    RUN_LABEL,
+    container_logs,
+    docker_client,
+    ensure_image,
+    image_tag,
+    make_static,
+)
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
 from orchestrator.targets.labnet import BRIDGE, LabNetwork
 from orchestrator.targets.registry import register_kind
 
+if TYPE_CHECKING:
+    from orchestrator.lab.resolve import TargetSpec
+
 MOUNT = "/spdlab"  # the target's folder inside its container
-RUN_LABEL = f"{LABEL}.run"
 READY_TIMEOUT = 20.0
 MAX_UNIX_PATH = 107
-
-
-def docker_client(step: str) -> Any:
-    """A docker.DockerClient for the daemon at DOCKER_HOST (default /var/run/docker.sock).
-
-    Raises:
-        InfraError: the SDK is missing or the daemon does not answer.
-    """
-    try:
-        import docker
-    except ImportError as e:
-        raise InfraError("the docker SDK is not installed (pip install docker)", step=step) from e
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except docker.errors.DockerException as e:
-        raise InfraError(f"docker daemon: {e}", step=step) from e
-    return client
-
-
-def remove_container(resource: dict[str, Any]) -> str | None:
-    """Remove a recorded container if it is still there and carries our run's label."""
-    name = resource["name"]
-    try:
-        import docker
-
-        c = docker.from_env(timeout=30).containers.get(name)
-        if (c.labels or {}).get(RUN_LABEL) == resource["run"]:
-            c.remove(force=True)
-    except ImportError:
-        return f"container {name}: the docker SDK is not installed"
-    except docker.errors.NotFound:
-        return None
-    except docker.errors.DockerException as e:
-        return f"container {name}: {e}"
-    return None
-
-
-def container_exists(resource: dict[str, Any]) -> bool:
-    """Whether a recorded container of our run is still there (False if docker is gone)."""
-    try:
-        import docker
-
-        c = docker.from_env(timeout=30).containers.get(resource["name"])
-    except Exception:
-        return False
-    return (c.labels or {}).get(RUN_LABEL) == resource["run"]
+# The target's files, in runs/<id>/targets/<name>/ on the host and in MOUNT inside.
+FILES = {
+    "control": "control.sock",
+    "admin": "admin.sock",
+    "pid": "netkeyd.pid",
+    "log": "netkeyd.log",
+}
 
 
 @register_kind("docker")
@@ -141,7 +111,7 @@ class DockerDriver(TargetDriver):
             self._create(client, t)
             self.progress.advance("network")
 
-    def _create(self, client: Any, t: Any) -> None:
+    def _create(self, client: Any, t: TargetSpec) -> None:
         import docker
 
         name = self.container_name(t.name)
@@ -194,14 +164,14 @@ class DockerDriver(TargetDriver):
                 raise InfraError(f"container {c.name}: {e}", t.name, "start") from e
             pid = int(c.attrs["State"]["Pid"])
             if not pid:
-                raise InfraError(f"container {c.name} exited: {_logs(c)}", t.name, "start")
+                raise InfraError(f"container {c.name} exited: {container_logs(c)}", t.name, "start")
             self.state.set_target(t.name, pid=pid)
             self._plug(t, pid)
         for t in self.specs:
             self._wait_ready(client, t.name)
             self.progress.advance("start")
 
-    def _plug(self, t: Any, pid: int) -> None:
+    def _plug(self, t: TargetSpec, pid: int) -> None:
         """A veth from the switch's bridge to eth0 in the container, with the target address."""
         sw, veth = self.network.switch_ns, self.veth(t.index)
         inside = ["nsenter", "-t", str(pid), "-n", "ip"]
@@ -241,7 +211,9 @@ class DockerDriver(TargetDriver):
                 last = str(e)
             c = self._container(client, name, "start")
             if c.status not in ("created", "running"):
-                raise InfraError(f"container {c.name} {c.status}: {_logs(c)}", name, "start")
+                raise InfraError(
+                    f"container {c.name} {c.status}: {container_logs(c)}", name, "start"
+                )
             time.sleep(0.05)
         raise InfraError(f"{control}: not ready after {READY_TIMEOUT:g}s: {last}", name, "start")
 
@@ -298,7 +270,7 @@ class DockerDriver(TargetDriver):
         with contextlib.suppress(InfraError):
             c = self._container(docker_client("collect"), name, "collect")
             path = out_dir / "container.log"
-            path.write_text(_logs(c, tail="all"))
+            path.write_text(container_logs(c, tail="all"))
             got.append(path)
         if self.health(name).healthy:
             for what in ("version", "stats", "policies"):
@@ -345,19 +317,3 @@ class DockerDriver(TargetDriver):
                 self.state.record(
                     {"type": "container", "name": name, "run": self.run.run_id, "target": target}
                 )
-
-
-FILES = {
-    "control": "control.sock",
-    "admin": "admin.sock",
-    "pid": "netkeyd.pid",
-    "log": "netkeyd.log",
-}
-
-
-def _logs(container: Any, tail: int | str = 5) -> str:
-    """The container's last output lines (netkeyd's fatal message goes to stderr)."""
-    try:
-        return container.logs(tail=tail).decode(errors="replace").strip() or "no output"
-    except Exception as e:
-        return f"no logs: {e}"

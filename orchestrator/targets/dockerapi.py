@@ -1,8 +1,9 @@
-"""netkeyd container images: one FROM scratch image per firmware build, built once and kept.
+"""The docker SDK calls of the docker kind: the client, netkeyd images, container removal.
 
-The image holds nothing but a static netkeyd (`make -C firmware BUILD=<b> STATIC=1`); its
-labels name the build, its tree, its patch series with their hashes, and the binary's hash,
-which decides whether a cached image is still the build's.
+One FROM scratch image per firmware build, built once and kept: it holds nothing but a
+static netkeyd (`make -C firmware BUILD=<b> STATIC=1`), and its labels name the build, its
+tree, its patch series with their hashes, and the binary's hash, which decides whether a
+cached image is still the build's. Every SDK import is inside the function that uses it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from orchestrator.runs import project_root
 
 DOCKERFILE = project_root() / "containers" / "netkeyd" / "Dockerfile"
 LABEL = "org.spdlab"
+RUN_LABEL = f"{LABEL}.run"  # on every container: the run it belongs to
 
 
 def image_tag(build: str) -> str:
@@ -126,3 +128,58 @@ def ensure_image(client: Any, build: str) -> str:
     except docker.errors.DockerException as e:
         raise InfraError(f"image {tag}: {e}", step="build") from e
     return tag
+
+
+def docker_client(step: str) -> Any:
+    """A docker.DockerClient for the daemon at DOCKER_HOST (default /var/run/docker.sock).
+
+    Raises:
+        InfraError: the SDK is missing or the daemon does not answer.
+    """
+    try:
+        import docker
+    except ImportError as e:
+        raise InfraError("the docker SDK is not installed (pip install docker)", step=step) from e
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as e:
+        raise InfraError(f"docker daemon: {e}", step=step) from e
+    return client
+
+
+def remove_container(resource: dict[str, Any]) -> str | None:
+    """Remove a recorded container if it is still there and carries our run's label."""
+    name = resource["name"]
+    try:
+        import docker
+
+        c = docker.from_env(timeout=30).containers.get(name)
+        if (c.labels or {}).get(RUN_LABEL) == resource["run"]:
+            c.remove(force=True)
+    except ImportError:
+        return f"container {name}: the docker SDK is not installed"
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.DockerException as e:
+        return f"container {name}: {e}"
+    return None
+
+
+def container_exists(resource: dict[str, Any]) -> bool:
+    """Whether a recorded container of our run is still there (False if docker is gone)."""
+    try:
+        import docker
+
+        c = docker.from_env(timeout=30).containers.get(resource["name"])
+    except Exception:
+        return False
+    return (c.labels or {}).get(RUN_LABEL) == resource["run"]
+
+
+def container_logs(container: Any, tail: int | str = 5) -> str:
+    """The container's last output lines (netkeyd's fatal message goes to stderr)."""
+    try:
+        return container.logs(tail=tail).decode(errors="replace").strip() or "no output"
+    except Exception as e:
+        return f"no logs: {e}"
