@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,14 @@ def sc():
     return traffic_scenario.generate(N, "10.81.0.2", "10.81.0.10", alg="aes-cbc-hmac-sha256")
 
 
+def spdlab(runs: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
+    cmd = [sys.executable, "-m", "orchestrator.cli.main", *args]
+    return subprocess.run(
+        cmd, input=stdin, capture_output=True, text=True, env=env, cwd=ROOT, timeout=240
+    )
+
+
 def dump(lr: LabRun):
     with lr.pfkey_endpoint("vm").connect(timeout=15.0) as c:
         return c.spddump()
@@ -193,11 +202,9 @@ def test_spdflush_leaves_nothing_linked_at_once(vm, sc):
 
 
 def test_spdlab_run_of_a_qemu_lab_passes_at_drain_ticks_0(runs, lab_file, vm):
-    env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
-    cmd = [sys.executable, "-m", "orchestrator.cli.main", "run", str(lab_file)]
-    cmd += ["--metrics-addr", ""]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=240)
-    run_id = next(rid for rid in list_runs(runs) if rid != vm.run_id)
+    known = set(list_runs(runs))
+    r = spdlab(runs, "run", str(lab_file), "--metrics-addr", "")
+    [run_id] = set(list_runs(runs)) - known
     doc = json.loads((runs / run_id / "result.json").read_text())
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     [t] = doc["targets"]
@@ -207,3 +214,56 @@ def test_spdlab_run_of_a_qemu_lab_passes_at_drain_ticks_0(runs, lab_file, vm):
     state = json.loads((runs / run_id / "state.json").read_text())
     assert state["phase"] == "down"
     assert not any(cleanup.still_there(res) for res in state["resources"])
+
+
+def test_spdlab_up_status_setkey_down(runs, lab_file):
+    known = set(list_runs(runs))
+    r = spdlab(runs, "up", str(lab_file))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    [run_id] = set(list_runs(runs)) - known
+    try:
+        st = spdlab(runs, "status", run_id, "--json")
+        assert st.returncode == 0, st.stdout + st.stderr
+        [t] = json.loads(st.stdout)["targets"]
+        assert (t["kind"], t["build"], t["healthy"], t["policies"]) == (
+            "qemu", "linux-af_key", True, 0,
+        )  # fmt: skip
+        add = "spdadd 10.1.0.1 10.2.0.1 any -P out ipsec esp/transport//require;\n"
+        r = spdlab(runs, "setkey", "--target", "vm", "--run", run_id, "-c", stdin=add)
+        assert r.returncode == 0, r.stderr
+        r = spdlab(runs, "setkey", "--target", "vm", "--run", run_id, "-DP")
+        assert r.returncode == 0 and "10.1.0.1" in r.stdout and "refcnt=" in r.stdout, r.stdout
+    finally:
+        down = spdlab(runs, "down", run_id)
+    assert down.returncode == 0, down.stdout + down.stderr
+    state = json.loads((runs / run_id / "state.json").read_text())
+    assert state["phase"] == "down"
+    assert not any(cleanup.still_there(res) for res in state["resources"])
+
+
+def test_kill_9_during_up_then_down_removes_the_vm(runs, lab_file):
+    """spdlab dies with the VM booting: state.json alone is enough to remove it."""
+    known = set(list_runs(runs))
+    env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
+    cmd = [sys.executable, "-m", "orchestrator.cli.main", "up", str(lab_file)]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        recorded = None
+        while recorded is None and time.monotonic() < deadline:
+            for rid in set(list_runs(runs)) - known:
+                doc = json.loads((runs / rid / "state.json").read_text())
+                if doc["targets"].get("vm", {}).get("bridge_pid"):
+                    recorded = rid
+            time.sleep(0.1)
+        assert recorded is not None, "the VM was never recorded"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    lr = LabRun.open(recorded, base=runs)
+    procs = [r for r in lr.state.resources("process")]
+    assert len(procs) == 2 and all(cleanup.still_there(r) for r in procs)
+    assert lr.down() == []
+    assert not any(cleanup.still_there(r) for r in lr.state.resources())
+    assert LabRun.open(recorded, base=runs).down() == []  # idempotent

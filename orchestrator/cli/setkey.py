@@ -117,28 +117,30 @@ def _statements(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{name}: ok: {len(statements)} statements")
         return 0
-    with PfkeyClient(args.socket, timeout=args.timeout) as client:
+    with PfkeyClient(args.socket, timeout=args.timeout, flavour=args.flavour) as client:
         outcomes = script.run(client, statements, args.window)
     return _report(outcomes, args.json)
 
 
-def _socket_of(target: str, run_id: str | None) -> str:
-    """The PF_KEY control socket of `target` in a run (None: the latest run)."""
+def _endpoint_of(target: str, run_id: str | None):
+    """The PF_KEY endpoint of `target` in a run (None: the latest run)."""
     from orchestrator.targets.session import LabRun
 
     lr = LabRun.open(run_id)
     if target not in lr.targets():
         names = ", ".join(lr.targets()) or "none"
         raise ConfigError(f"no target '{target}' in run {lr.run_id}: targets are {names}")
-    return lr.pfkey_endpoint(target).address
+    return lr.pfkey_endpoint(target)
 
 
 def run(args: argparse.Namespace) -> int:
     action = args.action
     if args.run is not None and args.target is None:
         raise ConfigError("--run goes with --target")
+    args.flavour = "bsd"  # netkeyd's sockaddrs; a target's endpoint says its own
     if args.target is not None and not args.check:
-        args.socket = _socket_of(args.target, args.run)
+        ep = _endpoint_of(args.target, args.run)
+        args.socket, args.flavour = ep.address, getattr(ep, "flavour", "bsd")
     if args.policy and action in ("dump", "flush"):
         action = "spd" + action
     if args.check and args.file is None and action != "stdin":
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("setkey needs -s SOCKET (netkeyd's --control socket) or --target NAME")
     if args.file is not None or action == "stdin":
         return _statements(args)
-    with PfkeyClient(args.socket, timeout=args.timeout) as client:
+    with PfkeyClient(args.socket, timeout=args.timeout, flavour=args.flavour) as client:
         if action == "dump":
             sys.stdout.write(_render(MsgType.DUMP, client.dump_sa(), args.json))
         elif action == "spddump":
