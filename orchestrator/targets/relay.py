@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import signal
 import socket
 import struct
@@ -112,10 +113,21 @@ class RelayBridge:
             client = self._clients.get(chan)
         if client is None:
             return  # the client left; its socket's last messages go nowhere
-        try:
-            client.send(data)
-        except OSError:
-            self._drop(chan)
+        deadline = time.monotonic() + SEND_TIMEOUT_S
+        while True:
+            try:
+                client.send(data, socket.MSG_DONTWAIT)
+                return
+            except BlockingIOError:
+                # A client that reads nothing for SEND_TIMEOUT_S would stall every other.
+                if time.monotonic() > deadline:
+                    print(f"relay: channel {chan}: client not reading, dropped", file=sys.stderr)
+                    self._drop(chan)
+                    return
+                select.select([], [client], [], 0.05)
+            except OSError:
+                self._drop(chan)
+                return
 
     def _drop(self, chan: int) -> None:
         with self._clock:
@@ -148,13 +160,11 @@ class RelayBridge:
             chan = next((c for c in range(1, MAX_CHAN) if c not in self._clients), None)
             if chan is None:
                 return None
-            client.settimeout(SEND_TIMEOUT_S)
             self._clients[chan] = client
         self.send_frame(chan, OPEN)
         return chan
 
     def _client_loop(self, chan: int, client: socket.socket) -> None:
-        client.settimeout(None)
         try:
             while True:
                 data = client.recv(MAX_MSG)
