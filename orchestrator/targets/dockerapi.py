@@ -8,6 +8,7 @@ cached image is still the build's. Every SDK import is inside the function that 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -109,9 +110,10 @@ def ensure_image(client: Any, build: str) -> str:
     import docker
 
     tag, labels = image_tag(build), image_labels(build)
+    old = None
     try:
-        have = client.images.get(tag).labels or {}
-        if all(have.get(k) == v for k, v in labels.items()):
+        old = client.images.get(tag)
+        if all((old.labels or {}).get(k) == v for k, v in labels.items()):
             return tag
     except docker.errors.ImageNotFound:
         pass
@@ -127,6 +129,9 @@ def ensure_image(client: Any, build: str) -> str:
         )
     except docker.errors.DockerException as e:
         raise InfraError(f"image {tag}: {e}", step="build") from e
+    if old is not None:  # the superseded build, unless a container still uses it
+        with contextlib.suppress(docker.errors.DockerException):
+            client.images.remove(old.id)
     return tag
 
 
