@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 all: setup
 
 deps:
-	@scripts/deps.sh base prometheus fuzz chromium
+	@scripts/deps.sh base prometheus fuzz chromium docker
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -4,6 +4,7 @@
 #   prometheus  Debian's prometheus and pushgateway packages, unpacked into .cache/
 #   fuzz        clang, for the libFuzzer harnesses
 #   chromium    headless Chromium, for the HTML report test
+#   docker      docker.io (dockerd, containerd, runc), for the docker target kind
 set -eu
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -26,6 +27,7 @@ for group in "$@"; do
 	base) ;;
 	fuzz) install clang ;;
 	chromium) install chromium fonts-dejavu-core ;;
+	docker) install docker.io ;;
 	prometheus)
 		if [ ! -x .cache/prometheus/usr/bin/promtool ]; then
 			echo "deps: fetching Debian's prometheus package"

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-NEEDS = ("ip", "cc", "make", "patch")
+NEEDS = ("ip", "cc", "make", "patch", "dockerd", "clang")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -34,9 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SOCK = "/var/run/docker.sock"
 
-if shutil.which("dockerd") is None:
-    pytest.skip("dockerd is not installed: scripts/deps.sh docker", allow_module_level=True)
-
 LAB = """\
 name: dock
 range: 10.83.0.0/16
