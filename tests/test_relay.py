@@ -4,6 +4,7 @@ SPDDUMP-polling stats adapter against canned dumps."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import tempfile
 import threading
@@ -63,6 +64,7 @@ def bridge(monkeypatch):
     yield b, guest, d
     b.guest.close()
     guest.srv.close()
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def client(d: Path) -> socket.socket:
