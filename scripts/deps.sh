@@ -5,6 +5,7 @@
 #   fuzz        clang, for the libFuzzer harnesses
 #   chromium    headless Chromium, for the HTML report test
 #   docker      docker.io (dockerd, containerd, runc), for the docker target kind
+#   qemu        QEMU and busybox for the qemu kind; Debian's kernel is fetched at provision
 set -eu
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -28,6 +29,7 @@ for group in "$@"; do
 	fuzz) install clang ;;
 	chromium) install chromium fonts-dejavu-core ;;
 	docker) install docker.io ;;
+	qemu) install qemu-system-x86 busybox-static ;;
 	prometheus)
 		if [ ! -x .cache/prometheus/usr/bin/promtool ]; then
 			echo "deps: fetching Debian's prometheus package"

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-NEEDS = ("ip", "cc", "make", "patch", "dockerd", "clang")
+NEEDS = ("ip", "cc", "make", "patch", "dockerd", "clang", "qemu-system-x86_64", "busybox")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -34,11 +34,6 @@ from orchestrator.traffic import scenario as traffic_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("qemu-system-x86_64") is None or not Path("/bin/busybox").exists(),
-    reason="needs qemu-system-x86_64 and busybox-static: scripts/deps.sh qemu",
-)
-
 LAB = """\
 name: linux
 range: 10.81.0.0/24
