@@ -6,7 +6,6 @@ Real namespaces: two netns targets (netkey, canary), run in a subprocess through
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from leftovers import leftovers
 
 from orchestrator.runs import RunDir, list_runs
 
@@ -62,23 +62,6 @@ def test_targets_are_apart(spdlab_target):
 def test_unknown_target(spdlab_target):
     spdlab_target("gw-nope")
 """
-
-
-def leftovers(runs: Path) -> list[str]:
-    """Namespaces and processes any run under `runs` left behind."""
-    shorts = [RunDir(r, runs).short for r in list_runs(runs)]
-    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    left = [n for n in ns.split() if any(n.startswith(f"spdlab-{s}-") for s in shorts)]
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(runs) in cmd and "pytest" not in cmd:
-            left.append(cmd)
-    return left
 
 
 @pytest.fixture

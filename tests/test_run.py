@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 import yaml
+from leftovers import leftovers
 from scapy.layers.inet import IP
 from scapy.utils import rdpcap
 
 from orchestrator.export import result
-from orchestrator.runs import RunDir, list_runs
+from orchestrator.runs import list_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPDLAB = [sys.executable, "-m", "orchestrator.cli.main"]
@@ -55,23 +56,6 @@ def spdlab(runs: Path, *args: str, **kw: Any) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         **kw,
     )
-
-
-def leftovers(runs: Path) -> list[str]:
-    """Namespaces and processes any run under `runs` left behind."""
-    shorts = [RunDir(r, runs).short for r in list_runs(runs)]
-    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    left = [n for n in ns.split() if any(n.startswith(f"spdlab-{s}-") for s in shorts)]
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(runs) in cmd and "pytest" not in cmd:
-            left.append(cmd)
-    return left
 
 
 def short_dir() -> Path:
