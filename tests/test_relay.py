@@ -34,7 +34,10 @@ class FakeGuest:
         conn.sendall(relay.FRAME.pack(0, relay.HELLO, 0, 0))
         buf = b""
         while True:
-            chunk = conn.recv(1 << 16)
+            try:
+                chunk = conn.recv(1 << 16)
+            except ConnectionResetError:  # the bridge went away first: the guest's view
+                return
             if not chunk:
                 return
             buf += chunk
