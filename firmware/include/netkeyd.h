@@ -274,6 +274,7 @@ uint32_t	 key_sp_slots(void);
 void		 key_spd_invalidate(void);
 void		 key_spd_census(struct spd_census *);
 void		 key_spd_destroy(void);
+struct secpolicy *key_allocsp(const struct secpolicyindex *, int);
 int		 key_cmpspidx_exactly(const struct secpolicyindex *,
 		    const struct secpolicyindex *);
 int		 key_cmpspidx_withmask(const struct secpolicyindex *,
@@ -327,7 +328,6 @@ int		 key_spddelete(const struct sadb_msghdr *);
 int		 key_spddelete2(const struct sadb_msghdr *);
 int		 key_spdget(const struct sadb_msghdr *);
 int		 key_spdflush(const struct sadb_msghdr *);
-struct secpolicy *key_allocsp(const struct secpolicyindex *, int);
 void		 key_freesp(struct secpolicy *);
 void		 key_spd_timehandler(void);
 int		 key_spd_setpersist(uint32_t);

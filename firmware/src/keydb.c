@@ -162,6 +162,31 @@ key_spd_census(struct spd_census *c)
 	}
 }
 
+/*
+ * key_allocsp: a linear scan of sptree[dir], skipping DEAD entries; the
+ * first masked match wins and gains a reference.  Both trees look up
+ * alike; they differ in what delete, flush and the timer leave behind.
+ */
+struct secpolicy *
+key_allocsp(const struct secpolicyindex *spidx, int dir)
+{
+	struct secpolicy	*sp;
+
+	keystat.lookups++;
+	TAILQ_FOREACH(sp, &sptree[dir], chain) {
+		keystat.lookup_walked++;
+		if (sp->state == IPSEC_SPSTATE_DEAD)
+			continue;
+		if (key_cmpspidx_withmask(&sp->spidx, spidx))
+			goto found;
+	}
+	return (NULL);
+found:
+	sp->lastused = key_now;
+	sp->refcnt++;
+	return (sp);
+}
+
 int
 key_addr_bits(int family)
 {

@@ -204,13 +204,12 @@ class RunJob:
         t.drain = None
         with self._pfkey(t) as c:
             _check(c.pipeline(t.scenario.sa_msgs), "ADD")
-            policies = t.scenario.policy_msgs
             if self.sc.delete == "expire":
-                policies = self._with_lifetimes(t, c, policies)
+                self._install_expiring(t, c, t.scenario.policy_msgs)
             else:
-                _check(c.pipeline(policies), "SPDADD", t.ids)
+                _check(c.pipeline(t.scenario.policy_msgs), "SPDADD", t.ids)
 
-    def _with_lifetimes(self, t: Target, c: PfkeyClient, msgs: list[Msg]) -> list[Msg]:
+    def _install_expiring(self, t: Target, c: PfkeyClient, msgs: list[Msg]) -> None:
         """Lifetimes chosen so every policy dies on one tick, EXPIRE_LEAD_S from now.
 
         A policy dies once now - created > lifetime; created is the tick the
@@ -227,7 +226,6 @@ class RunJob:
                 exts[ExtType.LIFETIME_HARD] = Lifetime(addtime=t.expiry_tick - 1 - now)
                 batch.append(Msg(m.type, exts=exts))
             _check(c.pipeline(batch), "SPDADD", t.ids)
-        return msgs
 
     # ------------------------------------------------------------ traffic and references
 

@@ -29,30 +29,6 @@ key_spd_init(void)
 {
 }
 
-/*
- * key_allocsp: a linear scan of sptree[dir], skipping DEAD entries; the
- * first masked match wins and gains a reference.
- */
-struct secpolicy *
-key_allocsp(const struct secpolicyindex *spidx, int dir)
-{
-	struct secpolicy	*sp;
-
-	keystat.lookups++;
-	TAILQ_FOREACH(sp, &sptree[dir], chain) {
-		keystat.lookup_walked++;
-		if (sp->state == IPSEC_SPSTATE_DEAD)
-			continue;
-		if (key_cmpspidx_withmask(&sp->spidx, spidx))
-			goto found;
-	}
-	return (NULL);
-found:
-	sp->lastused = key_now;
-	sp->refcnt++;
-	return (sp);
-}
-
 /* key_freesp: drop a reference; the last one frees. */
 void
 key_freesp(struct secpolicy *sp)
