@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 all: setup
 
 deps:
-	@scripts/deps.sh base prometheus fuzz chromium docker qemu
+	@scripts/deps.sh base prometheus fuzz chromium docker qemu kernel ssh fresh
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

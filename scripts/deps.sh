@@ -6,9 +6,15 @@
 #   chromium    headless Chromium, for the HTML report test
 #   docker      docker.io (dockerd, containerd, runc), for the docker target kind
 #   qemu        QEMU and busybox for the qemu kind; Debian's kernel is fetched at provision
+#   kernel      linux-source-6.1 and its build tools, the arm64 cross compiler and QEMU,
+#               for kernel builds (kernels/) on x86_64 and arm64
+#   ssh         OpenSSH server and client, dropbear, for the ssh kind and multi-host labs
+#   fresh       debootstrap, for `make check-fresh`
 set -eu
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
+# another apt run (a parallel build, unattended-upgrades) holds the lock: wait for it
+APT_LOCK="-o DPkg::Lock::Timeout=600"
 
 install() {
 	missing=""
@@ -17,8 +23,8 @@ install() {
 	done
 	[ -z "$missing" ] && return 0
 	echo "deps: installing$missing"
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	apt-get $APT_LOCK update -qq
+	apt-get $APT_LOCK install -y -qq --no-install-recommends $missing >/dev/null
 }
 
 install gcc make patch libssl-dev iproute2 procps psmisc
@@ -26,16 +32,22 @@ install gcc make patch libssl-dev iproute2 procps psmisc
 for group in "$@"; do
 	case "$group" in
 	base) ;;
-	fuzz) install clang ;;
+	fuzz) install clang libclang-rt-14-dev ;;  # compiler-rt: libFuzzer, ASan runtimes
 	chromium) install chromium fonts-dejavu-core ;;
 	docker) install docker.io ;;
 	qemu) install qemu-system-x86 busybox-static ;;
+	kernel)
+		install linux-source-6.1 bison flex bc libelf-dev xz-utils \
+		    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
+		;;
+	ssh) install openssh-server openssh-client dropbear-bin ;;
+	fresh) install debootstrap ;;
 	prometheus)
 		if [ ! -x .cache/prometheus/usr/bin/promtool ]; then
 			echo "deps: fetching Debian's prometheus package"
 			mkdir -p .cache/deb
-			[ -n "$(ls /var/lib/apt/lists/*_Packages 2>/dev/null)" ] || apt-get update -qq
-			(cd .cache/deb && rm -f prometheus_*.deb && apt-get download -qq prometheus)
+			[ -n "$(ls /var/lib/apt/lists/*_Packages 2>/dev/null)" ] || apt-get $APT_LOCK update -qq
+			(cd .cache/deb && rm -f prometheus_*.deb && apt-get $APT_LOCK download -qq prometheus)
 			rm -rf .cache/prometheus
 			dpkg -x .cache/deb/prometheus_*.deb .cache/prometheus
 		fi
@@ -43,7 +55,7 @@ for group in "$@"; do
 			echo "deps: fetching Debian's prometheus-pushgateway package"
 			mkdir -p .cache/deb
 			(cd .cache/deb && rm -f prometheus-pushgateway_*.deb &&
-			    apt-get download -qq prometheus-pushgateway)
+			    apt-get $APT_LOCK download -qq prometheus-pushgateway)
 			rm -rf .cache/pushgateway
 			dpkg -x .cache/deb/prometheus-pushgateway_*.deb .cache/pushgateway
 		fi
