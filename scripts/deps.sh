@@ -9,7 +9,7 @@
 #   kernel      linux-source-6.1 and its build tools, the arm64 cross compiler and QEMU,
 #               for kernel builds (kernels/) on x86_64 and arm64
 #   ssh         OpenSSH server and client, dropbear, for the ssh kind and multi-host labs
-#   fresh       debootstrap, for `make check-fresh`
+#   fresh       debootstrap, for `make check-fresh`; stress-ng, to run the suite under load
 set -eu
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -41,7 +41,7 @@ for group in "$@"; do
 		    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
 		;;
 	ssh) install openssh-server openssh-client dropbear-bin ;;
-	fresh) install debootstrap ;;
+	fresh) install debootstrap stress-ng ;;  # stress-ng: the suite is checked under load
 	prometheus)
 		if [ ! -x .cache/prometheus/usr/bin/promtool ]; then
 			echo "deps: fetching Debian's prometheus package"
