@@ -200,12 +200,14 @@ def synthesize_result(drain_ticks: dict[str, int], now: float) -> dict[str, Any]
         ticks = drain_ticks[name]
         targets.append({
             "name": name, "build": build, "kind": "direct", "labels": {"hardware": "x86-vm"},
-            "verdict": "PASS", "reason": "measured directly", "drain_ticks": ticks,
-            "drain_seconds": round(ticks * TICK_S, 3), "completed_at": now, "trials": [],
+            "tick_ms": int(TICK_S * 1000), "verdict": "PASS", "reason": "measured directly",
+            "measures": {"drain_ticks": ticks}, "drain_seconds": round(ticks * TICK_S, 3),
+            "completed_at": now, "trials": [],
         })  # fmt: skip
-    return {"schema": "spdlab.result/1", "run_id": RUN_ID, "complete": True,
+    return {"schema": "spdlab.result/2", "run_id": RUN_ID, "complete": True,
+            "started": "2026-01-01T00:00:00Z", "lab": {"name": "monitoring"}, "scenario": {},
             "tick_ms": int(TICK_S * 1000), "targets": targets, "comparisons": [],
-            "versions": {}}  # fmt: skip
+            "versions": {"spdlab": "0.1.0", "kernel": "", "hostname": ""}}  # fmt: skip
 
 
 def start_prometheus(tmp: Path, runs: Path) -> Prometheus:

@@ -171,6 +171,7 @@ enum esp_drop {
 
 struct keystat {
 	uint64_t	 unlinked;
+	uint64_t	 timer_unlinked;	/* of unlinked, by key_timehandler */
 	uint64_t	 freed;
 	uint64_t	 premature_frees;
 	uint64_t	 use_after_free;
@@ -212,6 +213,7 @@ struct spd_census {
 struct tickrec {
 	uint64_t	 tick;
 	uint64_t	 unlinked;
+	uint64_t	 timer_unlinked;
 	uint64_t	 freed;
 	uint64_t	 premature;
 	uint64_t	 uaf;

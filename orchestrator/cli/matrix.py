@@ -8,7 +8,8 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from orchestrator.drain.compare import classify, pairs
+from orchestrator import buildsconf
+from orchestrator.drain.compare import Side, classify, pairs
 from orchestrator.drain.direct import DELETE_MODES, DirectResult, run_build
 from orchestrator.errors import ConfigError
 from orchestrator.lab.builds import known_builds
@@ -33,14 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def summary(r: DirectResult) -> dict:
-    return {
-        "build": r.build,
-        "series": r.series(),
-        "drain_ticks": r.drain_ticks,
-        "premature_frees": r.premature_frees,
-        "use_after_free": r.use_after_free,
-    }
+def side(r: DirectResult) -> Side:
+    from orchestrator.result.model import Measures
+
+    m = Measures(removed_by_delete=r.removed_by_delete, drain_ticks=r.drain_ticks,
+                 premature_frees=r.premature_frees, use_after_free=r.use_after_free)  # fmt: skip
+    return Side(r.build, [list(t) for t in r.series()], m, None, buildsconf.is_synthetic(r.build))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,10 +58,9 @@ def run(args: argparse.Namespace) -> int:
                 results.append(run_build(b, wd, args.policies, mode, asan=args.asan))
     verdicts = []
     for mode in modes:
-        by = {r.build: summary(r) for r in results if r.mode == mode}
+        by = {r.build: side(r) for r in results if r.mode == mode}
         for base, patched in pairs(by):
-            c = classify(by[base], by[patched])
-            verdicts.append({"mode": mode, **asdict(c)})
+            verdicts.append(classify(by[base], by[patched], mode).model_dump(mode="json"))
     if args.json:
         out = {"results": [asdict(r) | {"ticks": None} for r in results], "verdicts": verdicts}
         print(json.dumps(out, indent=2))
@@ -87,7 +85,7 @@ def render(results: list[DirectResult], verdicts: list[dict], n: int) -> None:
     ):
         t.add_column(col, justify="left" if col in ("build", "delete") else "right")
     for r in results:
-        label = r.build + (" (synthetic)" if r.build.startswith("canary") else "")
+        label = r.build + (" (synthetic)" if buildsconf.is_synthetic(r.build) else "")
         t.add_row(
             label,
             r.mode,

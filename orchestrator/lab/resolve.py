@@ -258,6 +258,19 @@ class _Resolver:
         return Expectation(**{**base.model_dump(exclude={"same_as"}), **own}, same_as=exp.same_as)
 
 
+def _observable(r: _Resolver, expect: Mapping[str, Expectation], pending: list[_Pending]) -> None:
+    """An expectation on a measure some target of its build cannot observe is an error."""
+    from orchestrator.targets.registry import unobservable
+
+    kinds = {(p.build, p.kind) for p in pending}
+    for build, exp in expect.items():
+        for key, measure in exp.measured().items():
+            for kind in sorted(k for b, k in kinds if b == build):
+                why = unobservable(kind).get(measure)
+                if why:
+                    r.fail(("expect", build, key), f"not observable on kind {kind}: {why}")
+
+
 def resolve(
     lab: LabDef,
     *,
@@ -306,6 +319,7 @@ def resolve(
             first[p.name] = p.loc
             pending.append(p)
     expect = r.expectations()
+    _observable(r, expect, pending)
     th = r.addresses(pending)
     if r.issues:
         raise LabIssues(r.issues)

@@ -19,7 +19,35 @@ KIND_BUILDS: dict[str, tuple[str, ...]] = {
     "qemu": ("linux-af_key",),
 }
 
+# What a kind cannot observe, measure → why. The engine records these measures as not
+# observable (never 0) and `spdlab validate` rejects an expectation on one of them.
+_FREES = "SPDDUMP polling cannot see frees: a deleted policy leaves the dump either way"
+KIND_UNOBSERVABLE: dict[str, dict[str, str]] = {
+    "qemu": {
+        "premature_frees": _FREES,
+        "use_after_free": _FREES,
+        "free_ticks": _FREES,
+        "timer_unlinked_during_delete": "SPDDUMP polling cannot tell who unlinked a policy",
+        "walked_per_lookup": "PF_KEY shows no SPD lookups",
+        "esp_ok": "PF_KEY shows no ESP counters",
+        "esp_drop": "PF_KEY shows no ESP counters",
+    },
+}
+
+# What one tick is on each kind; the default is netkeyd's timer.
+KIND_TICK: dict[str, str] = {"qemu": "one SPDDUMP observation"}
+DEFAULT_TICK = "one netkeyd timer tick"
+
 _DRIVERS: dict[str, type] = {}
+
+
+def unobservable(kind: str) -> dict[str, str]:
+    """Measures a kind's targets cannot show, each with the reason."""
+    return KIND_UNOBSERVABLE.get(kind, {})
+
+
+def tick_meaning(kind: str) -> str:
+    return KIND_TICK.get(kind, DEFAULT_TICK)
 
 
 def register_kind(kind: str):
