@@ -23,7 +23,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.drain.direct import install, mass_delete, open_flows
+from orchestrator.delete.bare import install, mass_delete, open_flows
 from orchestrator.export.collectors import EspCollector, SpdCollector, TargetCollector
 from orchestrator.export.exporter import Exporter, parse_addr
 from orchestrator.export.file_sd import remove_file_sd, write_file_sd

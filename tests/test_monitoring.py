@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.drain.direct import install, mass_delete, open_flows
+from orchestrator.delete.bare import install, mass_delete, open_flows
 from orchestrator.export import dashboard
 from orchestrator.export.exporter import Exporter
 from orchestrator.export.file_sd import write_file_sd

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tickdrive import run_build
 
 from orchestrator import buildsconf
-from orchestrator.drain.direct import run_build
 from orchestrator.export import plot, result
 from orchestrator.export.report import render_html
 from orchestrator.lab.model import Scenario

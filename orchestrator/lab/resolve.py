@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.lab.load import Issue, LabIssues, Loc
+from orchestrator.lab.issues import Issue, LabIssues, Loc
 from orchestrator.lab.model import Expectation, LabDef, Scenario, TargetDef
 
 DEFAULT_KIND = "netns"
@@ -260,7 +260,7 @@ class _Resolver:
 
 def _observable(r: _Resolver, expect: Mapping[str, Expectation], pending: list[_Pending]) -> None:
     """An expectation on a measure some target of its build cannot observe is an error."""
-    from orchestrator.targets.registry import unobservable
+    from orchestrator.kinds import unobservable
 
     kinds = {(p.build, p.kind) for p in pending}
     for build, exp in expect.items():
@@ -300,11 +300,11 @@ def resolve(
 
         builds = known_builds()
     if kinds is None:
-        from orchestrator.targets.registry import supported_kinds
+        from orchestrator.kinds import supported_kinds
 
         kinds = supported_kinds()
     if kind_builds is None:
-        from orchestrator.targets.registry import KIND_BUILDS
+        from orchestrator.kinds import KIND_BUILDS
 
         kind_builds = KIND_BUILDS
     r = _Resolver(lab, builds, kinds, kind_builds)

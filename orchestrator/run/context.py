@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import atomic
+from orchestrator import kinds as registry
 from orchestrator.delete import Gateway, Strategy, strategy
 from orchestrator.drain.record import Drain
 from orchestrator.errors import InfraError
@@ -16,7 +17,6 @@ from orchestrator.lab.resolve import ResolvedLab, TargetSpec
 from orchestrator.progress import NullProgress, Progress
 from orchestrator.result.model import InfraFailure, RunResult, Trial
 from orchestrator.run.phases import RunPhases
-from orchestrator.targets import registry
 
 
 @dataclass

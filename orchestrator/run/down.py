@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orchestrator import teardown
 from orchestrator.errors import InfraError
 from orchestrator.export import junit, plot
 from orchestrator.result.describe import title
@@ -14,7 +15,7 @@ def run(ctx: RunContext) -> None:
     finally:
         if not ctx.opts.keep and ctx.lr is not None:
             ctx.driver_progress.prefix = ""
-            ctx.lr.down()
+            teardown.down(ctx.lr)
 
 
 def artifacts(ctx: RunContext) -> None:

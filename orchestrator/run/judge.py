@@ -5,11 +5,11 @@ from __future__ import annotations
 import statistics
 
 from orchestrator import buildsconf
+from orchestrator import kinds as registry
 from orchestrator.drain import compare
 from orchestrator.drain import verdict as V
 from orchestrator.result.model import Measures, TargetResult
 from orchestrator.run.context import RunContext, Target
-from orchestrator.targets import registry
 
 
 def run(ctx: RunContext) -> None:
