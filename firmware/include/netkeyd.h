@@ -102,8 +102,8 @@ struct secasvar {
 	uint64_t		 replay_bitmap;	/* 64-packet window, bit 0 = top */
 	uint8_t			*key_auth;
 	uint8_t			*key_enc;	/* GCM: the salt is its last 4 */
-	void			*ctx_enc;	/* EVP_CIPHER_CTX, esp.c owns it */
-	void			*ctx_auth;	/* EVP_MAC_CTX, esp.c owns it */
+	void			*ctx_enc;	/* EVP_CIPHER_CTX, xform.c owns it */
+	void			*ctx_auth;	/* EVP_MAC_CTX, xform.c owns it */
 	size_t			 key_auth_bits;
 	size_t			 key_enc_bits;
 	uint32_t		 spi;		/* network order */
@@ -120,6 +120,14 @@ struct secasvar {
 	uint8_t			 replay;	/* window size, 0 = off */
 	uint8_t			 mode;
 	uint8_t			 natt_type;
+};
+
+/* What one SA's transform needs on input (xform.c). */
+struct esp_xform {
+	size_t		 ivlen;
+	size_t		 icvlen;
+	size_t		 blksz;		/* ciphertext alignment */
+	int		 aead;
 };
 
 /* One PF_KEY client (a connected control socket). */
@@ -355,12 +363,15 @@ int		 esp_raw_fd(void);
 int		 esp_udp_fd(void);
 void		 esp_input_raw(void);
 void		 esp_input_udp(void);
-int		 esp_sa_setup(struct secasvar *);
-void		 esp_sa_teardown(struct secasvar *);
-int		 esp_alg_check(uint8_t, uint8_t, size_t, uint8_t, size_t);
 int		 esp4_input(const uint8_t *, size_t, int);
 uint64_t	 esp_natt_keepalives(void);
 uint64_t	 esp_natt_nonesp(void);
+
+/* xform.c */
+int		 esp_alg_check(uint8_t, uint8_t, size_t, uint8_t, size_t);
+int		 esp_sa_setup(struct secasvar *);
+void		 esp_sa_teardown(struct secasvar *);
+int		 esp_sa_xform(const struct secasvar *, struct esp_xform *);
 
 /* flow.c */
 void		 flow_init(uint64_t);
