@@ -180,6 +180,7 @@ enum esp_drop {
 struct keystat {
 	uint64_t	 unlinked;
 	uint64_t	 timer_unlinked;	/* of unlinked, by key_timehandler */
+	uint64_t	 msg_unlinked;		/* of unlinked, by PF_KEY messages */
 	uint64_t	 freed;
 	uint64_t	 premature_frees;
 	uint64_t	 use_after_free;

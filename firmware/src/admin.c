@@ -311,7 +311,8 @@ admin_stats(struct jbuf *j, int argc, char **argv)
 	    (unsigned long long)sp_gen);
 	jprintf(j, "\"spd\":{\"alive\":{\"in\":%llu,\"out\":%llu},"
 	    "\"dead\":{\"in\":%llu,\"out\":%llu},\"allocated\":%llu,"
-	    "\"unlinked\":%llu,\"timer_unlinked\":%llu,\"freed\":%llu,"
+	    "\"unlinked\":%llu,\"timer_unlinked\":%llu,\"msg_unlinked\":%llu,"
+	    "\"freed\":%llu,"
 	    "\"premature_frees\":%llu,\"use_after_free\":%llu,\"lookups\":%llu,"
 	    "\"lookup_walked\":%llu,\"flushes\":%llu},",
 	    (unsigned long long)c.alive[IPSEC_DIR_INBOUND],
@@ -321,6 +322,7 @@ admin_stats(struct jbuf *j, int argc, char **argv)
 	    (unsigned long long)keystat.allocated,
 	    (unsigned long long)keystat.unlinked,
 	    (unsigned long long)keystat.timer_unlinked,
+	    (unsigned long long)keystat.msg_unlinked,
 	    (unsigned long long)keystat.freed,
 	    (unsigned long long)keystat.premature_frees,
 	    (unsigned long long)keystat.use_after_free,

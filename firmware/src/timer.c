@@ -96,10 +96,10 @@ key_timehandler(void)
 	keystat.ticks++;
 	unlinked = keystat.unlinked;
 	key_spd_timehandler();
-	/* The timer's own unlinks, apart from what messages unlinked. */
-	keystat.timer_unlinked += keystat.unlinked - unlinked;
 	key_sad_timehandler();
 	flow_timehandler();
+	/* The timer's own unlinks (flows it idles out too), apart from messages'. */
+	keystat.timer_unlinked += keystat.unlinked - unlinked;
 
 	r = &ring[nrec % TICKRING];
 	memset(r, 0, sizeof(*r));

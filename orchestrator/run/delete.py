@@ -1,7 +1,8 @@
 """Phase deleted: every target's mass delete, by the scenario's strategy.
 
 What the delete's own messages unlinked is `removed_by_delete`; the timer's unlinks
-while they were being sent are `timer_unlinked_during_delete` (docs/MEASURES.md).
+while they were being sent are `timer_unlinked_during_delete`; a flow letting go of a
+dead policy is neither (docs/MEASURES.md).
 """
 
 from __future__ import annotations
@@ -33,11 +34,16 @@ def drain_of(span: Span, survivors: int) -> Drain:
     return d
 
 
+def _delta(b: dict[str, Any], a: dict[str, Any], key: str) -> int | None:
+    return a[key] - b[key] if key in a and key in b else None
+
+
 def _after(d: Drain, b: dict[str, Any], a: dict[str, Any]) -> None:
-    unlinked = a["unlinked"] - b["unlinked"]
-    timer = a["timer_unlinked"] - b["timer_unlinked"] if "timer_unlinked" in a else None
+    timer = _delta(b, a, "timer_unlinked")
     d.timer_unlinked_during_delete = timer
-    d.removed_by_delete = unlinked - (timer or 0)
+    # netkeyd counts what messages unlinked; a target that cannot tell gives every unlink.
+    msgs = _delta(b, a, "msg_unlinked")
+    d.removed_by_delete = msgs if msgs is not None else a["unlinked"] - b["unlinked"]
     d.linked_after_delete = sum(a["alive"].values()) + sum(a["dead"].values())
     d.allocated_after_delete = a["allocated"]
     if d.linked_after_delete <= d.survivors:
