@@ -31,6 +31,7 @@ import pytest
 from leftovers import leftovers, processes
 from test_docker import dockerd  # noqa: F401  (the session's docker daemon)
 
+from orchestrator import proc
 from orchestrator.runs import list_runs
 from orchestrator.targets import cleanup
 from orchestrator.wait import WaitTimeout, until
@@ -148,6 +149,9 @@ class Spdlab:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+    def __del__(self) -> None:
+        self.log.close()
 
 
 def down(runs: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -278,11 +282,11 @@ def test_the_marker_finds_children_that_were_never_recorded() -> None:
     )
     p = child(code, SPDLAB_RUN="/r/3")
     try:
-        kids = [pid for pid in cleanup.proc.pids_with_env("SPDLAB_RUN=/r/3") if pid != p.pid]
+        kids = [pid for pid in proc.pids_with_env("SPDLAB_RUN=/r/3") if pid != p.pid]
         assert len(kids) == 1
         assert cleanup.remove({"type": "processes", "env": "SPDLAB_RUN=/r/3"}) is None
         assert p.poll() == -signal.SIGTERM
-        assert not cleanup.proc.pids_with_env("SPDLAB_RUN=/r/3")
+        assert not proc.pids_with_env("SPDLAB_RUN=/r/3")
     finally:
         p.kill()
         p.wait()
