@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError
@@ -86,11 +85,8 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.traffic.sender import Pacing
 
     _check(args)
-    try:
-        text = Path(args.setkey).read_text()
-    except OSError as e:
-        raise ConfigError(f"{args.setkey}: {e.strerror}") from None
-    statements = setkey.parse(text, args.setkey)
+    text, name = setkey.read_script(args.setkey)
+    statements = setkey.parse(text, name)
     spec = from_messages(st.msg for st in statements)
     if args.keepalive_ticks is not None:
         pacing = Pacing.keepalive(len(spec.flows), args.keepalive_ticks, args.tick_ms)

@@ -26,6 +26,7 @@ def start(ctx: RunContext) -> None:
         netns=ctx.lr.traffic_netns(),
         pacing=paced,
         pcap=ctx.run_dir / "esp-sample.pcap" if ctx.trial == 1 else None,
+        owner=ctx.lr,  # recorded in state.json, so `down` stops it after a crash too
     )
     ctx.progress.log(f"traffic: {len(spec.flows)} flows, {paced.rate or 0:.0f} pps")
     ctx.traffic.start()

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from orchestrator.proc import run_env
 from orchestrator.progress import NullProgress, Progress
 
 if TYPE_CHECKING:
@@ -77,6 +78,16 @@ class TargetDriver(ABC):
         if self.lab is None:
             return []
         return [t for t in self.lab.targets if t.kind == self.kind]
+
+    @property
+    def spawn_env(self) -> dict[str, str]:
+        """The environment of every process the driver starts: it carries the run's marker."""
+        return run_env(self.run.path)
+
+    @property
+    def marker_env(self) -> dict[str, str]:
+        """The run's marker alone, for tools that add it to their own environment."""
+        return run_env(self.run.path, {})
 
     def names(self) -> list[str]:
         """This kind's targets as state.json records them."""
