@@ -30,6 +30,8 @@ from orchestrator.targets.dockerapi import LABEL, RUN_LABEL, ensure_image, image
 from orchestrator.targets.session import LabRun
 from orchestrator.targets.state import StateFile
 
+pytestmark = [pytest.mark.docker, pytest.mark.netns]
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SOCK = "/var/run/docker.sock"

@@ -40,6 +40,8 @@ from orchestrator.pfkey.wire import (
     SaType,
 )
 
+pytestmark = pytest.mark.netns
+
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
 CLONE_NEWNET = 0x40000000

@@ -35,6 +35,8 @@ from orchestrator.export.targets import ExportTarget, RunTargets, build_recipes,
 from orchestrator.netkeyd import Netkeyd
 from orchestrator.pfkey import messages
 
+pytestmark = pytest.mark.prometheus
+
 REPO = Path(__file__).resolve().parents[1]
 PROMTOOL = REPO / ".cache/prometheus/usr/bin/promtool"
 GOLDEN = Path(__file__).with_name("test_export_golden.prom")

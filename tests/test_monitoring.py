@@ -41,6 +41,8 @@ from orchestrator.export.snapshot import read_stats
 from orchestrator.netkeyd import Netkeyd
 from orchestrator.targets.admin import AdminClient
 
+pytestmark = pytest.mark.prometheus
+
 REPO = Path(__file__).resolve().parents[1]
 MON = REPO / "monitoring"
 RULES = MON / "prometheus" / "rules" / "spdlab.rules.yml"

@@ -25,6 +25,8 @@ from orchestrator.targets.netns import NetnsDriver
 from orchestrator.targets.session import LabRun
 from orchestrator.targets.state import StateFile
 
+pytestmark = pytest.mark.netns
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
