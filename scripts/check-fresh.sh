@@ -6,8 +6,8 @@
 # A step that only works on a machine set up by hand fails here, named.
 # The chroot lives in .cache/fresh/root.<pid> and is removed afterwards, also on failure and
 # Ctrl-C; mounts are undone first.  Kept between runs, to save downloads only:
-#   .cache/fresh/minbase.tgz (debootstrap --make-tarball), .cache/fresh/apt (.deb files),
-#   .cache/fresh/pip (wheels).  FRESH_NOCACHE=1 uses none of them.
+#   .cache/fresh/minbase.tgz (debootstrap --make-tarball) and .cache/fresh/apt (.deb files).
+#   FRESH_NOCACHE=1 uses neither.
 set -eu
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -133,9 +133,8 @@ prepare_root() {
 	mount --rbind /dev "$R/dev"  # with /dev/pts for apt's log
 	mount --make-rslave "$R/dev"  # so that unmounting it leaves the host's /dev alone
 	[ -n "${FRESH_NOCACHE:-}" ] && return
-	mkdir -p "$CACHE/apt" "$CACHE/pip" "$R/root/.cache/pip"
+	mkdir -p "$CACHE/apt"
 	mount --bind "$CACHE/apt" "$R/var/cache/apt/archives"
-	mount --bind "$CACHE/pip" "$R/root/.cache/pip"
 }
 
 # The committed files as they are in the worktree: no .venv, .cache or build output.
@@ -165,7 +164,7 @@ SECURITY=$(apt_uri bookworm-security | head -1)
 SECURITY=${SECURITY:-http://security.debian.org/debian-security}
 say "mirror $MIRROR, security $SECURITY, chroot $R"
 step "host: deps.sh fresh (debootstrap)" scripts/deps.sh fresh
-remove_stale
+step "remove chroots left by runs killed with -9" remove_stale
 step "debootstrap --variant=minbase bookworm" debootstrap_root
 step "prepare the chroot (sources, policy-rc.d, mounts)" prepare_root
 step "copy the repository (git ls-files)" copy_repo
@@ -181,5 +180,5 @@ inside "firmware: make -C firmware relay" "make -s -C firmware relay"
 inside "qemu kind: scripts/qemu-kernel.sh" "sh scripts/qemu-kernel.sh"
 inside "make venv" "make venv"
 inside "the venv runs: spdlab validate labs/demo.yaml" ".venv/bin/spdlab validate labs/demo.yaml"
-say "chroot: $(du -smx "$R" | cut -f1) MB, of which .deb files $(du -smx "$R/var/cache/apt/archives" | cut -f1) MB"
+say "chroot: $(du -sm "$R" | cut -f1) MB, of which .deb files $(du -sm "$R/var/cache/apt/archives" | cut -f1) MB"
 STEP="done"
