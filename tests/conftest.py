@@ -29,6 +29,19 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
+KINDS = ("netns", "docker", "qemu")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test parametrized over target kinds carries its kind's marker too."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("kind") if callspec else None
+        if kind in KINDS:
+            item.add_marker(kind)
+
+
 def needed(items: list[pytest.Item]) -> list[str]:
     """What the selected tests need, base first, each once."""
     want = dict.fromkeys(BASE)
