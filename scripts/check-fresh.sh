@@ -143,7 +143,7 @@ copy_repo() {
 	git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$R/srv/spdlab"
 }
 
-# Leftovers of a run killed with -9: its chroot, if nothing is mounted there any more.
+# Leftovers of a run killed with -9: its chroot, processes and mounts.
 remove_stale() {
 	for d in "$CACHE"/root.*; do
 		[ -d "$d" ] || continue
