@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 
 BENCHES = [
-    ("install", ["bench/bench_install.py", "--policies", "10000"]),
+    ("install", ["bench/bench_install.py", "--policies", "10000,100000"]),
     ("traffic", ["bench/bench_traffic.py"]),
     ("up", ["bench/bench_up.py", "--sizes", "1,16,64"]),
     ("scrape", ["bench/bench_scrape.py", "--targets", "64"]),
