@@ -85,6 +85,8 @@ static uint64_t		 esp_nonesp;
 static EVP_MAC		*esp_hmac;
 static struct esp_rx	 esp_rx;
 static uint8_t		 esp_plain[ESP_BUFSZ];
+static struct flow	*esp_batchflow;	/* the last flow of this batch */
+static int		 esp_inbatch;
 
 static int	 esp_enc_xform(uint8_t, size_t, struct esp_xform *,
 		    const char **);
@@ -107,6 +109,7 @@ static int	 esp_cbc_decrypt(struct secasvar *, const struct esp_pkt *,
 static int	 esp_trailer(struct esp_payload *);
 static int	 esp_flowkey(const struct esp_pkt *, const struct esp_payload *,
 		    int, struct flowkey *);
+static struct flow *esp_flow(const struct flowkey *);
 static int	 esp_policy_check(const struct secasvar *,
 		    const struct flowkey *, int, int *);
 static int	 esp_policy_match(const struct secpolicy *,
@@ -264,8 +267,13 @@ esp_sa_setup(struct secasvar *sav)
 		if (x.aead && EVP_CIPHER_CTX_ctrl(cctx,
 		    EVP_CTRL_AEAD_SET_IVLEN, 4 + x.ivlen, NULL) != 1)
 			goto fail;
+		/*
+		 * CBC decrypts whole blocks as they come; GCM has no padding,
+		 * and setting it anyway costs a parameter lookup per packet.
+		 */
 		if (EVP_DecryptInit_ex(cctx, NULL, NULL, sav->key_enc,
-		    NULL) != 1 || EVP_CIPHER_CTX_set_padding(cctx, 0) != 1)
+		    NULL) != 1 ||
+		    (!x.aead && EVP_CIPHER_CTX_set_padding(cctx, 0) != 1))
 			goto fail;
 		EVP_CIPHER_free(cipher);
 		cipher = NULL;
@@ -483,6 +491,7 @@ esp_recv(int fd, int natt)
 				    strerror(errno));
 			return (-1);
 		}
+		esp_inbatch = 1;
 		for (i = 0; i < n; i++) {
 			msg = &esp_rx.msgs[i].msg_hdr;
 			if (msg->msg_flags & MSG_TRUNC) {
@@ -501,6 +510,8 @@ esp_recv(int fd, int natt)
 			pkt.natt = 1;
 			esp_input_natt(&pkt);
 		}
+		esp_inbatch = 0;
+		esp_batchflow = NULL;
 		if (n < ESP_BATCH)
 			break;
 	}
@@ -803,6 +814,30 @@ esp_policy_match(const struct secpolicy *sp, const struct secasvar *sav,
 }
 
 /*
+ * The flow of a decapsulated packet, opened on its first packet.  Packets
+ * of one flow come in runs, so a batch remembers the last flow it found
+ * and a run searches the flow hash once.  Flows are freed by the timer and
+ * admin commands only, never inside a batch, so the pointer holds until
+ * the batch ends; outside a batch (esp4_input called directly) every
+ * packet searches.
+ */
+static struct flow *
+esp_flow(const struct flowkey *key)
+{
+	struct flow	*f;
+
+	if (esp_batchflow != NULL &&
+	    memcmp(&esp_batchflow->key, key, sizeof(*key)) == 0)
+		return (esp_batchflow);
+	if ((f = flow_lookup(key)) == NULL &&
+	    (f = flow_open(key, FLOW_FORWARD_IN)) == NULL)
+		return (NULL);
+	if (esp_inbatch)
+		esp_batchflow = f;
+	return (f);
+}
+
+/*
  * KAME ipsec4_in_reject through the flow's policy cache, the same path
  * the admin-opened flows take.  The flow holds the policy reference.
  */
@@ -814,8 +849,7 @@ esp_policy_check(const struct secasvar *sav, const struct flowkey *key,
 	struct flow		*f;
 
 	*reason = ESP_DROP_NO_POLICY;
-	if ((f = flow_lookup(key)) == NULL &&
-	    (f = flow_open(key, FLOW_FORWARD_IN)) == NULL)
+	if ((f = esp_flow(key)) == NULL)
 		return (-1);
 	if ((sp = flow_checkpolicy(f, IPSEC_DIR_INBOUND)) == NULL)
 		return (-1);
