@@ -233,6 +233,37 @@ def _oncpu(pid: int) -> float:
         return int(f.read().split()[0]) / 1e9
 
 
+def _perf_start(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """perf record (software clock) on netkeyd, or None without a working perf."""
+    if subprocess.run(["perf", "--version"], capture_output=True).returncode != 0:
+        return None
+    return subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-o", str(out),
+                             "-p", str(pid)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def _perf_shares(proc: subprocess.Popen[bytes] | None, out: Path) -> dict[str, Any]:
+    """Stop perf; netkeyd's samples by object (kernel, netkeyd, libcrypto, libc) and the
+    top symbols, in percent."""
+    if proc is None:
+        return {}
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+
+    def report(sort: str) -> list[tuple[float, str]]:
+        text = subprocess.run(["perf", "report", "-i", str(out), "--no-children", "--sort",
+                               sort, "--stdio", "-g", "none"], capture_output=True,
+                              text=True).stdout  # fmt: skip
+        rows = re.findall(r"^\s*([\d.]+)%\s+(.+?)\s*$", text, re.M)
+        return [(float(p), name) for p, name in rows]
+
+    dsos: dict[str, float] = {}
+    for pct, name in report("dso"):
+        key = "kernel" if "kernel" in name else name.split(".so")[0]
+        dsos[key] = dsos.get(key, 0.0) + pct
+    return {"dso": dsos, "top": report("dso,sym")[:8]}
+
+
 def _capacity(lab: Lab, rounds: int, per_round: int, seq_base: int, tmp: Path) -> dict[str, Any]:
     """netkeyd's ESP input at saturation, through its raw socket.
 
@@ -244,6 +275,7 @@ def _capacity(lab: Lab, rounds: int, per_round: int, seq_base: int, tmp: Path) -
     assert lab.nk is not None
     handled = sent = 0
     cpu = 0.0
+    perf = _perf_start(lab.nk.pid, tmp / "capacity.perf")
     for k in range(rounds):
         before = lab.settle()
         os.kill(lab.nk.pid, signal.SIGSTOP)
@@ -263,7 +295,8 @@ def _capacity(lab: Lab, rounds: int, per_round: int, seq_base: int, tmp: Path) -
         sent += stats.sent
         seq_base += stats.sent // len(lab.sc.flows) + 2
     return {"rounds": rounds, "sent": sent, "handled": handled, "cpu_s": cpu,
-            "pps_per_cpu": handled / max(cpu, 1e-9), "next_seq": seq_base}  # fmt: skip
+            "pps_per_cpu": handled / max(cpu, 1e-9), "next_seq": seq_base,
+            "profile": _perf_shares(perf, tmp / "capacity.perf")}  # fmt: skip
 
 
 def _bench_esp(policies: int, size: int = 100, packets: int = 2_000_000) -> dict[str, Any]:
@@ -418,6 +451,25 @@ def _capacity_md(r: dict) -> list[str]:
         f"the same {r['policies']} tunnel policies and flows, AES-GCM-16, 100-byte inner "
         "packets, fed to `esp4_input()` in process (per CPU second of its own). "
         f"Goal ≥ 1M pps per netkeyd CPU-second through the socket: {verdict}.",
+        "",
+        *_profile_md(c.get("profile", {}), c["pps_per_cpu"]),
+    ]
+
+
+def _profile_md(prof: dict[str, Any], pps: float) -> list[str]:
+    """What bounds the drain: netkeyd's perf samples by object, and the top symbols."""
+    if not prof:
+        return ["(perf is not available here: no profile.)", ""]
+    d = prof["dso"]
+    kern = d.get("kernel", 0.0)
+    shares = ", ".join(f"{k} {v:.0f}%" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
+    top = ", ".join(f"`{n.split()[-1]}` {p:.1f}%" for p, n in prof["top"])
+    return [
+        f"What bounds it (`perf record -e cpu-clock` on netkeyd during the drains): {shares}. "
+        f"Top symbols: {top}. The kernel's share is recvmmsg's work per datagram "
+        "(copying it out, freeing the skb); it alone allows at most "
+        f"{pps / max(kern / 100, 1e-9):,.0f} pps per CPU-second at this rate of kernel "
+        "work, whatever netkeyd does in user space.",
         "",
     ]
 
