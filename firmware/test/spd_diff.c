@@ -142,6 +142,7 @@ ref_getspbyid(uint32_t id, const struct secpolicy *skip)
 {
 	struct secpolicy	*sp, *found = NULL;
 	int			 n = 0;
+
 #ifdef SPD_DIFF_NETKEY
 	TAILQ_FOREACH(sp, &sptailq, tailq) {
 		if (sp->id != id || sp == skip)
@@ -150,7 +151,7 @@ ref_getspbyid(uint32_t id, const struct secpolicy *skip)
 			found = sp;
 	}
 #else
-	int			 dir;
+	int			 dir;	/* without sptailq: the table, by dir */
 
 	for (dir = 0; dir < IPSEC_DIR_MAX; dir++) {
 		TAILQ_FOREACH(sp, &sptree[dir], chain) {
