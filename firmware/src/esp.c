@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -37,6 +38,7 @@
 #define ESP_REPLAYWSIZE		64
 #define ESP_BATCH		64	/* datagrams per recvmmsg */
 #define ESP_BATCHES		16	/* recvmmsg calls per readiness */
+#define ESP_BUDGET_NS		10000000	/* then PF_KEY and the clock */
 #define ESP_BUFSZ		65536
 #define ESP_RCVBUF		(32 * 1024 * 1024)
 #define ESP_NATT_PORT		4500
@@ -459,15 +461,28 @@ esp_udp_dst(const struct msghdr *msg, uint8_t *dst)
 	}
 }
 
+static uint64_t
+esp_clock(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+}
+
 /*
- * Drain up to ESP_BATCHES batches from one socket; poll(2) is level
- * triggered, so whatever is left comes back on the next round.
+ * Drain up to ESP_BATCHES batches from one socket, or fewer once
+ * ESP_BUDGET_NS have gone (packets whose flows walk a long table are
+ * slow), so that PF_KEY requests and the clock are not kept waiting;
+ * poll(2) is level triggered, so whatever is left comes back on the next
+ * round.
  */
 static int
 esp_recv(int fd, int natt)
 {
 	struct esp_pkt	 pkt;
 	struct msghdr	*msg;
+	uint64_t	 start = esp_clock();
 	int		 b, i, n;
 
 	for (b = 0; b < ESP_BATCHES; b++) {
@@ -512,7 +527,7 @@ esp_recv(int fd, int natt)
 		}
 		esp_inbatch = 0;
 		esp_batchflow = NULL;
-		if (n < ESP_BATCH)
+		if (n < ESP_BATCH || esp_clock() - start > ESP_BUDGET_NS)
 			break;
 	}
 	return (0);
