@@ -178,7 +178,8 @@ def markdown(r: dict[str, Any]) -> str:
             f"- The SPDFLUSH of {n:,} returned in {r['flush_s'] * 1000:.0f} ms and left "
             f"{r['linked_after_flush']} policies linked; the unreferenced ones were freed in "
             "it, and the last held one was freed "
-            f"{r['free_ticks']} ticks later, when its flow's next packet let it go "
+            f"{r['free_ticks']} tick{'' if r['free_ticks'] == 1 else 's'} later, when its "
+            "flow's next packet let it go "
             f"(premature frees {r['premature']}, use after free {r['uaf']}): **completed**.",
             f"- Traffic: {r['sent']:,} packets sent, {r['esp_ok']:,} accepted"
             + (f", dropped {r['esp_drop']}" if r["esp_drop"] else "")
