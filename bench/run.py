@@ -21,6 +21,7 @@ BENCHES = [
     ("install", ["bench/bench_install.py", "--policies", "10000,100000"]),
     ("traffic", ["bench/bench_traffic.py"]),
     ("scale", ["bench/bench_scale.py", "--policies", "100000", "--held", "2000"]),
+    ("pacing", ["bench/bench_pacing.py"]),
     ("up", ["bench/bench_up.py", "--sizes", "1,16,64"]),
     ("scrape", ["bench/bench_scrape.py", "--targets", "64"]),
     ("demo", ["bench/bench_demo.py"]),
