@@ -2,7 +2,7 @@
 # check-fresh.sh: the set-up steps on a fresh Debian 12, in a debootstrap minbase chroot.
 #   the committed files are copied in (git ls-files), then inside the chroot:
 #   scripts/deps.sh with every group, every firmware flavour (plain, ASan, static, fuzz,
-#   relay), the qemu kind's kernel and initramfs, and the venv.
+#   relay, spd-diff), the qemu kind's kernel and initramfs, and the venv.
 # A step that only works on a machine set up by hand fails here, named.
 # The chroot lives in .cache/fresh/root.<pid> and is removed afterwards, also on failure and
 # Ctrl-C; mounts are undone first.  Kept between runs, to save downloads only:
@@ -177,6 +177,7 @@ inside "firmware: make -C firmware asan" "make -s -C firmware asan"
 inside "firmware: make -C firmware static" "make -s -C firmware static"
 inside "firmware: make -C firmware fuzz" "make -s -C firmware fuzz"
 inside "firmware: make -C firmware relay" "make -s -C firmware relay"
+inside "firmware: make -C firmware spd-diff" "make -s -C firmware spd-diff"
 inside "qemu kind: scripts/qemu-kernel.sh" "sh scripts/qemu-kernel.sh"
 inside "make venv" "make venv"
 inside "the venv runs: spdlab validate labs/demo.yaml" ".venv/bin/spdlab validate labs/demo.yaml"
