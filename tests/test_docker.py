@@ -31,6 +31,8 @@ from orchestrator.targets.session import LabRun
 from orchestrator.targets.state import StateFile
 from orchestrator.wait import WaitTimeout, until
 
+pytestmark = [pytest.mark.docker, pytest.mark.netns]
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SOCK = "/var/run/docker.sock"

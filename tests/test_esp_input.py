@@ -41,6 +41,8 @@ from orchestrator.pfkey.wire import (
 )
 from orchestrator.wait import WaitTimeout, until
 
+pytestmark = pytest.mark.netns
+
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
 CLONE_NEWNET = 0x40000000

@@ -37,6 +37,8 @@ from orchestrator.netkeyd import Netkeyd
 from orchestrator.pfkey import messages
 from orchestrator.wait import until
 
+pytestmark = pytest.mark.prometheus
+
 REPO = Path(__file__).resolve().parents[1]
 PROMTOOL = REPO / ".cache/prometheus/usr/bin/promtool"
 GOLDEN = Path(__file__).with_name("test_export_golden.prom")

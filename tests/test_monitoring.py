@@ -43,6 +43,8 @@ from orchestrator.netkeyd import Netkeyd
 from orchestrator.targets.admin import AdminClient
 from orchestrator.wait import until
 
+pytestmark = pytest.mark.prometheus
+
 REPO = Path(__file__).resolve().parents[1]
 MON = REPO / "monitoring"
 RULES = MON / "prometheus" / "rules" / "spdlab.rules.yml"

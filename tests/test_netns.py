@@ -26,6 +26,8 @@ from orchestrator.targets.session import LabRun
 from orchestrator.targets.state import StateFile
 from orchestrator.wait import WaitTimeout, until
 
+pytestmark = pytest.mark.netns
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

@@ -20,6 +20,8 @@ from leftovers import leftovers
 from orchestrator.runs import RunDir, list_runs
 from orchestrator.wait import until
 
+pytestmark = pytest.mark.netns
+
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,6 +32,8 @@ from orchestrator.targets.session import LabRun
 from orchestrator.traffic import scenario as traffic_scenario
 from orchestrator.wait import until
 
+pytestmark = pytest.mark.qemu
+
 ROOT = Path(__file__).resolve().parents[1]
 
 LAB = """\

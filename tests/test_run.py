@@ -26,6 +26,8 @@ from orchestrator.export import result
 from orchestrator.runs import list_runs
 from orchestrator.wait import until
 
+pytestmark = pytest.mark.netns
+
 ROOT = Path(__file__).resolve().parents[1]
 SPDLAB = [sys.executable, "-m", "orchestrator.cli.main"]
 N = 200

@@ -20,6 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.wait import until
 
+pytestmark = [pytest.mark.netns, pytest.mark.prometheus]
+
 ROOT = Path(__file__).resolve().parents[1]
 SPDLAB = [sys.executable, "-m", "orchestrator.cli.main"]
 PROMTOOL = ROOT / ".cache" / "prometheus" / "usr" / "bin" / "promtool"

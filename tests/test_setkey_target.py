@@ -17,6 +17,8 @@ import pytest
 
 from orchestrator.runs import RunDir, list_runs
 
+pytestmark = pytest.mark.netns
+
 ROOT = Path(__file__).resolve().parents[1]
 SPDLAB = [sys.executable, "-m", "orchestrator.cli.main"]
 
