@@ -33,6 +33,8 @@ from orchestrator.result.model import (
 )
 from orchestrator.result.versions import BuildVersion, PatchVersion, Versions
 
+pytestmark = pytest.mark.chromium
+
 REPO = Path(__file__).resolve().parents[1]
 N = 300
 TICK_MS = 50

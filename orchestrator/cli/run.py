@@ -67,7 +67,8 @@ def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int
     from orchestrator.run.context import Options, RunContext
 
     exporter = _Exporter(args.metrics_addr, console)
-    opts = Options(trials=args.trials, keep=args.keep, logx=args.logx, on_up=exporter.start)
+    opts = Options(trials=args.trials, keep=args.keep, logx=args.logx, on_up=exporter.start,
+                   before_down=exporter.linger)  # fmt: skip
     ctx = RunContext(lab, opts)
     try:
         with interrupts() as flag, bars(console, disable=args.json) as p:
@@ -121,6 +122,11 @@ class _Exporter:
         # Prometheus finds the run through the file_sd list (monitoring/prometheus).
         write_file_sd(lr.run.path, bound, lr.lab.name if lr.lab else "")
         self.console.print(f"metrics: http://{bound}/metrics")
+
+    def linger(self) -> None:
+        """Let Prometheus scrape the final result while the targets are still up."""
+        if self.exp is not None:
+            self.exp.linger()
 
     def stop(self) -> None:
         if self.exp is not None:

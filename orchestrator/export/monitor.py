@@ -116,24 +116,24 @@ class Prometheus:
             "--web.enable-lifecycle",
         ]
 
-    def start(self, timeout: float = 30.0) -> Prometheus:
+    def start(self, timeout: float = 60.0) -> Prometheus:
         self.data.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log)
+        proc = self.proc
         try:
-            until(self._ready, "prometheus /-/ready", timeout, 0.2,
-                  alive=lambda: self.proc.poll() is None)  # fmt: skip
+            until(self._ready, "prometheus ready", timeout, alive=lambda: proc.poll() is None)
         except WaitTimeout as e:
-            code = self.proc.poll()
+            code = proc.poll()
             self.stop()
             if code is not None:
-                raise InfraError(f"prometheus exited with {code}: {self.tail()}") from None
-            raise InfraError(f"prometheus not ready: {e}: {self.tail()}") from None
+                raise InfraError(f"prometheus exited with {code}: {self.tail()}") from e
+            raise InfraError(f"prometheus not ready within {timeout:g} s: {self.tail()}") from e
         return self
 
     def _ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as r:
                 return r.status == 200
         except OSError:
             return False

@@ -50,6 +50,7 @@ class Options:
     keep: bool = False
     logx: bool = False
     on_up: Callable[[Any], None] | None = None
+    before_down: Callable[[], object] | None = None  # result.json is final; an exporter lingers
 
 
 @dataclass

@@ -13,6 +13,8 @@ def run(ctx: RunContext) -> None:
     try:
         artifacts(ctx)
     finally:
+        if ctx.opts.before_down is not None:
+            ctx.opts.before_down()
         if not ctx.opts.keep and ctx.lr is not None:
             ctx.driver_progress.prefix = ""
             teardown.down(ctx.lr)
