@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SPDLAB := $(VENV)/bin/spdlab
 PYTEST_ARGS ?=
 
-.PHONY: all setup deps venv firmware firmware-asan test demo bench lint fmt clean dashboards
+.PHONY: all setup deps venv firmware firmware-asan kernels test demo bench lint fmt clean dashboards
 
 all: setup
 
@@ -30,7 +30,11 @@ firmware-asan: deps
 
 setup: deps venv firmware
 
-test: setup firmware-asan lint
+# Every kernel build on both arches, into the shared cache ($$SPDLAB_KERNEL_CACHE).
+kernels: setup
+	$(PY) -m orchestrator.kernel --all --arch x86_64 --arch arm64 >/dev/null
+
+test: setup firmware-asan kernels lint
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 demo: setup

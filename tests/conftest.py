@@ -11,7 +11,8 @@ import shutil
 
 import pytest
 
-NEEDS = ("ip", "cc", "make", "patch", "dockerd", "clang", "qemu-system-x86_64", "busybox")
+NEEDS = ("ip", "cc", "make", "patch", "dockerd", "clang", "qemu-system-x86_64", "busybox",
+         "qemu-system-aarch64", "aarch64-linux-gnu-gcc", "bison", "flex", "bc")  # fmt: skip
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
