@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -102,7 +104,7 @@ def user_patch(src: Path, marker: str = "spdlab-user-patch") -> str:
     at = next(i for i, ln in enumerate(old) if ln.startswith("static int __init ipsec_pfkey_init"))
     # the function's opening brace and first local, then our line
     body = old[at : at + 4]
-    new = [*body[:3], f'\tpr_warn("{marker}: af_key starts\\n");\n', *body[3:]]
+    new = [*body[:3], f'\tpr_err("{marker}: af_key starts\\n");\n', *body[3:]]
     head = f"--- a/net/key/af_key.c\n+++ b/net/key/af_key.c\n@@ -{at + 1},4 +{at + 1},5 @@\n"
     lines = [" " + ln for ln in body[:3]] + ["+" + new[3]] + [" " + ln for ln in body[3:]]
     return head + "".join(lines)
@@ -134,7 +136,8 @@ def test_unknown_build_and_arch_are_one_line():
         build.build(conf.get("linux"), "mips")
 
 
-def test_spdlab_up_with_a_stale_user_patch_is_one_line_and_leaves_nothing(tmp_path):
+def test_spdlab_up_with_a_stale_user_patch_is_one_line_and_leaves_nothing():
+    tmp_path = Path(tempfile.mkdtemp(prefix="spdk", dir="/tmp"))  # short socket paths
     (tmp_path / "stale.patch").write_text(
         "--- a/net/key/af_key.c\n+++ b/net/key/af_key.c\n"
         "@@ -100,2 +100,2 @@\n-not in af_key.c\n+at all\n"
@@ -153,3 +156,4 @@ def test_spdlab_up_with_a_stale_user_patch_is_one_line_and_leaves_nothing(tmp_pa
         "net/key/af_key.c hunk #1 at line 100"
     ), r.stderr
     assert leftovers(tmp_path / "runs") == []
+    shutil.rmtree(tmp_path)

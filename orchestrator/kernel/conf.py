@@ -97,3 +97,15 @@ def with_patches(
     return KernelBuild(
         name, first.source, first.config, (*first.patches, *own), synthetic or first.synthetic
     )
+
+
+def series() -> dict[str, tuple[str, tuple[str, ...], bool]]:
+    """build → (tree, patch names, synthetic), as comparisons pair builds.
+
+    The tree is `source:config`: two kernel builds pair when one's series extends
+    the other's on the same source and config, like firmware builds on one tree.
+    """
+    return {
+        b.name: (f"{b.source}:{b.config}", tuple(p.name for p in b.patches), b.synthetic)
+        for b in load().values()
+    }
