@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(boots(a.rounds), builds(a.cold), a.cold)
     print(text)
     if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(text + "\n")
     return 0
 
