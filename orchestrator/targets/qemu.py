@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,14 +49,17 @@ def kernel_dir() -> Path:
     return project_root() / ".cache" / "qemu" / "current"
 
 
-def prepare_kernel() -> Path:
+def prepare_kernel(env: Mapping[str, str] | None = None) -> Path:
     """Fetch the kernel and build the initramfs unless they are there and current.
+
+    Args:
+        env: the script's environment (default: this process's).
 
     Raises:
         InfraError: the script failed.
     """
     script = project_root() / "scripts" / "qemu-kernel.sh"
-    r = subprocess.run([str(script)], capture_output=True, text=True)
+    r = subprocess.run([str(script)], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
         raise InfraError(f"{script.name}: {' / '.join(tail)}", step="provision")
@@ -128,7 +132,7 @@ class QemuDriver(TargetDriver):
         """
         try:
             if spec.build == STOCK:
-                return stock(arch_of(spec), prepare_kernel())
+                return stock(arch_of(spec), prepare_kernel(self.spawn_env))
             return built(self.lab, spec)
         except ConfigError as e:
             raise ConfigError(f"kernel {spec.build} ({arch_of(spec)}): {e}") from None
@@ -175,7 +179,7 @@ class QemuDriver(TargetDriver):
             try:
                 r = subprocess.run(
                     argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    cwd=project_root(), timeout=60,
+                    cwd=project_root(), timeout=60, env=self.spawn_env,
                 )  # fmt: skip
             except subprocess.TimeoutExpired:
                 r = None
