@@ -115,8 +115,15 @@ def cold_s() -> float:
 
 
 def recorded_cold_s() -> float:
-    """The cold build this cache made of `linux` for x86_64 (meta.json build_s)."""
-    return float(build.build(conf.get("linux"), "x86_64").meta["build_s"])
+    """The cold build this cache made of `linux` for x86_64 (meta.json build_s).
+
+    Raises:
+        SystemExit: the cache built it incrementally, so it has no cold time to give.
+    """
+    meta = build.build(conf.get("linux"), "x86_64").meta
+    if meta["incremental"]:
+        raise SystemExit("bench_kernel: the cache built linux incrementally; use --cold build")
+    return float(meta["build_s"])
 
 
 def builds(cold: str) -> dict[str, float]:
