@@ -29,7 +29,9 @@ def pairs(builds: Iterable[str]) -> list[tuple[str, str]]:
 
     The closest base wins: canary+nextsp pairs with canary, not netkey.
     """
-    series = build_series()
+    from orchestrator.kernel.conf import series as kernel_series
+
+    series = {**build_series(), **{k: v[:2] for k, v in kernel_series().items()}}
     present = [b for b in builds if b in series]
     out = []
     for p in present:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,23}$")]
 Label = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,63}$")]
+BuildName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+_.-]{0,47}$")]
 Count = Annotated[int, Field(ge=1, le=1024)]
 
 
@@ -26,6 +27,7 @@ class TargetSettings(Strict):
     tick_ms: Annotated[int, Field(ge=0, le=60_000)] | None = None
     flow_idle_ticks: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     labels: dict[Label, str] | None = None
+    arch: Literal["x86_64", "arm64"] | None = None
 
 
 class TargetDef(TargetSettings):
@@ -80,6 +82,14 @@ class Expectation(Strict):
     same_as: str | None = None
 
 
+class KernelDef(Strict):
+    """A kernel build of the user's own patches (paths relative to the lab file), after base's."""
+
+    base: str | None = None
+    patches: Annotated[list[str], Field(min_length=1)]
+    synthetic: bool = False
+
+
 class LabDef(Strict):
     """The whole lab file."""
 
@@ -91,3 +101,4 @@ class LabDef(Strict):
     traffic_host: TrafficHostDef = TrafficHostDef()
     scenario: Scenario = Scenario()
     expect: dict[str, Expectation] = {}
+    kernels: dict[BuildName, KernelDef] = {}

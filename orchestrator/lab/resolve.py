@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +32,17 @@ class TargetSpec(BaseModel):
     prefixlen: int
     labels: dict[str, str] = {}
     index: int = 0
+    arch: str = ""
+
+
+class ResolvedKernel(BaseModel):
+    """A kernel build the lab file defines: base's series, then its patch files (absolute)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base: str | None = None
+    patches: tuple[str, ...]
+    synthetic: bool = False
 
 
 class TrafficHostSpec(BaseModel):
@@ -54,6 +66,7 @@ class ResolvedLab(BaseModel):
     targets: tuple[TargetSpec, ...]
     scenario: Scenario
     expect: dict[str, Expectation] = {}
+    kernels: dict[str, ResolvedKernel] = {}
 
     @property
     def builds(self) -> tuple[str, ...]:
@@ -90,6 +103,7 @@ class _Pending:
     labels: dict[str, str]
     address: ipaddress.IPv4Address | None = None
     subnet: ipaddress.IPv4Network | None = None
+    arch: str = ""
 
 
 @dataclass
@@ -116,12 +130,15 @@ class _Resolver:
         layers.append(t)
         merged: dict = {"kind": DEFAULT_KIND, "tick_ms": DEFAULT_TICK_MS}
         merged |= {"flow_idle_ticks": DEFAULT_FLOW_IDLE_TICKS, "build": None, "labels": {}}
+        merged["arch"] = ""
         for layer in layers:
-            for key in ("kind", "build", "tick_ms", "flow_idle_ticks"):
+            for key in ("kind", "build", "tick_ms", "flow_idle_ticks", "arch"):
                 value = getattr(layer, key)
                 if value is not None:
                     merged[key] = value
             merged["labels"] = {**merged["labels"], **(layer.labels or {})}
+        if merged["arch"]:
+            merged["labels"] = {**merged["labels"], "hardware": merged["arch"]}
         return merged
 
     def expand(self, i: int, t: TargetDef) -> Iterator[_Pending]:
@@ -139,7 +156,7 @@ class _Resolver:
             self.fail((*loc, "build"), "required (in the target, its group or defaults)")
             return
         ok = True
-        known = self.kind_builds.get(s["kind"], self.builds)
+        known = self.known(s["kind"])
         for j, b in enumerate(builds):
             if b not in known:
                 if t.builds is not None:
@@ -164,13 +181,36 @@ class _Resolver:
                     name += f"-{n:0{width}d}"
                 yield _Pending(
                     loc, name, s["kind"], b, s["tick_ms"], s["flow_idle_ticks"], s["labels"],
-                    t.address, t.subnet,
+                    t.address, t.subnet, s["arch"],
                 )  # fmt: skip
+
+    def known(self, kind: str) -> list[str]:
+        """Builds a kind runs: firmware builds, or its own plus the lab file's kernels."""
+        if kind not in self.kind_builds:
+            return list(self.builds)
+        return [*self.kind_builds[kind], *self.lab.kernels]
 
     @property
     def all_builds(self) -> set[str]:
         """Firmware builds and the builds of kinds that run something else."""
-        return {*self.builds, *(b for bs in self.kind_builds.values() for b in bs)}
+        own = (b for k in self.kind_builds for b in self.known(k))
+        return {*self.builds, *own}
+
+    def kernels(self, lab_file: str) -> dict[str, ResolvedKernel]:
+        """The lab file's kernel builds, patch paths made absolute and checked."""
+        here = Path(lab_file).resolve().parent if lab_file else Path.cwd()
+        bases = {b for bs in self.kind_builds.values() for b in bs}
+        out = {}
+        for name, k in self.lab.kernels.items():
+            if k.base is not None and k.base not in bases:
+                self.fail(("kernels", name, "base"), f"unknown kernel build '{k.base}'")
+            files = [(here / f).resolve() for f in k.patches]
+            for j, f in enumerate(files):
+                if not f.is_file():
+                    self.fail(("kernels", name, "patches", j), f"no such patch file: {f}")
+            patches = tuple(map(str, files))
+            out[name] = ResolvedKernel(base=k.base, patches=patches, synthetic=k.synthetic)
+        return out
 
     def _where_set(self, t: TargetDef, key: str) -> Loc:
         """Where an inherited setting came from: the group, else defaults."""
@@ -306,6 +346,7 @@ def resolve(
             first[p.name] = p.loc
             pending.append(p)
     expect = r.expectations()
+    kernels = r.kernels(path)
     th = r.addresses(pending)
     if r.issues:
         raise LabIssues(r.issues)
@@ -323,6 +364,7 @@ def resolve(
             prefixlen=plen,
             labels=p.labels,
             index=n,
+            arch=p.arch,
         )
         for n, p in enumerate(targets)
     )
@@ -334,4 +376,5 @@ def resolve(
         targets=specs,
         scenario=lab.scenario,
         expect=expect,
+        kernels=kernels,
     )

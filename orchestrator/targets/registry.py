@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from orchestrator.errors import ConfigError
+from orchestrator.kernel import conf as kernel_conf
 
 # Declared, not discovered: every kind's module, in one place.
 KIND_MODULES: dict[str, str] = {
@@ -16,7 +17,7 @@ KIND_MODULES: dict[str, str] = {
 # Kinds that do not run a firmware build from builds.conf, and the builds they run
 # instead (a real kernel is its own build). Every other kind runs firmware builds.
 KIND_BUILDS: dict[str, tuple[str, ...]] = {
-    "qemu": ("linux-af_key",),
+    "qemu": ("linux-af_key", *kernel_conf.known_names()),
 }
 
 _DRIVERS: dict[str, type] = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import select
 import signal
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--admin", help="serve the SPDDUMP-polling stats adapter here")
     p.add_argument("--build", default="linux-af_key")
     p.add_argument("--kernel", default="")
+    p.add_argument("--meta", help="boot.json: the kernel build's versions, for `version`")
     p.add_argument("--tick-ms", type=int, default=1000)
     p.add_argument("--pidfile")
     p.add_argument("--daemon", action="store_true", help="fork; return once the pidfile is written")
@@ -227,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         from orchestrator.targets.spdpoll import SpdPoller
 
         poller = SpdPoller(args.control, build=args.build, kernel=args.kernel, tick_ms=args.tick_ms)
+        if args.meta:
+            poller.meta = json.loads(Path(args.meta).read_text()).get("meta", {})
         threading.Thread(target=poller.serve, args=(args.admin,), daemon=True).start()
     threading.Thread(target=bridge.serve, daemon=True).start()
     bridge.closed.wait()

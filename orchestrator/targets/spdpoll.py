@@ -70,6 +70,7 @@ class SpdPoller:
         self.policies: list[dict[str, Any]] = []
         self.ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=RING)
         self.error = ""
+        self.meta: dict[str, Any] = {}  # a kernel build's versions (orchestrator.kernel)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ observing
@@ -164,7 +165,7 @@ class SpdPoller:
             if cmd == "version":
                 return {"build": self.build, "tree": "linux", "patches": [],
                         "kernel": self.kernel, "tick_ms": self.tick_ms,
-                        "resolution": RESOLUTION, "pid": os.getpid()}  # fmt: skip
+                        "resolution": RESOLUTION, "pid": os.getpid(), **self.meta}  # fmt: skip
             if cmd == "stats":
                 return self.stats()
             if cmd == "ticks":
