@@ -5,16 +5,21 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.lab import ssh
 from orchestrator.lab.load import Issue, LabIssues, Loc
 from orchestrator.lab.model import Expectation, LabDef, Scenario, TargetDef
+from orchestrator.lab.ssh import SshSpec
 
 DEFAULT_KIND = "netns"
 DEFAULT_TICK_MS = 1000
 DEFAULT_FLOW_IDLE_TICKS = 30
 FIRST_AUTO_HOST = 10  # gateways get range[10], range[11], ...; below is for the traffic host
+# Settings blocks that belong to one kind: required by it, refused elsewhere.
+KIND_BLOCKS = {"ssh": "ssh"}
 
 
 class TargetSpec(BaseModel):
@@ -31,6 +36,7 @@ class TargetSpec(BaseModel):
     prefixlen: int
     labels: dict[str, str] = {}
     index: int = 0
+    ssh: SshSpec | None = None
 
 
 class TrafficHostSpec(BaseModel):
@@ -90,6 +96,7 @@ class _Pending:
     labels: dict[str, str]
     address: ipaddress.IPv4Address | None = None
     subnet: ipaddress.IPv4Network | None = None
+    ssh: SshSpec | None = None
 
 
 @dataclass
@@ -98,6 +105,8 @@ class _Resolver:
     builds: Sequence[str]
     kinds: Sequence[str]
     kind_builds: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    extra_builds: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    base: str = "."
     issues: list[Issue] = field(default_factory=list)
     loops: set[frozenset[str]] = field(default_factory=set)
 
@@ -122,7 +131,22 @@ class _Resolver:
                 if value is not None:
                     merged[key] = value
             merged["labels"] = {**merged["labels"], **(layer.labels or {})}
+        merged["ssh"] = ssh.merge([layer.ssh for layer in layers])
         return merged
+
+    def blocks(self, i: int, t: TargetDef, s: dict) -> SshSpec | None | bool:
+        """The kind's own settings block, checked; False after a problem."""
+        loc: Loc = ("targets", i)
+        if KIND_BLOCKS.get(s["kind"]) != "ssh":
+            if s["ssh"]:
+                where = (*loc, "ssh") if t.ssh else self._where_set(t, "ssh")
+                self.fail(where, f"only for kind ssh (this target is kind {s['kind']})")
+                return False
+            return None
+        found = list(ssh.problems(s["ssh"]))
+        for key, message in found:
+            self.fail((*loc, "ssh", key) if t.ssh else (*loc, "ssh"), message)
+        return False if found else ssh.spec(s["ssh"], Path(self.base))
 
     def expand(self, i: int, t: TargetDef) -> Iterator[_Pending]:
         s = self.settings(i, t)
@@ -138,8 +162,14 @@ class _Resolver:
         if builds == [None]:
             self.fail((*loc, "build"), "required (in the target, its group or defaults)")
             return
+        board = self.blocks(i, t, s)
+        if board is False:
+            return
         ok = True
-        known = self.kind_builds.get(s["kind"], self.builds)
+        known = self.kind_builds.get(s["kind"]) or (
+            *self.builds,
+            *self.extra_builds.get(s["kind"], ()),
+        )
         for j, b in enumerate(builds):
             if b not in known:
                 if t.builds is not None:
@@ -164,13 +194,14 @@ class _Resolver:
                     name += f"-{n:0{width}d}"
                 yield _Pending(
                     loc, name, s["kind"], b, s["tick_ms"], s["flow_idle_ticks"], s["labels"],
-                    t.address, t.subnet,
+                    t.address, t.subnet, board or None,
                 )  # fmt: skip
 
     @property
     def all_builds(self) -> set[str]:
         """Firmware builds and the builds of kinds that run something else."""
-        return {*self.builds, *(b for bs in self.kind_builds.values() for b in bs)}
+        other = [*self.kind_builds.values(), *self.extra_builds.values()]
+        return {*self.builds, *(b for bs in other for b in bs)}
 
     def _where_set(self, t: TargetDef, key: str) -> Loc:
         """Where an inherited setting came from: the group, else defaults."""
@@ -264,6 +295,7 @@ def resolve(
     builds: Sequence[str] | None = None,
     kinds: Sequence[str] | None = None,
     kind_builds: Mapping[str, Sequence[str]] | None = None,
+    extra_builds: Mapping[str, Sequence[str]] | None = None,
     path: str = "",
 ) -> ResolvedLab:
     """Stage 2: resolve settings, expand `count:`/`builds:`, assign addresses, sort.
@@ -274,7 +306,9 @@ def resolve(
         kinds: supported target kinds; default: the driver registry.
         kind_builds: kinds that run builds other than firmware builds, with those
             builds (`qemu`: `linux-af_key`); default: the driver registry.
-        path: the lab file, kept for reference.
+        extra_builds: kinds that run firmware builds and these too (`ssh`: `kernel`);
+            default: the driver registry.
+        path: the lab file, kept for reference; relative paths in it are from its folder.
 
     Returns:
         The resolved lab.
@@ -294,7 +328,12 @@ def resolve(
         from orchestrator.targets.registry import KIND_BUILDS
 
         kind_builds = KIND_BUILDS
-    r = _Resolver(lab, builds, kinds, kind_builds)
+    if extra_builds is None:
+        from orchestrator.targets.registry import KIND_EXTRA_BUILDS
+
+        extra_builds = KIND_EXTRA_BUILDS
+    base = str(Path(path).parent) if path else "."
+    r = _Resolver(lab, builds, kinds, kind_builds, extra_builds, base)
     pending: list[_Pending] = []
     first: dict[str, Loc] = {}
     for i, t in enumerate(lab.targets):
@@ -323,6 +362,7 @@ def resolve(
             prefixlen=plen,
             labels=p.labels,
             index=n,
+            ssh=p.ssh,
         )
         for n, p in enumerate(targets)
     )
