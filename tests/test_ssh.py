@@ -22,13 +22,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from leftovers import leftovers
+from sshboard import Board, keygen
 
 from orchestrator.runs import list_runs
 from orchestrator.targets import cleanup
 from orchestrator.targets.session import LabRun
 from orchestrator.wait import until
-from leftovers import leftovers
-from sshboard import Board, keygen
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ range: 10.79.0.0/24
 defaults:
   kind: ssh
   tick_ms: 100
-  ssh: {{address: {address}, user: root, key: {key}, known_hosts: {known_hosts}}}
+  ssh: {{address: {address}, user: root, key: {key}, known_hosts: {known_hosts}{extra}}}
 targets:
   - name: {name}
     build: {build}
@@ -70,7 +70,8 @@ def board():
 
 
 def lab(runs: Path, board: Board, build: str = "netkey", name: str = "nk", **kw: str) -> Path:
-    fields = {"address": board.address, "key": board.key, "known_hosts": board.known_hosts}
+    fields = {"address": board.address, "key": board.key, "known_hosts": board.known_hosts,
+              "extra": ""}  # fmt: skip
     p = runs / f"{name}.yaml"
     p.write_text(LAB.format(name=name, build=build, **{**fields, **kw}))
     return p
@@ -108,8 +109,9 @@ def assert_down(runs: Path, rid: str, board: Board) -> None:
 
 
 def test_up_status_setkey_down(runs, board):
+    """With the relay built on the board from its source, by the board's cc."""
     known = set(list_runs(runs))
-    r = spdlab(runs, "up", str(lab(runs, board)))
+    r = spdlab(runs, "up", str(lab(runs, board, extra=", relay: build")))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rid = new_run(runs, known)
     try:
@@ -133,7 +135,7 @@ def test_up_status_setkey_down(runs, board):
         assert stats.request("stats")["spd"]["alive"]["out"] == 1
         rec = lr.state.targets["nk"]
         assert (rec["board"]["os"], rec["board"]["relay"], rec["flavour"]) == (
-            "Linux", "prebuilt", "bsd",
+            "Linux", "built on the board", "bsd",
         )  # fmt: skip
     finally:
         down = spdlab(runs, "down", rid)

@@ -36,6 +36,8 @@ class SshDef(Strict):
     inventory: str | None = None
     host: HostName | None = None
     dir: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9_./-]{0,63}$")] | None = None
+    # auto: the static pfkey_relay where it fits the board, else built there; build: always
+    relay: Literal["auto", "build"] | None = None
 
 
 class TargetSettings(Strict):

@@ -29,6 +29,7 @@ class SshSpec(BaseModel):
     inventory: str | None = None
     host: str | None = None
     dir: str = DEFAULT_DIR
+    relay: str = "auto"
 
 
 def merge(layers: list[SshDef | None]) -> dict:

@@ -38,6 +38,7 @@ from orchestrator.targets.ansible import PlaybookResult, default_forks, run_play
 from orchestrator.targets.base import Health, TargetDriver
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
 from orchestrator.targets.registry import register_kind
+from orchestrator.wait import WaitTimeout, until
 
 KERNEL = "kernel"
 START_TIMEOUT_S = 60.0
@@ -53,7 +54,7 @@ class SshDriver(TargetDriver):
         d = self.run.target_dir(name)
         names = {"config": "ssh_config", "control": "control.sock", "admin": "admin.sock",
                  "bridge_pid": "relay.pid", "ssh_pid": "ssh.pid", "log": "relay.log",
-                 "board": "board.json"}  # fmt: skip
+                 "board": "board.json", "mux": "mux.sock", "tar": "board.tar"}  # fmt: skip
         return {k: d / v for k, v in names.items()}
 
     @property
@@ -78,6 +79,7 @@ class SshDriver(TargetDriver):
         self.progress.phase("board", len(self.specs))
         self._playbook("up.yml", "ssh-provision", ["provision"], "provision")
         for t in self.specs:
+            self.files(t.name)["tar"].unlink(missing_ok=True)
             self._read_board(t.name)
 
     def _record(self, t) -> None:
@@ -92,7 +94,7 @@ class SshDriver(TargetDriver):
         self.state.record(
             {"type": "board", "target": t.name, "dir": board},
             *({"type": "file", "path": str(f[k]), "target": t.name}
-              for k in ("control", "admin", "bridge_pid", "ssh_pid")),
+              for k in ("control", "admin", "bridge_pid", "ssh_pid", "mux")),
         )  # fmt: skip
         f["config"].write_text(sshconn.ssh_config(t.name, t.ssh))
 
@@ -114,8 +116,12 @@ class SshDriver(TargetDriver):
             t.name: {
                 "ansible_host": sshconn.alias(t.name),
                 "ansible_ssh_common_args": f"-F {self.files(t.name)['config']}",
+                # one connection per board for all its tasks; closed after each playbook
+                "ansible_ssh_args": f"-o ControlMaster=auto -o ControlPersist=30s "
+                f"-o ControlPath={self.files(t.name)['mux']}",
                 "spdlab_board_dir": self.state.targets[t.name]["board_dir"],
                 "spdlab_board_mode": self.state.targets[t.name]["mode"],
+                "spdlab_relay_build": t.ssh.relay == "build",
                 "spdlab_build": t.build,
                 "spdlab_tick_ms": t.tick_ms,
                 "spdlab_flow_idle_ticks": t.flow_idle_ticks,
@@ -126,7 +132,6 @@ class SshDriver(TargetDriver):
         common = {
             # ansible.py turns host key checking off for local hosts; a board's is pinned.
             "ansible_ssh_host_key_checking": True,
-            "ansible_ssh_args": "-o ControlMaster=no -o ControlPath=none",
             "spdlab_firmware_dir": str(firmware_dir()),
             "spdlab_controller_arch": platform.machine(),
         }
@@ -142,6 +147,7 @@ class SshDriver(TargetDriver):
             ident=ident, forks=default_forks(len(self.specs)), tags=tags, on_task=on_task,
             cancel=self.cancel,
         )  # fmt: skip
+        self._close_mux()
         if result.status == "canceled":
             raise KeyboardInterrupt
         bad = result.failed_hosts()
@@ -225,26 +231,30 @@ class SshDriver(TargetDriver):
                 self.state.set_target(name, **{f"{what}_pid": pid})
 
     def _wait_register(self, name: str, deadline: float) -> None:
-        from orchestrator.pfkey.client import PfkeyClient
+        f, last = self.files(name), ["no control socket"]
 
-        f, last = self.files(name), "no control socket"
-        while time.monotonic() < deadline:
+        def registered() -> bool:
             if self.cancel():
                 raise KeyboardInterrupt
             self._record_from_pidfiles()
             if not self._running(name, "bridge"):
                 raise InfraError(f"the relay's ssh ended; {self._tail(name)}", name, "start")
-            if f["control"].exists() and f["admin"].exists():
-                try:
-                    with PfkeyClient(str(f["control"]), timeout=15.0,
-                                     flavour=self.state.targets[name]["flavour"]) as c:  # fmt: skip
-                        c.register()
-                    return
-                except (SpdlabError, OSError) as e:
-                    last = str(e)
-            time.sleep(0.1)
-        raise InfraError(f"no REGISTER answer in {START_TIMEOUT_S:.0f}s ({last}); "
-                         f"{self._tail(name)}", name, "start")  # fmt: skip
+            if not (f["control"].exists() and f["admin"].exists()):
+                return False
+            try:
+                with self.pfkey_endpoint(name).connect(timeout=15.0) as c:
+                    c.register()
+                return True
+            except (SpdlabError, OSError) as e:
+                last[0] = str(e)
+                return False
+
+        try:
+            until(
+                registered, f"{name} answers PF_KEY REGISTER", max(1.0, deadline - time.monotonic())
+            )
+        except WaitTimeout as e:
+            raise InfraError(f"{e} ({last[0]}); {self._tail(name)}", name, "start") from None
 
     def _running(self, name: str, what: str) -> bool:
         pid = self.state.targets.get(name, {}).get(f"{what}_pid")
@@ -322,6 +332,13 @@ class SshDriver(TargetDriver):
         problems = self._boards_down() if self._mine("board") else []
         return problems + cleanup.remove_all(self._mine())
 
+    def _close_mux(self) -> None:
+        """End ansible's shared connection to each board (it would linger for 30 s)."""
+        for name in self.names():
+            f = self.files(name)
+            if f["mux"].exists():
+                sshconn.close_mux(f["config"], name, f["mux"])
+
     def _boards_down(self) -> list[str]:
         if not self.inventory_path.exists():
             return []
@@ -333,5 +350,7 @@ class SshDriver(TargetDriver):
             )  # fmt: skip
         except Exception as e:  # down reports, never raises
             return [f"ssh boards: down.yml: {e}"]
+        finally:
+            self._close_mux()
         return [f"board {h}: {self._reason(result.failures.get(h, 'failed'))}"
                 for h in result.failed_hosts()]  # fmt: skip

@@ -115,3 +115,9 @@ def run(config: Path, target: str, command: str, timeout: float = 30.0) -> tuple
     except subprocess.TimeoutExpired:
         return 255, "", f"ssh: no answer in {timeout:g}s"
     return r.returncode, r.stdout, r.stderr
+
+
+def close_mux(config: Path, target: str, mux: Path) -> None:
+    """Ask a connection master to exit (`ssh -O exit`); quiet when none runs."""
+    argv = ["ssh", "-F", str(config), "-o", f"ControlPath={mux}", "-O", "exit", alias(target)]
+    subprocess.run(argv, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)

@@ -1,5 +1,5 @@
 #!/bin/sh
-# board.sh build|install|pfkey|start|stop DIR [ARGS]: a board's side of one ssh target.
+# board.sh setup|start|stop DIR [ARGS]: a board's side of one ssh target.
 # Plain POSIX sh (Linux, NetBSD, FreeBSD, busybox); every step is idempotent.
 set -eu
 
@@ -11,16 +11,20 @@ case "$dir" in
 esac
 
 build() {	# CC
-	cd "$dir"
 	command -v "$1" >/dev/null 2>&1 ||
 	    { echo "no C compiler ($1) on this board to build pfkey_relay" >&2; exit 1; }
-	"$1" -O2 -o pfkey_relay.new pfkey_relay.c
-	install_ pfkey_relay
+	(cd "$dir" && "$1" -O2 -o pfkey_relay pfkey_relay.c)
 }
 
-install_() {	# NAME: NAME.new, copied over, goes in place
-	chmod 0755 "$dir/$1.new"
-	mv -f "$dir/$1.new" "$dir/$1"
+# Unpack what spdlab sent, build the relay unless the static one fits, check PF_KEY.
+setup() {	# MODE CC PREBUILT
+	(cd "$dir" && tar -xf board.tar && rm -f board.tar)
+	if [ "$3" = True ]; then chmod 0755 "$dir/pfkey_relay"; else build "$2"; fi
+	if [ -f "$dir/netkeyd-static" ]; then
+		chmod 0755 "$dir/netkeyd-static"
+		mv -f "$dir/netkeyd-static" "$dir/netkeyd"
+	fi
+	[ "$1" != kernel ] || pfkey
 }
 
 pfkey() {
@@ -78,7 +82,6 @@ stop() {
 }
 
 case "$cmd" in
-build | pfkey | start | stop) "$cmd" "$@" ;;
-install) install_ "$@" ;;
-*) echo "usage: board.sh build|install|pfkey|start|stop DIR [ARGS]" >&2; exit 2 ;;
+setup | start | stop) "$cmd" "$@" ;;
+*) echo "usage: board.sh setup|start|stop DIR [ARGS]" >&2; exit 2 ;;
 esac
