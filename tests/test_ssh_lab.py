@@ -126,3 +126,11 @@ def test_host_key_messages_become_one_reason():
     unknown = "Host key verification failed."
     assert sshconn.host_key_problem(unknown) == "the board's SSH host key is not in known_hosts"
     assert sshconn.host_key_problem("Connection refused") is None
+
+
+@pytest.mark.parametrize("name", ["ssh-netbsd", "ssh-freebsd"])
+def test_the_example_board_labs_validate(name):
+    lab = load_lab(Path(__file__).resolve().parents[1] / "labs" / f"{name}.yaml")
+    [t] = lab.targets
+    assert (t.kind, t.build) == ("ssh", "kernel")
+    assert t.ssh.known_hosts == str(Path("~/.ssh/known_hosts").expanduser())

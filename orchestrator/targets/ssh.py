@@ -132,6 +132,8 @@ class SshDriver(TargetDriver):
         common = {
             # ansible.py turns host key checking off for local hosts; a board's is pinned.
             "ansible_ssh_host_key_checking": True,
+            # files go through `dd` on the board: no sftp-server or scp needed there
+            "ansible_ssh_transfer_method": "piped",
             "spdlab_firmware_dir": str(firmware_dir()),
             "spdlab_controller_arch": platform.machine(),
         }
