@@ -17,6 +17,7 @@ from pathlib import Path
 from orchestrator.targets import cleanup
 from orchestrator.wait import until
 
+ROOT = Path(__file__).resolve().parents[1]
 SSHD = "/usr/sbin/sshd"
 SSHD_CONFIG = """\
 ListenAddress {address}:22
@@ -62,7 +63,7 @@ class Board:
     def __init__(self, d: Path):
         self.dir = d
         tag = secrets.token_hex(2)
-        self.ns, self.veth = f"spdb-{tag}", f"spdb{tag}h"
+        self.ns, self.veth = f"spdlab-board-{tag}", f"spdlb{tag}h"
         x = _free_subnet()
         self.host_ip, self.address = f"10.213.{x}.1", f"10.213.{x}.2"
         self.key = d / "id_ed25519"
@@ -136,3 +137,62 @@ class Board:
         cleanup.kill_pids(self.pids())
         if cleanup.netns_exists(self.ns):
             _sh("ip", "netns", "del", self.ns)  # takes the veth pair with it
+
+
+class QemuBoard(Board):
+    """A Linux af_key board: Debian's kernel under QEMU (TCG) running dropbear.
+
+    QEMU runs inside the board's namespace; its user network forwards the namespace's
+    address, port 22, to dropbear in the guest and gives the guest no other way out
+    (restrict=on). The base initramfs is tests/qemu_board.sh's; the board's keys go in a
+    second archive appended to it.
+    """
+
+    QEMU = "qemu-system-x86_64"
+
+    def start(self) -> QemuBoard:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._net()
+        initrd = self._initrd()
+        kdir = ROOT / ".cache" / "qemu" / "current"
+        argv = ["ip", "netns", "exec", self.ns, self.QEMU, "-accel", "tcg", "-cpu", "max",
+                "-m", "256", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
+                "-monitor", "none", "-serial", f"file:{self.dir / 'console.log'}",
+                "-kernel", str(kdir / "vmlinuz"), "-initrd", str(initrd),
+                "-append", "console=ttyS0 panic=-1 quiet", "-device", "virtio-rng-pci",
+                "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:{self.address}:22-:22",
+                "-device", "virtio-net-pci,netdev=n0"]  # fmt: skip
+        with open(self.dir / "qemu.log", "ab") as log:
+            self.sshd = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        until(self._answers, f"dropbear in the guest, via {self.address}:22", 300)
+        return self
+
+    def _initrd(self) -> Path:
+        for script in ("scripts/qemu-kernel.sh", "tests/qemu_board.sh .cache/qemu"):
+            subprocess.run(f"{ROOT}/{script}", shell=True, check=True, cwd=ROOT,
+                           capture_output=True)  # fmt: skip
+        keys = self.dir / "keys"
+        (keys / "root" / ".ssh").mkdir(parents=True)
+        (keys / "etc" / "dropbear").mkdir(parents=True)
+        (keys / "root" / ".ssh" / "authorized_keys").write_text(keygen(self.key) + "\n")
+        host = keys / "etc" / "dropbear" / "dropbear_ed25519_host_key"
+        _sh("dropbearkey", "-t", "ed25519", "-f", str(host))
+        pub = _sh("dropbearkey", "-y", "-f", str(host)).stdout
+        line = next(w for w in pub.splitlines() if w.startswith("ssh-ed25519 ")).split()
+        self.known_hosts.write_text(f"{self.address} {line[0]} {line[1]}\n")
+        cpio = subprocess.run(
+            "find . | sort | busybox cpio -o -H newc 2>/dev/null | gzip -1",
+            shell=True, cwd=keys, capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        out = self.dir / "initrd.gz"
+        out.write_bytes((ROOT / ".cache/qemu/board-initramfs.gz").read_bytes() + cpio)
+        return out
+
+    def _answers(self) -> bool:
+        if self.sshd is not None and self.sshd.poll() is not None:
+            log = (self.dir / "qemu.log").read_text(errors="replace")
+            raise RuntimeError(f"qemu exited {self.sshd.returncode}: {log[-500:]}")
+        with contextlib.suppress(OSError), socket.create_connection((self.address, 22), 2) as s:
+            s.settimeout(5)
+            return s.recv(4).startswith(b"SSH-")
+        return False

@@ -188,7 +188,18 @@ class SshDriver(TargetDriver):
         deadline = time.monotonic() + START_TIMEOUT_S
         for t in self.specs:
             self._wait_register(t.name, deadline)
+            if t.build == KERNEL:
+                self._check_empty(t.name)
             self.progress.advance("relay")
+
+    def _check_empty(self, name: str) -> None:
+        """A board's kernel keeps its SPD between runs; a drain is measured down to empty."""
+        with self.pfkey_endpoint(name).connect(timeout=15.0) as c:
+            left = len(c.spddump())
+        if left:
+            raise InfraError(f"the board's SPD holds {left} policies before the run; flush it "
+                             "(spdlab setkey --target NAME -FP) or use a board of its own",
+                             name, "start")  # fmt: skip
 
     def _bridge_argv(self, name: str, tick_ms: int) -> list[str]:
         rec, f = self.state.targets[name], self.files(name)
