@@ -1,4 +1,8 @@
-"""What a run left behind: its namespaces and the processes that mention its folder."""
+"""What a run left behind: namespaces, links, containers, VMs and other processes.
+
+Found from the names spdlab gives things and from the runs folder, never from what a run
+recorded: the check must see what state.json failed to list.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,72 @@ from pathlib import Path
 
 from orchestrator.runs import RunDir, list_runs
 
+DOCKER_SOCK = "/var/run/docker.sock"
 
-def leftovers(runs: Path) -> list[str]:
-    """Namespaces and processes any run under `runs` left behind."""
-    shorts = [RunDir(r, runs).short for r in list_runs(runs)]
+
+def _shorts(runs: Path) -> list[str]:
+    return [RunDir(r, runs).short for r in list_runs(runs)]
+
+
+def namespaces(runs: Path) -> list[str]:
+    """Network namespaces named after a run under `runs`."""
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    left = [n for n in ns.split() if any(n.startswith(f"spdlab-{s}-") for s in shorts)]
+    shorts = _shorts(runs)
+    return [n for n in ns.split() if any(n.startswith(f"spdlab-{s}-") for s in shorts)]
+
+
+def links(runs: Path) -> list[str]:
+    """Links in this namespace named after a run (veths are `s<short>…`)."""
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+    shorts = _shorts(runs)
+    return [f"link {n}" for n in names if any(n.startswith(f"s{s}") for s in shorts)]
+
+
+def containers(runs: Path) -> list[str]:
+    """Containers labelled with a run under `runs` (none when no docker daemon answers)."""
+    if not os.path.exists(DOCKER_SOCK):
+        return []
+    import docker
+    import requests
+
+    from orchestrator.targets.dockerapi import RUN_LABEL
+
+    try:
+        client = docker.DockerClient(base_url=f"unix://{DOCKER_SOCK}", timeout=30)
+        found = client.api.containers(all=True, filters={"label": RUN_LABEL})
+    except (docker.errors.DockerException, requests.ConnectionError):
+        return []  # no daemon: it runs no container
+    ids = set(list_runs(runs))
+    return [f"container {c['Names'][0]}" for c in found if c["Labels"].get(RUN_LABEL) in ids]
+
+
+def _mentions(pid: str, text: bytes) -> bool:
+    for name in ("cmdline", "environ"):
+        try:
+            if text in Path(f"/proc/{pid}/{name}").read_bytes():
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def processes(runs: Path) -> list[str]:
+    """Processes (VMs included) whose command line or environment names `runs`."""
+    me, text = str(os.getpid()), str(runs).encode()
+    left = []
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
+        if not d.name.isdigit() or d.name == me or not _mentions(d.name, text):
             continue
         try:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if str(runs) in cmd and "pytest" not in cmd:
-            left.append(cmd)
+        if cmd and "pytest" not in cmd:
+            left.append(f"{d.name} {cmd}")
     return left
+
+
+def leftovers(runs: Path) -> list[str]:
+    """Everything any run under `runs` left behind."""
+    return namespaces(runs) + links(runs) + containers(runs) + processes(runs)

@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
             )
             doc = job.execute()
     except KeyboardInterrupt:
-        where = f" (run {job.doc.get('run_id')})" if job and job.doc else ""
+        rid = job.doc.get("run_id") if job else None
+        where = f" (run {rid})" if rid else ""
         console.print(f"spdlab: interrupted{where}: torn down, result.json marked incomplete")
         return 128 + signal.SIGINT
     finally:

@@ -87,16 +87,6 @@ def _render(dump_type: int, entries: list[Msg], as_json: bool) -> str:
     return fmt.format_spd_dump(entries) if spd else fmt.format_sad_dump(entries)
 
 
-def _read(args: argparse.Namespace) -> tuple[str, str]:
-    if args.file is None:
-        return sys.stdin.read(), "<stdin>"
-    try:
-        with open(args.file, encoding="utf-8") as f:
-            return f.read(), args.file
-    except OSError as e:
-        raise ConfigError(f"{args.file}: {e.strerror}") from None
-
-
 def _report(outcomes: list[Outcome], as_json: bool) -> int:
     failed = 0
     for out in outcomes:
@@ -112,7 +102,7 @@ def _report(outcomes: list[Outcome], as_json: bool) -> int:
 
 
 def _statements(args: argparse.Namespace) -> int:
-    text, name = _read(args)
+    text, name = setkey.read_script(args.file)
     statements = setkey.parse(text, name)
     if args.check:
         print(f"{name}: ok: {len(statements)} statements")

@@ -16,7 +16,6 @@ import argparse
 import json
 import signal
 import threading
-from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError
@@ -88,11 +87,8 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.traffic.sender import Pacing
 
     _check(args)
-    try:
-        text = Path(args.setkey).read_text()
-    except OSError as e:
-        raise ConfigError(f"{args.setkey}: {e.strerror}") from None
-    statements = setkey.parse(text, args.setkey)
+    text, name = setkey.read_script(args.setkey)
+    statements = setkey.parse(text, name)
     spec = from_messages(st.msg for st in statements)
     if args.keepalive_ticks is not None:
         pacing = Pacing.keepalive(len(spec.flows), args.keepalive_ticks, args.tick_ms)

@@ -12,8 +12,12 @@ from pydantic import ValidationError
 
 from orchestrator.errors import ConfigError
 from orchestrator.lab.model import LabDef
+from orchestrator.userfile import UserFileError, read_text
 
 Loc = tuple[str | int, ...]
+MAX_BYTES = 1 << 20  # lab files are a few KB; this bounds the parse
+MAX_NODES = 100_000  # values, aliases expanded
+MAX_DEPTH = 32  # a lab nests 4 levels
 
 
 @dataclass(frozen=True)
@@ -81,43 +85,90 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, smap: SourceMap) -> Any:
-    smap.values[loc] = _mark(node)
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
+class _Builder:
+    """YAML nodes → plain data and their source map, within bounds.
+
+    Aliases are expanded, so a few lines can stand for billions of values (a YAML
+    bomb) or for themselves (`&a [*a]`): the node count and the depth are capped.
+    """
+
+    def __init__(self, loader: yaml.SafeLoader, smap: SourceMap):
+        self.loader = loader
+        self.smap = smap
+        self.nodes = 0
+
+    def build(self, node: yaml.Node, loc: Loc) -> Any:
+        self.smap.values[loc] = _mark(node)
+        self.nodes += 1
+        # Named by the top-level key: the full path of an expanded alias is endless.
+        if self.nodes > MAX_NODES:
+            raise LabIssues([Issue(loc[:1], f"more than {MAX_NODES} values once aliases expand")])
+        if len(loc) > MAX_DEPTH:
+            raise LabIssues([Issue(loc[:1], f"nested deeper than {MAX_DEPTH} levels")])
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, loc)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(n, (*loc, i)) for i, n in enumerate(node.value)]
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except ValueError as e:  # 2026-13-01, or an int of more digits than Python converts
+            why = str(e).split(":")[0]
+            raise LabIssues([Issue(loc, f"cannot read this value: {why}")]) from None
+
+    def mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
+        self.loader.flatten_mapping(node)
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | bool | float) or key is None:
-                raise LabIssues([Issue(loc, "mapping keys must be plain scalars")])
+            key = None
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | bool | float):
+                self.smap.values[(*loc, "(key)")] = _mark(key_node)
+                raise LabIssues([Issue((*loc, "(key)"), "mapping keys must be plain scalars")])
             if key in out:
-                smap.values[(*loc, key)] = _mark(key_node)
+                self.smap.values[(*loc, key)] = _mark(key_node)
                 raise LabIssues([Issue((*loc, key), "duplicate key")])
-            smap.keys[(*loc, key)] = _mark(key_node)
-            out[key] = _build(loader, value_node, (*loc, key), smap)
+            self.smap.keys[(*loc, key)] = _mark(key_node)
+            out[key] = self.build(value_node, (*loc, key))
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, n, (*loc, i), smap) for i, n in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+
+
+def _yaml_error(e: yaml.YAMLError, text: str, path: str) -> LabError:
+    """One located line for any error PyYAML raises."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        return LabError([f"{path}:{line}:{col}: (yaml): {e.problem or e}"])
+    if isinstance(e, yaml.reader.ReaderError):  # a control character
+        before = text[: e.position]
+        line, col = before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1
+        char = f"U+{e.character:04X}" if isinstance(e.character, int) else repr(e.character)
+        return LabError([f"{path}:{line}:{col}: (yaml): {char} is not allowed in YAML"])
+    return LabError([f"{path}:1:1: (yaml): {e}"])
 
 
 def parse_yaml(text: str, path: str) -> tuple[Any, SourceMap]:
     """Parse one YAML document into plain data plus its source map.
 
     Raises:
-        LabError: on a YAML syntax error or an empty file.
+        LabError: on a YAML syntax error, an empty file, or a document past the caps.
     """
     smap = SourceMap(path)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks for control characters
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, text, path) from None
     try:
         node = loader.get_single_node()
         if node is None:
             raise LabError([f"{path}:1:1: (root): the file is empty"])
-        data = _build(loader, node, (), smap)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise LabError([f"{path}:{line}:{col}: (yaml): {e.problem or e}"]) from None
+        data = _Builder(loader, smap).build(node, ())
+    except yaml.YAMLError as e:
+        raise _yaml_error(e, text, path) from None
+    except RecursionError:
+        mark = loader.get_mark()
+        where = f"{mark.line + 1}:{mark.column + 1}"
+        raise LabError([f"{path}:{where}: (yaml): nested too deeply"]) from None
     except LabIssues as e:
         raise LabError([smap.line(i, key=True) for i in e.issues]) from None
     finally:
@@ -187,13 +238,14 @@ def read_lab(path: str | Path) -> tuple[LabDef, SourceMap]:
         The validated definition and the source map used to place later errors.
 
     Raises:
-        LabError: the file is missing, is not YAML, or does not validate.
+        LabError: the file cannot be read as UTF-8 text of at most MAX_BYTES, is not
+            YAML, or does not validate.
     """
     shown = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise LabError([f"{shown}:1:1: (file): {e.strerror or e}"]) from None
+        text = read_text(path, MAX_BYTES)
+    except UserFileError as e:
+        raise LabError([f"{e.path}:{e.line}:{e.col}: (file): {e.message}"]) from None
     data, smap = parse_yaml(text, shown)
     return validate_data(data, smap), smap
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from orchestrator import userfile
 from orchestrator.errors import SpdlabError
 from orchestrator.pfkey import messages, names, wire
 from orchestrator.pfkey.codec import Address, IPAddress, IpsecRequest, Lifetime, Msg
 from orchestrator.pfkey.wire import MsgType, PolicyType, SaType
 
+MAX_SCRIPT_BYTES = 16 << 20  # about 100000 statements
 # KAME SADB_X_EXT_RAWCPI: `-C alg -R` uses the SPI as the CPI as given.
 SADB_X_EXT_RAWCPI = 0x0080
 NATT_PORT = 4500
@@ -60,6 +63,19 @@ class Statement:
         return self.msg.type in (MsgType.DUMP, MsgType.X_SPDDUMP)
 
 
+def read_script(path: str | None) -> tuple[str, str]:
+    """A script's text and its name for errors: the file at `path`, else stdin.
+
+    Raises:
+        UserFileError: 'FILE:LINE:COL: message' for a file that is missing, a directory,
+            unreadable, larger than MAX_SCRIPT_BYTES or not UTF-8.
+    """
+    if path is None:
+        data = userfile.read_stream(sys.stdin.buffer, "<stdin>", MAX_SCRIPT_BYTES)
+        return userfile.decode(data, "<stdin>"), "<stdin>"
+    return userfile.read_text(path, MAX_SCRIPT_BYTES), path
+
+
 def tokenize(text: str, filename: str = "<stdin>") -> list[Token]:
     """Words, "strings" and ';' with 1-based line:col; '#' starts a comment."""
     tokens: list[Token] = []
@@ -80,18 +96,34 @@ def tokenize(text: str, filename: str = "<stdin>") -> list[Token]:
             end = text.find('"', i + 1)
             if end < 0 or "\n" in text[i:end]:
                 raise SetkeyError(line, col, "unterminated string", filename)
-            tokens.append(Token("string", text[i + 1 : end], line, col))
+            body = _checked(text[i + 1 : end], line, col, filename, quoted=True)
+            tokens.append(Token("string", body, line, col))
             col, i = col + end + 1 - i, end + 1
         else:
             m = _WORD.match(text, i)
             assert m is not None
-            tokens.append(Token("word", m.group(), line, col))
+            tokens.append(Token("word", _checked(m.group(), line, col, filename), line, col))
             col, i = col + len(m.group()), m.end()
     tokens.append(Token("eof", "", line, col))
     return tokens
 
 
 _WORD = re.compile(r'[^\s;#"]+')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_WORD = 4096  # characters; keys in hex are a few hundred
+
+
+def _checked(word: str, line: int, col: int, filename: str, *, quoted: bool = False) -> str:
+    """A word, or a quoted string's text, short enough to quote back in one error line."""
+    bad = None if quoted else _CONTROL.search(word)
+    if bad is not None:
+        where = col + bad.start()
+        raise SetkeyError(line, where, f"U+{ord(bad.group()):04X} is not allowed", filename)
+    if len(word) > MAX_WORD:
+        raise SetkeyError(line, col, f"{len(word)} characters: more than {MAX_WORD}", filename)
+    return word
+
+
 _RANGE = re.compile(r"^(?P<addr>[^/\[\]]+)(?:/(?P<plen>[^\[\]]*))?(?:\[(?P<port>[^\]]*)\])?$")
 
 

@@ -245,6 +245,7 @@ class RunJob:
             netns=self.lr.traffic_netns(),
             pacing=pacing,
             pcap=self.run_dir / "esp-sample.pcap" if trial == 1 else None,
+            owner=self.lr,
         )
         self.rep.log(f"traffic: {len(spec.flows)} flows, {pacing.rate or 0:.0f} pps")
         self.traffic.start()
@@ -484,7 +485,7 @@ class RunJob:
             self._guard(t, f"spddump {when}", dump)
 
     def _finish(self) -> None:
-        if not self.doc:
+        if "run_id" not in self.doc:  # up failed: LabRun.up removed what it made
             return
         if not self.doc["targets"]:
             self.doc["targets"] = [self._target_doc(t) for t in self.targets]

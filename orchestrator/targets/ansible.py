@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,7 @@ def run_playbook(
     tags: Sequence[str] = (),
     on_task: TaskEvent | None = None,
     cancel: Callable[[], bool] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> PlaybookResult:
     """Run one playbook from playbooks/ with ansible_runner.
 
@@ -97,6 +98,7 @@ def run_playbook(
         tags: run only these tags.
         on_task: called for every host's task result.
         cancel: polled; True stops the playbook (its process group is killed).
+        env: variables set for ansible-playbook and every process it starts.
 
     Returns:
         Per-host stats and ansible's message for every failed host.
@@ -124,6 +126,7 @@ def run_playbook(
             "ANSIBLE_LOCALHOST_WARNING": "False",
             "ANSIBLE_NOCOLOR": "True",
             "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"),
+            **(env or {}),
         },
     }
     if tags:

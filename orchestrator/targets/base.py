@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from orchestrator.proc import run_env
+
 if TYPE_CHECKING:
     from orchestrator.lab.resolve import ResolvedLab, TargetSpec
     from orchestrator.runs import RunDir
@@ -91,6 +93,16 @@ class TargetDriver(ABC):
         if self.lab is None:
             return []
         return [t for t in self.lab.targets if t.kind == self.kind]
+
+    @property
+    def spawn_env(self) -> dict[str, str]:
+        """The environment of every process the driver starts: it carries the run's marker."""
+        return run_env(self.run.path)
+
+    @property
+    def marker_env(self) -> dict[str, str]:
+        """The run's marker alone, for tools that add it to their own environment."""
+        return run_env(self.run.path, {})
 
     def names(self) -> list[str]:
         """This kind's targets as state.json records them."""

@@ -95,7 +95,7 @@ class DockerDriver(TargetDriver):
         )
         builds = sorted({t.build for t in self.specs})
         self.progress.phase("build", len(builds) + 1)
-        make_static(builds)
+        make_static(builds, self.spawn_env)
         self.progress.advance("build")
         client = docker_client("provision")
         for b in builds:
@@ -104,7 +104,7 @@ class DockerDriver(TargetDriver):
             self.progress.advance("build")
         self.progress.phase("network", len(self.specs) + 1)
         self.state.record(*self.network.resources())
-        self.network.up(self.lab)
+        self.network.up(self.lab, self.spawn_env)
         self.progress.advance("network")
         for t in self.specs:
             self._checkpoint()
@@ -183,15 +183,11 @@ class DockerDriver(TargetDriver):
             [*inside, "addr", "replace", f"{t.address}/{t.prefixlen}", "dev", "eth0"],
             [*inside, "link", "set", "dev", "eth0", "up"],
         ]  # fmt: skip
-        if (
-            subprocess.run(
-                ["ip", "-n", sw, "link", "show", "dev", veth], capture_output=True
-            ).returncode
-            == 0
-        ):
+        show = ["ip", "-n", sw, "link", "show", "dev", veth]
+        if subprocess.run(show, capture_output=True).returncode == 0:
             steps.pop(0)  # plugged already
         for argv in steps:
-            r = subprocess.run(argv, capture_output=True, text=True)
+            r = subprocess.run(argv, capture_output=True, text=True, env=self.spawn_env)
             if r.returncode != 0:
                 raise InfraError(f"{' '.join(argv)}: {r.stderr.strip()}", t.name, "network")
 

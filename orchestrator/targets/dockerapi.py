@@ -14,7 +14,7 @@ import io
 import os
 import subprocess
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,12 @@ def static_binary(build: str) -> Path:
     return firmware_dir() / "build" / build / "netkeyd-static"
 
 
-def make_static(builds: Sequence[str]) -> None:
+def make_static(builds: Sequence[str], env: Mapping[str, str] | None = None) -> None:
     """Build every static netkeyd the lab needs, one make per core at a time.
+
+    Args:
+        builds: firmware builds.
+        env: make's environment (default: this process's).
 
     Raises:
         InfraError: a build failed (its last line of output says why).
@@ -46,7 +50,7 @@ def make_static(builds: Sequence[str]) -> None:
 
     def one(build: str) -> str | None:
         argv = ["make", "-s", "-C", str(firmware_dir()), f"BUILD={build}", "STATIC=1"]
-        r = subprocess.run(argv, capture_output=True, text=True)
+        r = subprocess.run(argv, capture_output=True, text=True, env=env)
         if r.returncode != 0 or not static_binary(build).is_file():
             tail = (r.stderr.strip() or r.stdout.strip() or "no binary").splitlines()[-1]
             return f"{build}: {tail}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -64,13 +65,17 @@ class LabNetwork:
             "PLEN": str(lab.range.prefixlen),
         }
 
-    def up(self, lab: ResolvedLab) -> None:
+    def up(self, lab: ResolvedLab, base: Mapping[str, str] | None = None) -> None:
         """Create the switch and the traffic host (idempotent), without ansible.
+
+        Args:
+            lab: the resolved lab.
+            base: lab.sh's environment before the network's variables (default: ours).
 
         Raises:
             InfraError: lab.sh failed.
         """
-        env = {**os.environ, **self.env(lab)}
+        env = {**(os.environ if base is None else base), **self.env(lab)}
         r = subprocess.run(["sh", str(LAB_SH), "up"], env=env, capture_output=True, text=True)
         if r.returncode != 0:
             raise InfraError(f"lab network: {r.stderr.strip() or r.returncode}", step="network")

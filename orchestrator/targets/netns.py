@@ -198,6 +198,7 @@ class NetnsDriver(TargetDriver):
             tags=tags,
             on_task=on_task,
             cancel=self.cancel,
+            env=self.marker_env,
         )
         self._check_result(result, step)
 
@@ -298,5 +299,6 @@ class NetnsDriver(TargetDriver):
                     ident=ident,
                     forks=default_forks(len(self.names()) + 1),
                     on_task=on_task,
+                    env=self.marker_env,
                 )
         return cleanup.remove_all(self.state.resources())

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,11 @@ def kernel_dir() -> Path:
     return project_root() / ".cache" / "qemu" / "current"
 
 
-def prepare_kernel() -> Path:
+def prepare_kernel(env: Mapping[str, str] | None = None) -> Path:
     """Fetch the kernel and build the initramfs unless they are there and current.
+
+    Args:
+        env: the script's environment (default: this process's).
 
     Raises:
         InfraError: QEMU is missing, or the script failed.
@@ -52,7 +56,7 @@ def prepare_kernel() -> Path:
     if shutil.which(QEMU) is None:
         raise InfraError(f"{QEMU} not found: apt-get install qemu-system-x86", step="provision")
     script = project_root() / "scripts" / "qemu-kernel.sh"
-    r = subprocess.run([str(script)], capture_output=True, text=True)
+    r = subprocess.run([str(script)], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
         raise InfraError(f"{script.name}: {' / '.join(tail)}", step="provision")
@@ -117,7 +121,7 @@ class QemuDriver(TargetDriver):
             }
         )
         self.progress.phase("kernel", 1)
-        kdir = prepare_kernel()
+        kdir = prepare_kernel(self.spawn_env)
         self.state.set(qemu_kernel=kdir.name)
         self.progress.advance("kernel")
 
@@ -160,7 +164,7 @@ class QemuDriver(TargetDriver):
             try:
                 r = subprocess.run(
                     argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    cwd=project_root(), timeout=60,
+                    cwd=project_root(), timeout=60, env=self.spawn_env,
                 )  # fmt: skip
             except subprocess.TimeoutExpired:
                 r = None

@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from orchestrator import proc
 from orchestrator.errors import InfraError
 from orchestrator.lab.resolve import ResolvedLab
 from orchestrator.runs import RunDir, list_runs
@@ -70,8 +71,15 @@ class LabRun:
         """
         cancel = cancel or (lambda: False)
         run = RunDir.create(base)
+        # Recorded before anything starts: how `down` finds every process of the run.
+        marker = {"type": "processes", "env": proc.run_marker(run.path)}
         state = StateFile.create(
-            run.state_file, run_id=run.run_id, lab=lab.path, lab_name=lab.name, pid=os.getpid()
+            run.state_file,
+            run_id=run.run_id,
+            lab=lab.path,
+            lab_name=lab.name,
+            pid=os.getpid(),
+            resources=[marker],
         )
         if lab.path and Path(lab.path).is_file():
             shutil.copyfile(lab.path, run.path / "lab.yaml")
@@ -116,6 +124,15 @@ class LabRun:
     def targets(self) -> list[str]:
         return sorted(self.state.targets)
 
+    @property
+    def spawn_env(self) -> dict[str, str]:
+        """The environment of every process the run starts (it carries the run's marker)."""
+        return proc.run_env(self.run.path)
+
+    def record_process(self, pid: int, match: str, what: str) -> None:
+        """Record a started process by PID and a string its command line holds."""
+        self.state.record({"type": "process", "pid": pid, "match": match, "what": what})
+
     def driver(self, name: str) -> TargetDriver:
         kind = self.state.targets[name]["kind"]
         return self.drivers[kind]
@@ -136,7 +153,12 @@ class LabRun:
     # ------------------------------------------------------------ down
 
     def down(self) -> list[str]:
-        """Tear down everything recorded; idempotent. Returns what could not be removed."""
+        """Tear down everything recorded; idempotent. Returns what could not be removed.
+
+        Every process of the run is stopped and awaited first, so nothing left running
+        after a crash (a playbook, a sender) recreates or holds what is removed next.
+        """
+        cleanup.remove_all(self.state.resources("processes") + self.state.resources("process"))
         for d in self.drivers.values():
             with contextlib.suppress(InfraError):  # the sweep below judges what is left
                 d.teardown()

@@ -26,8 +26,9 @@ class StateFile:
     """A run's state.json: phase, targets and the list of resources to remove on `down`.
 
     Resources are dicts with a `type`: netns (name), link (name, netns, what: veth|bridge),
-    process (pid, match: a string its command line contains, target), file (path),
-    container (name, run: the run id its label must carry, target).
+    process (pid, match: a string its command line contains, target), processes (env:
+    the NAME=value every process of the run starts with, recorded before any starts),
+    file (path), container (name, run: the run id its label must carry, target).
     """
 
     def __init__(self, path: Path):

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 from orchestrator.errors import ConfigError, InfraError
-from orchestrator.proc import terminate
+from orchestrator.proc import ProcessOwner, terminate
 from orchestrator.traffic import fastpath, template
 from orchestrator.traffic.link import open_link
 from orchestrator.traffic.sa import TrafficSpec
@@ -150,6 +150,8 @@ class TrafficRun:
         netns: the traffic host's namespace (name or /proc/PID/ns/net).
         pacing: e.g. Pacing.keepalive(len(spec.flows), keepalive_ticks, tick_ms).
         link, seq_base, pcap, pcap_count, check: as in TrafficJob.
+        owner: the run the sender belongs to: it gives the sender's environment and
+            records its PID (`down` stops it, after a crash of spdlab too).
     """
 
     def __init__(
@@ -164,8 +166,10 @@ class TrafficRun:
         pcap_count: int = 32,
         check: int = 4,
         report_every: float = 1.0,
+        owner: ProcessOwner | None = None,
     ):
         self.workdir = Path(workdir)
+        self.owner = owner
         self.stats_path = self.workdir / "stats.json"
         self.job = TrafficJob(
             spec,
@@ -201,7 +205,8 @@ class TrafficRun:
         self.stats_path.unlink(missing_ok=True)
         log = open(self.workdir / "sender.log", "wb")  # noqa: SIM115
         root = Path(__file__).resolve().parents[2]
-        env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        env = dict(self.owner.spawn_env if self.owner else os.environ)
+        env["PYTHONPATH"] = f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.traffic", str(job_path)],
             stdout=subprocess.DEVNULL,
@@ -209,6 +214,8 @@ class TrafficRun:
             env=env,
         )
         log.close()
+        if self.owner is not None:
+            self.owner.record_process(self.proc.pid, str(job_path), "traffic")
         deadline = time.monotonic() + timeout
         while not self.stats_path.exists():
             if self.proc.poll() is not None:
