@@ -14,6 +14,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from orchestrator import proc
 from orchestrator.targets import cleanup
 from orchestrator.wait import until
 
@@ -111,8 +112,7 @@ class Board:
     def new_host_key(self) -> None:
         """A new host key, as after the board was reinstalled: sshd restarted with it."""
         assert self.sshd is not None
-        cleanup.kill_pids([self.sshd.pid])
-        self.sshd.wait(timeout=10)
+        proc.terminate(self.sshd)
         for p in (self.dir / "host_key", self.dir / "host_key.pub"):
             p.unlink()
         keygen(self.dir / "host_key")
@@ -132,9 +132,8 @@ class Board:
 
     def stop(self) -> None:
         if self.sshd is not None:
-            cleanup.kill_pids([self.sshd.pid])
-            self.sshd.wait(timeout=10)
-        cleanup.kill_pids(self.pids())
+            proc.terminate(self.sshd)
+        proc.stop_pids(self.pids(), cleanup.in_netns(self.ns))
         if cleanup.netns_exists(self.ns):
             _sh("ip", "netns", "del", self.ns)  # takes the veth pair with it
 

@@ -147,7 +147,7 @@ class SshDriver(TargetDriver):
         result = run_playbook(
             playbook, inventory=self.inventory_path, private_data_dir=self.run.ansible_dir,
             ident=ident, forks=default_forks(len(self.specs)), tags=tags, on_task=on_task,
-            cancel=self.cancel,
+            cancel=self.cancel, env=self.marker_env,
         )  # fmt: skip
         self._close_mux()
         if result.status == "canceled":
@@ -221,7 +221,7 @@ class SshDriver(TargetDriver):
         with open(f["log"], "ab") as log:
             r = subprocess.run(self._bridge_argv(name, tick_ms), stdin=subprocess.DEVNULL,
                                stdout=log, stderr=subprocess.STDOUT, cwd=project_root(),
-                               timeout=60)  # fmt: skip
+                               env=self.spawn_env, timeout=60)  # fmt: skip
         self._record_from_pidfiles()
         if r.returncode != 0 or "bridge_pid" not in self.state.targets[name]:
             raise InfraError(f"relay bridge did not start; {self._tail(name)}", name, "start")
@@ -359,7 +359,7 @@ class SshDriver(TargetDriver):
         try:
             result = run_playbook(
                 "down.yml", inventory=self.inventory_path, private_data_dir=self.run.ansible_dir,
-                ident=ident, forks=default_forks(len(self.names())),
+                ident=ident, forks=default_forks(len(self.names())), env=self.marker_env,
             )  # fmt: skip
         except Exception as e:  # down reports, never raises
             return [f"ssh boards: down.yml: {e}"]
