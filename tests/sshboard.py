@@ -118,6 +118,16 @@ class Board:
         keygen(self.dir / "host_key")
         self._sshd()
 
+    def sshd_down(self) -> None:
+        """Stop sshd and its sessions, as when a board's sshd is stopped: the rest stays."""
+        assert self.sshd is not None
+        proc.terminate(self.sshd)
+        sshd = [p for p in self.pids() if (proc.cmdline(p) or "").startswith("sshd")]
+        proc.stop_pids(sshd, lambda p: (proc.cmdline(p) or "").startswith("sshd"))
+
+    def sshd_up(self) -> None:
+        self._sshd()
+
     def pids(self) -> list[int]:
         """Processes in the board's namespace: sshd, its sessions, what they started."""
         return cleanup.netns_pids(self.ns)

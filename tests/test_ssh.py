@@ -220,4 +220,26 @@ def test_a_changed_host_key_is_refused(runs, board):
     assert "Traceback" not in out
     rid = new_run(runs, known)
     assert not spdlab_on_board(board)  # nothing ran there
+    down = spdlab(runs, "down", rid)
+    out = " ".join((down.stdout + down.stderr).split())
+    assert down.returncode == 3, out  # it cannot tell: it says so
+    assert "board moved: not reached (the board's SSH host key changed)" in out, out
+
+
+def test_down_reports_a_board_it_cannot_reach_then_cleans_it_once_back(runs, board):
+    known = set(list_runs(runs))
+    r = spdlab(runs, "up", str(lab(runs, board)))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rid = new_run(runs, known)
+    board.sshd_down()
+    try:
+        down = spdlab(runs, "down", rid)
+        out = " ".join((down.stdout + down.stderr).split())
+        assert down.returncode == 3 and "board nk: not reached" in out, out
+        assert "Traceback" not in out
+        assert any("/netkeyd --control" in c for c in spdlab_on_board(board))  # still there
+        assert leftovers(runs) == []  # everything here is gone all the same
+    finally:
+        board.sshd_up()
     assert spdlab(runs, "down", rid).returncode == 0
+    assert_down(runs, rid, board)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,23 @@ from orchestrator.wait import WaitTimeout, until
 KERNEL = "kernel"
 START_TIMEOUT_S = 60.0
 MAX_UNIX_PATH = 107
+
+
+def board_left(r: dict[str, Any]) -> str | None:
+    """After down.yml: is the target's folder gone from the board? One ssh to ask."""
+    config = Path(r.get("config", ""))
+    if not config.is_file():
+        return None  # recorded by an older spdlab, or the run's folder is gone
+    folder = shlex.quote(r["dir"])
+    rc, out, err = sshconn.run(config, r["target"], f"test -e {folder} && echo left || echo gone")
+    if rc != 0 or out.strip() not in ("left", "gone"):
+        why = sshconn.host_key_problem(err) or (err.strip().splitlines() or ["no answer"])[-1]
+        return f"board {r['target']}: not reached ({why}); {r['dir']} may be left there"
+    return f"board {r['target']}: {r['dir']} is still there" if out.strip() == "left" else None
+
+
+# The final sweep of `down` asks each board, as it checks every other resource.
+cleanup.REMOVERS.setdefault("board", board_left)
 
 
 @register_kind("ssh")
@@ -92,7 +110,7 @@ class SshDriver(TargetDriver):
                               dir=str(d), board_dir=board, mode=mode)  # fmt: skip
         f = self.files(t.name)
         self.state.record(
-            {"type": "board", "target": t.name, "dir": board},
+            {"type": "board", "target": t.name, "dir": board, "config": str(f["config"])},
             *({"type": "file", "path": str(f[k]), "target": t.name}
               for k in ("control", "admin", "bridge_pid", "ssh_pid", "mux")),
         )  # fmt: skip
