@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -40,6 +40,9 @@ from orchestrator.targets.base import Health, TargetDriver
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
 from orchestrator.targets.registry import register_kind
 from orchestrator.wait import WaitTimeout, until
+
+if TYPE_CHECKING:
+    from orchestrator.lab.resolve import TargetSpec
 
 KERNEL = "kernel"
 START_TIMEOUT_S = 60.0
@@ -80,7 +83,7 @@ class SshDriver(TargetDriver):
         return self.run.path / "ssh-inventory.yml"
 
     def board_dir(self, name: str, base: str) -> str:
-        return f"{base.rstrip('/') or ''}/spdlab-{self.run.short}-{name}"
+        return f"{base.rstrip('/')}/spdlab-{self.run.short}-{name}"
 
     # ------------------------------------------------------------ provision
 
@@ -100,7 +103,7 @@ class SshDriver(TargetDriver):
             self.files(t.name)["tar"].unlink(missing_ok=True)
             self._read_board(t.name)
 
-    def _record(self, t) -> None:
+    def _record(self, t: TargetSpec) -> None:
         assert t.ssh is not None
         d = self.run.target_dir(t.name)
         d.mkdir(parents=True, exist_ok=True)
