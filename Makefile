@@ -7,12 +7,25 @@ PY := $(VENV)/bin/python
 SPDLAB := $(VENV)/bin/spdlab
 PYTEST_ARGS ?=
 
-.PHONY: all setup deps venv firmware firmware-asan test demo bench lint fmt clean dashboards
+# scripts/deps.sh groups: the demo runs netns gateways only; the tests run every kind,
+# the HTML report in Chromium, Prometheus and the fuzz harnesses.
+DEMO_GROUPS := base
+TEST_GROUPS := base prometheus fuzz chromium docker qemu
+ALL_GROUPS := $(TEST_GROUPS) kernel ssh fresh
+
+.PHONY: all setup deps deps-demo deps-test venv firmware firmware-asan test demo bench \
+	lint fmt clean dashboards check-fresh
 
 all: setup
 
 deps:
-	@scripts/deps.sh base prometheus fuzz chromium docker qemu kernel ssh fresh
+	@scripts/deps.sh $(ALL_GROUPS)
+
+deps-demo:
+	@scripts/deps.sh $(DEMO_GROUPS)
+
+deps-test:
+	@scripts/deps.sh $(TEST_GROUPS)
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,21 +33,26 @@ $(VENV)/.stamp: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-venv: $(VENV)/.stamp
+venv: deps-demo $(VENV)/.stamp
 
-firmware: deps
+firmware: deps-demo
 	@$(MAKE) -s -C firmware all
 
-firmware-asan: deps
+firmware-asan: deps-demo
 	@$(MAKE) -s -C firmware asan
 
+# everything, for working on spdlab
 setup: deps venv firmware
 
-test: setup firmware-asan lint
+test: deps-test venv firmware firmware-asan lint
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
-demo: setup
+demo: deps-demo venv firmware
 	$(SPDLAB) run labs/demo.yaml
+
+# the install steps on a fresh Debian 12, in a debootstrap chroot (scripts/check-fresh.sh)
+check-fresh:
+	@scripts/check-fresh.sh
 
 bench: setup
 	$(PY) bench/run.py --out BENCHMARKS.md

@@ -18,12 +18,26 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 
 BENCHES = [
-    ("install", ["bench/bench_install.py", "--policies", "10000"]),
+    ("install", ["bench/bench_install.py", "--policies", "10000,100000"]),
     ("traffic", ["bench/bench_traffic.py"]),
+    ("scale", ["bench/bench_scale.py", "--policies", "100000", "--held", "2000"]),
+    ("pacing", ["bench/bench_pacing.py"]),
     ("up", ["bench/bench_up.py", "--sizes", "1,16,64"]),
     ("scrape", ["bench/bench_scrape.py", "--targets", "64"]),
     ("demo", ["bench/bench_demo.py"]),
 ]
+
+
+def previous(md: Path, script: str) -> str | None:
+    """The section of an existing BENCHMARKS.md whose command runs `script`, without
+    its Command line: what a rerun of other benchmarks keeps when bench/out has none."""
+    if not md.exists():
+        return None
+    for chunk in md.read_text().split("\n## ")[1:]:
+        body, sep, cmd = chunk.rpartition("\nCommand: `python ")
+        if sep and cmd.startswith(script):
+            return "## " + body.rstrip()
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         out = OUT / f"{name}.md"
         if a.only and name not in a.only:
             # Keep the last measurement of the benchmarks not rerun.
-            if out.exists():
-                parts += [out.read_text().rstrip(), "", f"Command: `python {' '.join(cmd)}`", ""]
+            kept = out.read_text().rstrip() if out.exists() else previous(a.out, cmd[0])
+            if kept is not None:
+                parts += [kept, "", f"Command: `python {' '.join(cmd)}`", ""]
             continue
         out.unlink(missing_ok=True)
         print(f"bench: {name}: {' '.join(cmd)}", flush=True)

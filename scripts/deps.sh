@@ -1,8 +1,8 @@
 #!/bin/sh
 # deps.sh [GROUP...]: apt-install what spdlab needs and the machine lacks.
-#   base        compilers, iproute2, patch (always)
+#   base        gcc and libc headers, OpenSSL, iproute2, patch, python3 with venv (always)
 #   prometheus  Debian's prometheus and pushgateway packages, unpacked into .cache/
-#   fuzz        clang, for the libFuzzer harnesses
+#   fuzz        clang and compiler-rt (the libFuzzer and ASan runtimes), for the harnesses
 #   chromium    headless Chromium, for the HTML report test
 #   docker      docker.io (dockerd, containerd, runc), for the docker target kind
 #   qemu        QEMU and busybox for the qemu kind; Debian's kernel is fetched at provision
@@ -27,7 +27,9 @@ install() {
 	apt-get $APT_LOCK install -y -qq --no-install-recommends $missing >/dev/null
 }
 
-install gcc make patch libssl-dev iproute2 procps psmisc
+# libc6-dev: gcc only recommends it; python3-venv: ensurepip; ca-certificates: pip's TLS
+install gcc libc6-dev make patch libssl-dev iproute2 procps psmisc \
+    python3 python3-venv ca-certificates
 
 for group in "$@"; do
 	case "$group" in

@@ -8,6 +8,7 @@ by PID, at the end. Every test removes what it made, even when it fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,9 @@ from orchestrator.targets.docker import DockerDriver
 from orchestrator.targets.dockerapi import LABEL, RUN_LABEL, ensure_image, image_tag, make_static
 from orchestrator.targets.session import LabRun
 from orchestrator.targets.state import StateFile
+from orchestrator.wait import WaitTimeout, until
+
+pytestmark = [pytest.mark.docker, pytest.mark.netns]
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -85,12 +88,12 @@ def dockerd():
             start_new_session=True,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not (os.path.exists(SOCK) and _docker_answers()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (logdir / "dockerd.log").read_text()[-2000:]
-                pytest.fail(f"dockerd did not come up (exit {proc.poll()}):\n{tail}")
-            time.sleep(0.2)
+        try:
+            until(lambda: os.path.exists(SOCK) and _docker_answers(), "dockerd to answer", 120,
+                  alive=lambda: proc.poll() is None)  # fmt: skip
+        except WaitTimeout as e:
+            tail = (logdir / "dockerd.log").read_text()[-2000:]
+            pytest.fail(f"dockerd did not come up (exit {proc.poll()}): {e}\n{tail}")
         yield proc.pid
     finally:
         terminate(proc, timeout=30)
@@ -142,15 +145,14 @@ def snapshot(runs: Path, client) -> dict[str, set[str]]:
     }
 
 
-def assert_clean(runs: Path, client, before: dict[str, set[str]], settle: float = 5.0) -> None:
-    deadline = time.monotonic() + settle
-    while True:
+def assert_clean(runs: Path, client, before: dict[str, set[str]], settle: float = 30.0) -> None:
+    def leaked() -> dict[str, set[str]]:
         after = snapshot(runs, client)
-        leaked = {k: after[k] - before[k] for k in after if after[k] - before[k]}
-        if not leaked or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert not leaked, f"left behind: {leaked}"
+        return {k: after[k] - before[k] for k in after if after[k] - before[k]}
+
+    with contextlib.suppress(WaitTimeout):
+        until(lambda: not leaked(), "everything removed", settle)
+    assert not (left := leaked()), f"left behind: {left}"
 
 
 def spdlab(runs: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -273,10 +275,8 @@ def test_sigint_mid_up_removes_the_containers_and_exits_130(runs, client, tmp_pa
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not snapshot(runs, client)["containers"]:
-            time.sleep(0.05)
-        assert snapshot(runs, client)["containers"], "up never got to creating containers"
+        until(lambda: snapshot(runs, client)["containers"], "up to create containers", 240,
+              alive=lambda: p.poll() is None)  # fmt: skip
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=120)
     finally:
@@ -296,7 +296,9 @@ def test_run_on_docker_targets_canary_drains_per_tick(runs, client, tmp_path):
     doc = json.loads((runs / run_id / "result.json").read_text())
     by = {t["build"]: t for t in doc["targets"]}
     assert by["netkey"]["drain_ticks"] == 0 and by["netkey"]["verdict"] == "PASS"
-    assert 95 <= by["canary"]["drain_ticks"] <= 105 and by["canary"]["verdict"] == "PASS"
+    # One unlink per tick from the first SPDDELETE on, however long the delete took.
+    canary = by["canary"]["trials"][0]
+    assert abs(canary["drain_ticks_from_issue"] - 100) <= 1 and by["canary"]["verdict"] == "PASS"
     assert all(t["kind"] == "docker" for t in doc["targets"])
     # the ESP keepalives from the traffic host's namespace reached both containers
     for name in ("gw-netkey", "gw-canary"):

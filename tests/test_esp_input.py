@@ -8,6 +8,7 @@ admin socket's `stats` counters. Needs root and iproute2 (tests/conftest.py chec
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -17,7 +18,6 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -39,6 +39,9 @@ from orchestrator.pfkey.wire import (
     PolicyType,
     SaType,
 )
+from orchestrator.wait import WaitTimeout, until
+
+pytestmark = pytest.mark.netns
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
@@ -210,11 +213,12 @@ class Gateway:
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
-        deadline = time.monotonic() + 20
-        while not (os.path.exists(self.admin) and os.path.exists(self.control)):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"netkeyd did not start: {self.stderr.read_text()}")
-            time.sleep(0.05)
+        proc = self.proc
+        try:
+            until(lambda: os.path.exists(self.admin) and os.path.exists(self.control),
+                  "netkeyd's sockets", 60, alive=lambda: proc.poll() is None)  # fmt: skip
+        except WaitTimeout as e:
+            raise RuntimeError(f"netkeyd did not start: {e}: {self.stderr.read_text()}") from e
         self.raw = _in_netns(
             self.peer_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_ESP)
         )
@@ -272,20 +276,23 @@ class Gateway:
         for p in payloads:
             self.udp.sendto(p, (GW, 4500))
 
+    def moved(self, before: dict[str, int], total: int) -> dict[str, int]:
+        """Wait until the ESP counters moved by `total` since `before`; what moved."""
+
+        def now() -> dict[str, int]:
+            e = self.esp()
+            return {k: e[k] - before[k] for k in e if e[k] != before[k]}
+
+        with contextlib.suppress(WaitTimeout):  # the caller's assertion shows what moved
+            until(lambda: sum(now().values()) >= total, f"{total} ESP packets counted", 60)
+        return now()
+
     def expect(self, raw: Sequence[bytes] = (), udp: Sequence[bytes] = (), **delta: int) -> None:
         """Send raw ESP, then UDP 4500 payloads; wait for the counters to move by `delta`."""
         before = self.esp()
         self.send_raw(list(raw))
         self.send_udp(list(udp))
-        want = sum(delta.values())
-        deadline = time.monotonic() + 10
-        while True:
-            now = self.esp()
-            moved = {k: now[k] - before[k] for k in now if now[k] != before[k]}
-            if sum(moved.values()) >= want or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        assert moved == delta
+        assert self.moved(before, sum(delta.values())) == delta
 
 
 @pytest.fixture(scope="module")
@@ -298,8 +305,9 @@ def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return FIRMWARE / "build" / "netkey" / "netkeyd-asan"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def gw(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A fresh gateway per test: replay windows and lifetimes never carry over."""
     g = Gateway(tmp_path_factory.mktemp("espgw"), binary)
     try:
         g.up()
@@ -558,12 +566,13 @@ def test_garbage_never_crashes(gw: Gateway) -> None:
     pkts += [
         struct.pack("!II", SPI_GCM, 1000 + i) + secrets.token_bytes(i) for i in range(0, 120, 5)
     ]
+    udp = [p for p in pkts if p[:1] != b"\xff" and p[:4] != b"\0\0\0\0"]  # not ESP
     before = gw.esp()
     gw.send_raw(pkts)
-    gw.send_udp([p for p in pkts if p[:1] != b"\xff" and p[:4] != b"\0\0\0\0"])
-    time.sleep(0.5)
-    after = gw.esp()
-    assert after["ok"] == before["ok"]
+    gw.send_udp(udp)
+    moved = gw.moved(before, len(pkts) + len(udp))
+    assert sum(moved.values()) == len(pkts) + len(udp), moved  # each counted once
+    assert "ok" not in moved, moved
     assert gw.proc is not None and gw.proc.poll() is None
     assert gw.cmd("ping") == {"ok": True}
 

@@ -30,10 +30,14 @@ from orchestrator.export.file_sd import remove_file_sd, write_file_sd
 from orchestrator.export.pushgateway import delete_run_summary, push_run_summary
 from orchestrator.export.runsel import resolve_run
 from orchestrator.export.scrape import ScrapeCollector
-from orchestrator.export.snapshot import Snapshot
+from orchestrator.export.scrapelog import ScrapeLog
+from orchestrator.export.snapshot import Snapshot, read_stats
 from orchestrator.export.targets import ExportTarget, RunTargets, build_recipes, targets_from_run
 from orchestrator.netkeyd import Netkeyd
 from orchestrator.pfkey import messages
+from orchestrator.wait import until
+
+pytestmark = pytest.mark.prometheus
 
 REPO = Path(__file__).resolve().parents[1]
 PROMTOOL = REPO / ".cache/prometheus/usr/bin/promtool"
@@ -144,8 +148,7 @@ def test_canary_drain_one_dead_policy_per_tick(gateways: dict[str, Netkeyd]) -> 
     assert reg.get_sample_value("spdlab_spd_policies", dict(lab, state="alive", dir="out")) == 0
     assert reg.get_sample_value("spdlab_spd_unlinked_total", lab) == 0
     for k in range(1, 4):
-        canary.admin.request("tick 1")
-        time.sleep(exp.snapshot.ttl)  # outside a scrape a reading is reused for ttl
+        canary.admin.request("tick 1")  # every scrape reads the targets afresh
         got = reg.get_sample_value("spdlab_spd_policies", dict(lab, state="dead", dir="out"))
         assert got == N - k
         assert reg.get_sample_value("spdlab_spd_timer_ticks_total", lab) == k
@@ -191,20 +194,29 @@ def test_killed_target_is_down_and_others_still_export(gateways: dict[str, Netke
 def test_stuck_target_times_out_within_the_scrape_budget(
     gateways: dict[str, Netkeyd], tmp_path: Path
 ) -> None:
-    """An admin socket that accepts and never answers costs at most the scrape timeout."""
+    """An admin socket that accepts and never answers gets no more than the scrape timeout.
+
+    Every read is handed what is left of the budget; the stuck one is down, the rest up.
+    """
     path = tmp_path / "stuck.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(8)
     stuck = ExportTarget("gw-stuck", "netkey", admin_path=str(path))
     targets = [export_target(n, nk) for n, nk in gateways.items()] + [stuck]
+    given: list[float] = []
+
+    def reader(t: ExportTarget, timeout: float) -> dict:
+        given.append(timeout)
+        return read_stats(t, timeout)
+
     try:
         exp = Exporter(targets, scrape_timeout=0.5)
-        t0 = time.monotonic()
+        exp.snapshot.reader = reader
         up = exp.registry.get_sample_value(
             "spdlab_target_up", {"target": "gw-stuck", "build": "netkey"}
         )
-        assert time.monotonic() - t0 < 1.5
+        assert len(given) == len(targets) and max(given) <= 0.5
         assert up == 0
         canary = {"target": "gw-canary", "build": "canary"}
         assert exp.registry.get_sample_value("spdlab_target_up", canary) == 1
@@ -277,6 +289,63 @@ def test_a_failing_collector_reports_success_0_and_others_still_export() -> None
     assert reg.get_sample_value("spdlab_scrape_collector_success", {"collector": "target"}) == 1
 
 
+# ------------------------------------------------------------------ lingering for a scraper
+
+
+def test_linger_returns_at_once_without_a_scraper(tmp_path: Path) -> None:
+    with Exporter([], result_path=tmp_path / "result.json") as exp:
+        assert exp.linger() is False  # not serving
+        exp.start("127.0.0.1:0")
+        scrape(exp.url)  # one scrape is not yet a scraper
+        assert exp.linger() is False
+
+
+def test_linger_waits_for_a_scrape_that_begins_after_it(tmp_path: Path) -> None:
+    """The final state is scraped: a scrape begun later, answered in full."""
+    (tmp_path / "result.json").write_text(json.dumps(result_doc()))
+    with Exporter([], result_path=tmp_path / "result.json") as exp:
+        exp.start("127.0.0.1:0")
+        for _ in range(2):
+            scrape(exp.url)
+        assert exp.scrapes.wait_next(timeout=0) is False  # the earlier scrapes do not count
+        got: list[bool] = []
+        waiter = threading.Thread(target=lambda: got.append(exp.linger(timeout=120)))
+        waiter.start()
+
+        def satisfied() -> bool:  # else scrape again: one of these begins after linger()
+            if got:
+                return True
+            scrape(exp.url)
+            return False
+
+        until(satisfied, "linger() to return", 60)
+        waiter.join()
+    assert got == [True] and exp.scrapes.answered >= 3
+
+
+def test_scrape_log_counts_a_scrape_once_its_answer_is_sent() -> None:
+    log = ScrapeLog()
+    release = threading.Event()
+
+    def slow(environ: dict, start_response) -> list[bytes]:
+        start_response("200 OK", [])
+        release.wait(60)
+        return [b"x"]
+
+    app = log.wrap(slow)
+    first = threading.Thread(target=lambda: list(app({"PATH_INFO": "/metrics"}, lambda *a: 0)))
+    first.start()
+    until(lambda: log.begun == 1, "the first scrape to begin", 10)
+    release.set()
+    first.join()
+    assert log.answered == 0  # the body was not closed: the server has not finished sending
+    body = app({"PATH_INFO": "/metrics"}, lambda *a: None)
+    assert log.answered == 0 and list(body) == [b"x"]
+    body.close()  # type: ignore[attr-defined]
+    assert log.answered == 2 and log.interval() is not None
+    assert log.wait_next(timeout=0) is False
+
+
 # ------------------------------------------------------------------ run files
 
 
@@ -335,7 +404,6 @@ def test_traffic_json_gives_sent_counts(gateways: dict[str, Netkeyd], tmp_path: 
     assert exp.registry.get_sample_value("spdlab_traffic_packets_sent_total", lab) is None
     doc = {"targets": {"gw-canary": {"sent": 1500, "rate_pps": 100.0}, "gw-x": {"sent": 2}}}
     (tmp_path / "traffic.json").write_text(json.dumps(doc))
-    time.sleep(exp.snapshot.ttl)
     assert exp.registry.get_sample_value("spdlab_traffic_packets_sent_total", lab) == 1500
     unknown = {"target": "gw-x", "build": ""}
     assert exp.registry.get_sample_value("spdlab_traffic_packets_sent_total", unknown) == 2
@@ -398,7 +466,6 @@ def test_targets_from_run_and_lab_selection(tmp_path: Path) -> None:
     assert [x.name for x in rt()] == ["gw-a"]
     st = json.loads((old / "state.json").read_text())
     st["targets"]["gw-b"] = {"kind": "netns", "build": "netkey"}
-    time.sleep(0.01)
     (old / "state.json").write_text(json.dumps(st))
     os.utime(old / "state.json", (time.time() + 1, time.time() + 1))
     assert [x.name for x in rt()] == ["gw-a", "gw-b"]
@@ -481,9 +548,7 @@ def test_spdlab_serve_exports_a_run(
         text = scrape(url.group(1))
         assert value(text, "spdlab_target_up", target="gw-canary", build="canary") == 1
         assert value(text, "spdlab_drain_ticks", target="gw-canary", build="canary") == 11
-        deadline = time.monotonic() + 10
-        while not pushed and time.monotonic() < deadline:
-            time.sleep(0.1)
+        until(lambda: pushed, "the run summary pushed", 30, alive=lambda: p.poll() is None)
         assert [(m, path) for m, path, _ in pushed] == [
             ("PUT", f"/metrics/job/spdlab/run/{run.name}")
         ]

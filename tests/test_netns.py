@@ -6,6 +6,7 @@ what it made in a finalizer, even when it fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,9 @@ from orchestrator.runs import RunDir, list_runs
 from orchestrator.targets.netns import NetnsDriver
 from orchestrator.targets.session import LabRun
 from orchestrator.targets.state import StateFile
+from orchestrator.wait import WaitTimeout, until
+
+pytestmark = pytest.mark.netns
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -71,15 +74,22 @@ def _all_link_names(out: str) -> set[str]:
     return {ln.split(": ")[1].split("@")[0] for ln in out.splitlines() if ": " in ln}
 
 
-def assert_clean(runs: Path, before: dict[str, set[str]], settle: float = 5.0) -> None:
-    deadline = time.monotonic() + settle
-    while True:
+def assert_clean(runs: Path, before: dict[str, set[str]], settle: float = 30.0) -> None:
+    def leaked() -> dict[str, set[str]]:
         after = snapshot(runs)
-        leaked = {k: after[k] - before[k] for k in after if after[k] - before[k]}
-        if not leaked or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert not leaked, f"left behind: {leaked}"
+        return {k: after[k] - before[k] for k in after if after[k] - before[k]}
+
+    with contextlib.suppress(WaitTimeout):
+        until(lambda: not leaked(), "everything removed", settle)
+    assert not (left := leaked()), f"left behind: {left}"
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (reaped, or a zombie nobody reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def spdlab(runs: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -158,7 +168,7 @@ def test_kill_9_shows_unhealthy_and_down_still_cleans(runs, lab_file):
     victim = lr.targets()[3]
     pid = lr.state.targets[victim]["pid"]
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.3)
+    until(lambda: gone(pid), f"pid {pid} to exit", 30)
     st = spdlab(runs, "status", "--json")
     assert st.returncode == 1
     health = {t["name"]: t for t in json.loads(st.stdout)["targets"]}
@@ -179,12 +189,8 @@ def test_sigint_mid_up_tears_down_and_exits_130(runs, lab_file):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until namespaces are being created
-            if snapshot(runs)["netns"]:
-                break
-            time.sleep(0.05)
-        assert snapshot(runs)["netns"], "up never got to creating namespaces"
+        until(lambda: snapshot(runs)["netns"], "up to create namespaces", 240,
+              alive=lambda: p.poll() is None)  # fmt: skip
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=120)
     finally:

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,9 @@ import pytest
 from leftovers import leftovers
 
 from orchestrator.runs import RunDir, list_runs
+from orchestrator.wait import until
+
+pytestmark = pytest.mark.netns
 
 pytest_plugins = ["pytester"]
 
@@ -104,15 +106,18 @@ def test_lab_from_ini_and_kept(pytester: pytest.Pytester, runs: Path) -> None:
 def test_ctrl_c_tears_the_lab_down(pytester: pytest.Pytester, runs: Path) -> None:
     lab = pytester.makefile(".yaml", lab=LAB)
     pytester.makepyfile(
-        test_inner="def test_wait(spdlab_run):\n    __import__('time').sleep(300)\n"
+        test_inner="import pathlib, time\n"
+        "def test_wait(spdlab_run):\n"
+        "    pathlib.Path('started').touch()\n"
+        "    time.sleep(300)\n"
     )
     argv = [sys.executable, "-m", "pytest", f"--spdlab-lab={lab}", "-p", "no:cacheprovider"]
     p = subprocess.Popen(argv, cwd=pytester.path, stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (rids := list_runs(runs)) or phase(runs / rids[0]) != "up":
-        assert p.poll() is None and time.monotonic() < deadline, p.stdout and p.stdout.read()
-        time.sleep(0.2)
-    time.sleep(0.5)
+    # Interrupted inside the test, with the lab up around it.
+    started = pytester.path / "started"
+    until(started.exists, "the inner test to start", 300, alive=lambda: p.poll() is None)
+    rids = list_runs(runs)
+    assert phase(runs / rids[0]) == "up"
     p.send_signal(signal.SIGINT)
     out, _ = p.communicate(timeout=120)
     assert p.returncode == pytest.ExitCode.INTERRUPTED, out

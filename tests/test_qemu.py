@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,9 @@ from orchestrator.runs import list_runs
 from orchestrator.targets import cleanup
 from orchestrator.targets.session import LabRun
 from orchestrator.traffic import scenario as traffic_scenario
+from orchestrator.wait import until
+
+pytestmark = pytest.mark.qemu
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,10 +64,7 @@ def ours(runs: Path) -> set[str]:
 
 
 def assert_clean(runs: Path) -> None:
-    deadline = time.monotonic() + 5
-    while ours(runs) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not ours(runs), "processes left behind"
+    until(lambda: not ours(runs), f"no process left behind (still: {ours(runs)})", 30)
     socks = [p for p in runs.rglob("*") if p.is_socket() or p.suffix in (".sock", ".pid")]
     assert not socks, f"left behind: {socks}"
 
@@ -118,10 +117,31 @@ def dump(lr: LabRun):
         return c.spddump()
 
 
+@pytest.fixture
+def empty(vm):
+    """The module's VM with an empty SPD, whatever a test before left in it."""
+    with vm.pfkey_endpoint("vm").connect(timeout=15.0) as c:
+        assert c.request(messages.spdflush()).errno == 0
+    until(lambda: vm.stats_endpoint("vm").request("stats")["spd"]["allocated"] == 0,
+          "the bridge's poll to see the empty SPD", 60)  # fmt: skip
+    return vm
+
+
+@pytest.fixture
+def loaded(empty, sc):
+    """The module's VM holding exactly the scenario's N policies, observed by the bridge."""
+    with empty.pfkey_endpoint("vm").connect(timeout=15.0) as c:
+        assert all(r.errno == 0 for r in c.pipeline(sc.policy_msgs))
+    # Polling sees only what an observation catches: observe the N before a delete.
+    assert empty.stats_endpoint("vm").request("stats")["spd"]["allocated"] == N
+    return empty
+
+
 # ------------------------------------------------------------------ tests
 
 
-def test_register_is_answered_by_the_guest_kernel(vm):
+def test_register_is_answered_by_the_guest_kernel(empty):
+    vm = empty
     ep = vm.pfkey_endpoint("vm")
     assert (ep.transport, ep.flavour) == ("relay", "linux")
     with ep.connect(timeout=15.0) as c:
@@ -136,7 +156,8 @@ def test_register_is_answered_by_the_guest_kernel(vm):
     assert h.healthy and h.pid and h.policies == 0, h
 
 
-def test_spdadd_then_dump_shows_every_policy_with_linux_refcnt(vm, sc):
+def test_spdadd_then_dump_shows_every_policy_with_linux_refcnt(empty, sc):
+    vm = empty
     with vm.pfkey_endpoint("vm").connect(timeout=15.0) as c:
         replies = c.pipeline(sc.policy_msgs)
     assert [r.errno for r in replies] == [0] * N
@@ -147,8 +168,7 @@ def test_spdadd_then_dump_shows_every_policy_with_linux_refcnt(vm, sc):
     # refcnt as Linux's pfkey_xfrm_policy2msg reports it: the table's reference, and one
     # more while the lifetime timer xfrm_policy_insert arms for a second is pending.
     assert {e.reserved for e in entries} <= {1, 2}
-    time.sleep(2.5)
-    assert {e.reserved for e in dump(vm)} == {1}
+    until(lambda: {e.reserved for e in dump(vm)} == {1}, "the lifetime timers to run", 60)
     assert {e.policy.dir for e in entries} <= {wire.Dir.IN, wire.Dir.OUT}
     stats = vm.stats_endpoint("vm").request("stats")
     assert stats["resolution"] == "spddump-poll"
@@ -157,12 +177,9 @@ def test_spdadd_then_dump_shows_every_policy_with_linux_refcnt(vm, sc):
     assert spd["dead"] == {"in": 0, "out": 0}
 
 
-def test_spddelete_of_all_leaves_nothing_linked_at_once(vm, sc):
+def test_spddelete_of_all_leaves_nothing_linked_at_once(loaded, sc):
+    vm = loaded
     stats = vm.stats_endpoint("vm")
-    if len(dump(vm)) != N:
-        with vm.pfkey_endpoint("vm").connect(timeout=15.0) as c:
-            c.request(messages.spdflush())
-            assert all(r.errno == 0 for r in c.pipeline(sc.policy_msgs))
     before = stats.request("stats")
     with vm.pfkey_endpoint("vm").connect(timeout=15.0) as c:
         replies = c.pipeline(sc.delete_msgs)
@@ -174,16 +191,14 @@ def test_spddelete_of_all_leaves_nothing_linked_at_once(vm, sc):
     assert spd["unlinked"] - before["spd"]["unlinked"] == N
     # As `spdlab run` reads it: linked 0 when the delete returns, then a record at 1 Hz.
     drain = Drain(issue_tick=int(before["now"]), delete_tick=int(after["now"]), drain_ticks=0)
-    deadline = time.monotonic() + 10
-    while not poll(stats, drain, timeout_ticks=30):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    until(lambda: poll(stats, drain, timeout_ticks=30), "the drain record", 60)
     assert drain.complete and drain.free_ticks is not None
     assert all(r["resolution"] == "spddump-poll" for r in drain.records)
     assert sum(r["unlinked"] for r in drain.records) == N
 
 
-def test_spdflush_leaves_nothing_linked_at_once(vm, sc):
+def test_spdflush_leaves_nothing_linked_at_once(empty, sc):
+    vm = empty
     stats = vm.stats_endpoint("vm")
     with vm.pfkey_endpoint("vm").connect(timeout=15.0) as c:
         assert all(r.errno == 0 for r in c.pipeline(sc.policy_msgs))
@@ -243,16 +258,17 @@ def test_kill_9_during_up_then_down_removes_the_vm(runs, lab_file):
     cmd = [sys.executable, "-m", "orchestrator.cli.main", "up", str(lab_file)]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
+
+    def vm_recorded() -> str | None:
+        for rid in set(list_runs(runs)) - known:
+            doc = json.loads((runs / rid / "state.json").read_text())
+            if doc["targets"].get("vm", {}).get("bridge_pid"):
+                return rid
+        return None
+
     try:
-        deadline = time.monotonic() + 60
-        recorded = None
-        while recorded is None and time.monotonic() < deadline:
-            for rid in set(list_runs(runs)) - known:
-                doc = json.loads((runs / rid / "state.json").read_text())
-                if doc["targets"].get("vm", {}).get("bridge_pid"):
-                    recorded = rid
-            time.sleep(0.1)
-        assert recorded is not None, "the VM was never recorded"
+        recorded = until(vm_recorded, "the VM recorded in state.json", 120,
+                         alive=lambda: proc.poll() is None)  # fmt: skip
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -8,7 +8,6 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from orchestrator.pfkey.codec import Msg, Policy
 from orchestrator.pfkey.wire import MsgType
 from orchestrator.targets import relay
 from orchestrator.targets.spdpoll import RESOLUTION, SpdPoller
+from orchestrator.wait import until
 
 
 class FakeGuest:
@@ -61,9 +61,7 @@ def bridge(monkeypatch):
     threading.Thread(target=b.guest_reader, daemon=True).start()
     assert b.hello.wait(5)
     threading.Thread(target=b.serve, daemon=True).start()
-    deadline = time.monotonic() + 5
-    while not (d / "control.sock").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until((d / "control.sock").exists, "the bridge's control socket", 30)
     yield b, guest, d
     b.guest.close()
     guest.srv.close()
@@ -85,9 +83,7 @@ def test_each_client_is_a_channel_and_gets_only_its_messages(bridge):
     assert c.recv(1 << 16) == b"C" * 24  # one datagram per message, as PF_KEY
     assert a.recv(1 << 16) == b"A" * 16
     a.close()
-    deadline = time.monotonic() + 5
-    while (1, relay.CLOSE) not in guest.ops and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until(lambda: (1, relay.CLOSE) in guest.ops, "the guest to see channel 1 close", 30)
     ops = guest.ops
     assert ops.index((1, relay.OPEN)) < ops.index((1, relay.MSG)) < ops.index((1, relay.CLOSE))
     assert ops.index((2, relay.OPEN)) < ops.index((2, relay.MSG))

@@ -19,6 +19,8 @@ from orchestrator.drain.direct import run_build
 from orchestrator.export import plot
 from orchestrator.export.report import render_html
 
+pytestmark = pytest.mark.chromium
+
 REPO = Path(__file__).resolve().parents[1]
 N = 300
 TICK_MS = 50

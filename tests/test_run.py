@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,9 @@ from scapy.utils import rdpcap
 
 from orchestrator.export import result
 from orchestrator.runs import list_runs
+from orchestrator.wait import until
+
+pytestmark = pytest.mark.netns
 
 ROOT = Path(__file__).resolve().parents[1]
 SPDLAB = [sys.executable, "-m", "orchestrator.cli.main"]
@@ -161,9 +163,8 @@ def test_compare_cli(demo: Any) -> None:
     assert Path(json.loads(p.stdout)["plot"]).exists()
 
 
-def wait_phase(run_dir_glob: Path, phase: str, timeout: float = 180) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_phase(run_dir_glob: Path, phase: str, timeout: float = 300) -> Path:
+    def reached() -> Path | None:
         for rid in list_runs(run_dir_glob):
             f = run_dir_glob / rid / "result.json"
             try:
@@ -171,8 +172,9 @@ def wait_phase(run_dir_glob: Path, phase: str, timeout: float = 180) -> Path:
                     return run_dir_glob / rid
             except (OSError, ValueError):
                 pass
-        time.sleep(0.1)
-    raise AssertionError(f"no run reached phase {phase}")
+        return None
+
+    return until(reached, f"a run in phase {phase}", timeout)
 
 
 def small_lab(tmp: Path, builds: list[str], expect: dict[str, Any] | None = None) -> Path:
@@ -214,7 +216,6 @@ def test_kill9_mid_drain_is_infra_error(runs: Path, tmp_path: Path) -> None:
 def test_sigint_leaves_nothing_and_marks_incomplete(runs: Path, tmp_path: Path) -> None:
     p = spdlab(runs, "run", str(small_lab(tmp_path, ["canary"])), "--metrics-addr", "")
     run_dir = wait_phase(runs, "deleted")
-    time.sleep(0.5)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, out + err

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,10 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from orchestrator.wait import until
+
+pytestmark = [pytest.mark.netns, pytest.mark.prometheus]
 
 ROOT = Path(__file__).resolve().parents[1]
 SPDLAB = [sys.executable, "-m", "orchestrator.cli.main"]
@@ -63,12 +66,28 @@ def scrape(url: str) -> str:
         return r.read().decode()
 
 
+def answers(url: str) -> bool:
+    try:
+        scrape(url)
+    except OSError:
+        return False
+    return True
+
+
 def sample(text: str, name: str, **labels: str) -> float | None:
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 return s.value
     return None
+
+
+READ = [  # what is read from each scrape: key, metric, labels besides the target
+    ("dead", "spdlab_spd_policies", {"state": "dead", "dir": "in"}),
+    ("alive", "spdlab_spd_policies", {"state": "alive", "dir": "in"}),
+    ("unlinked", "spdlab_spd_unlinked_total", {}),
+    ("ticks", "spdlab_spd_timer_ticks_total", {}),
+]
 
 
 def test_dead_policies_fall_tick_by_tick_on_the_canary(runs: Path, tmp_path: Path) -> None:
@@ -80,30 +99,32 @@ def test_dead_policies_fall_tick_by_tick_on_the_canary(runs: Path, tmp_path: Pat
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        dead: list[float] = []
-        texts = []
-        deadline = time.monotonic() + 240
-        while p.poll() is None and time.monotonic() < deadline and len(dead) < 12:
+        seen: list[dict[str, float]] = []  # canary's scrapes after the delete, during the drain
+        texts: list[str] = []
+
+        def drain_over() -> bool:
+            """Scrape once; True once the drain seen in earlier scrapes has ended."""
             try:
                 text = scrape(url)
-            except OSError:
-                time.sleep(0.2)
-                continue
-            v = sample(text, "spdlab_spd_policies", target="gw-canary", state="dead", dir="in")
-            if v is not None and 0 < v < N:
-                dead.append(v)
+            except OSError:  # not serving yet
+                return False
+            got = {k: sample(text, name, target="gw-canary", **lab) for k, name, lab in READ}
+            if got["dead"] is not None and got["alive"] == 0 and got["dead"] > 0:
+                seen.append(got)  # type: ignore[arg-type]
                 texts.append(text)
-            time.sleep(0.3)
-        # Falling, one tick (50 ms) at a time: never up, and down between scrapes.
-        assert len(dead) >= 5, dead
-        assert all(b <= a for a, b in itertools.pairwise(dead)), dead
-        assert dead[-1] < dead[0]
+            return bool(seen) and got["dead"] == 0
+
+        until(drain_over, "canary's drain scraped to its end", 300, alive=lambda: p.poll() is None)
+        # Falling tick by tick: each scrape is one stats read, so its values agree exactly.
+        assert len(seen) >= 2, seen
+        assert {s["dead"] + s["unlinked"] for s in seen} == {N}  # dead or unlinked, all N
+        for a, b in itertools.pairwise(seen):
+            assert b["unlinked"] - a["unlinked"] == b["ticks"] - a["ticks"] >= 0, (a, b)
+        assert seen[-1]["dead"] < seen[0]["dead"]
         t = texts[-1]
         assert sample(t, "spdlab_target_up", target="gw-canary") == 1
         assert sample(t, "spdlab_build_info", target="gw-canary", build="canary",
                       hardware="x86-vm") == 1  # fmt: skip
-        ticks = sample(t, "spdlab_spd_timer_ticks_total", target="gw-canary")
-        assert ticks is not None and ticks > N / 10
         check = subprocess.run([str(PROMTOOL), "check", "metrics"], input=t, text=True,
                                capture_output=True)  # fmt: skip
         assert check.returncode == 0, check.stdout + check.stderr
@@ -123,12 +144,8 @@ def test_pushgateway_summary_pushed_and_deleted_on_down(runs: Path, tmp_path: Pa
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
     try:
-        for _ in range(50):
-            try:
-                scrape(f"{url}/metrics")
-                break
-            except OSError:
-                time.sleep(0.1)
+        until(lambda: answers(f"{url}/metrics"), "the Pushgateway to answer", 60,
+              alive=lambda: gw.poll() is None)  # fmt: skip
         r = subprocess.run(
             [*SPDLAB, "run", str(lab(tmp_path, ["canary+nextsp"], tick_ms=20)),
              "--metrics-addr", "", "--pushgateway", url, "--keep", "--json"],

@@ -17,6 +17,8 @@ import pytest
 
 from orchestrator.runs import RunDir, list_runs
 
+pytestmark = pytest.mark.netns
+
 ROOT = Path(__file__).resolve().parents[1]
 SPDLAB = [sys.executable, "-m", "orchestrator.cli.main"]
 
@@ -37,8 +39,7 @@ def namespaces(runs: Path) -> list[str]:
     return [n for n in ns.split() if any(n.startswith(f"spdlab-{s}-") for s in shorts)]
 
 
-@pytest.fixture(scope="module")
-def runs() -> Iterator[Path]:
+def runs_dir() -> Iterator[Path]:
     """A short SPDLAB_RUNS_DIR (Unix socket paths < 108 bytes); every run torn down after."""
     d = Path(tempfile.mkdtemp(prefix="spp-", dir="/tmp"))
     yield d
@@ -47,19 +48,27 @@ def runs() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
+runs = pytest.fixture(scope="module")(runs_dir)
+own_runs = pytest.fixture(runs_dir)  # a test's own: its runs are never "the latest" elsewhere
+
+
 def spdlab(runs: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
     cmd = [*SPDLAB, *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, input=stdin, capture_output=True, text=True)
 
 
+def up(runs: Path, tmp: Path) -> str:
+    lab = tmp / "lab.yaml"
+    lab.write_text(LAB)
+    res = spdlab(runs, "up", str(lab))
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()[0]
+
+
 @pytest.fixture(scope="module")
 def run_id(runs: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    lab = tmp_path_factory.mktemp("setkey-target") / "lab.yaml"
-    lab.write_text(LAB)
-    up = spdlab(runs, "up", str(lab))
-    assert up.returncode == 0, up.stderr
-    return up.stdout.split()[0]
+    return up(runs, tmp_path_factory.mktemp("setkey-target"))
 
 
 def test_setkey_by_target(runs: Path, run_id: str) -> None:
@@ -94,7 +103,9 @@ def test_target_flag_conflicts(runs: Path, args: list[str], why: str) -> None:
     assert res.returncode == 2 and why in res.stderr
 
 
-def test_down(runs: Path, run_id: str) -> None:
-    res = spdlab(runs, "down", run_id)
+def test_down(own_runs: Path, tmp_path: Path) -> None:
+    run_id = up(own_runs, tmp_path)
+    assert namespaces(own_runs)
+    res = spdlab(own_runs, "down", run_id)
     assert res.returncode == 0, res.stderr
-    assert namespaces(runs) == []
+    assert namespaces(own_runs) == []

@@ -10,10 +10,10 @@ $SPDLAB_TEST_NETNS_PREFIX (default "spdt").
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from orchestrator.traffic.run import TrafficRun
 from orchestrator.traffic.sa import TrafficSpec
 from orchestrator.traffic.scenario import Scenario
 from orchestrator.traffic.sender import Pacing
+from orchestrator.wait import WaitTimeout, until
 
 GW, TR = "10.98.0.1", "10.98.0.2"
 PREFIX = os.environ.get("SPDLAB_TEST_NETNS_PREFIX", "spdt")
@@ -161,27 +162,20 @@ class TrafficLab:
         e = self.admin.stats()["esp"]
         return {"ok": e["ok"], **e["drop"]}
 
-    def settle_esp(self, quiet: float = 0.3, timeout: float = 20) -> dict[str, int]:
-        """The counters once they have not moved for `quiet` seconds."""
-        last, deadline = self.esp(), time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            time.sleep(quiet)
-            now = self.esp()
-            if now == last:
-                break
-            last = now
-        return last
+    def wait_esp(self, total: int, before: dict[str, int] | None = None, timeout: float = 60):
+        """Wait until ok + drops moved by `total` since `before`; the moved counters.
 
-    def wait_esp(self, total: int, before: dict[str, int] | None = None, timeout: float = 20):
-        """Wait until ok + drops moved by `total` since `before`; the moved counters."""
+        On timeout the counters are returned as they are, for the caller's assertion.
+        """
         before = before or dict.fromkeys(self.esp(), 0)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def moved() -> dict[str, int]:
             now = self.esp()
-            moved = {k: now[k] - before[k] for k in now if now[k] != before[k]}
-            if sum(moved.values()) >= total or time.monotonic() > deadline:
-                return moved
-            time.sleep(0.05)
+            return {k: now[k] - before[k] for k in now if now[k] != before[k]}
+
+        with contextlib.suppress(WaitTimeout):
+            until(lambda: sum(moved().values()) >= total, f"{total} ESP packets counted", timeout)
+        return moved()
 
 
 @pytest.fixture

@@ -66,9 +66,16 @@ struct sphandle {
 	uint32_t	 gen;
 };
 
+#define SPHASH_SPIDX		0	/* index by exact selector */
+#define SPHASH_ID		1	/* index by id */
+#define SPHASH_MAX		2
+
 struct secpolicy {
 	TAILQ_ENTRY(secpolicy)	 chain;		/* sptree[dir] */
 	TAILQ_ENTRY(secpolicy)	 tailq;		/* sptailq (netkey tree only) */
+	TAILQ_ENTRY(secpolicy)	 hlink[SPHASH_MAX];	/* index buckets */
+	uint32_t		 hval[SPHASH_MAX];	/* hash in each index */
+	uint8_t			 hashed[SPHASH_MAX];	/* in each index */
 	struct secpolicyindex	 spidx;
 	uint64_t		 created;
 	uint64_t		 lastused;
@@ -202,7 +209,7 @@ struct keystat {
 	uint64_t	 flows_idled;
 };
 
-/* Linked policies by state and direction, counted by walking sptree. */
+/* Linked policies by state and direction, counted as they change. */
 struct spd_census {
 	uint64_t	 alive[IPSEC_DIR_MAX];
 	uint64_t	 dead[IPSEC_DIR_MAX];
@@ -273,6 +280,13 @@ struct secpolicy *key_sp_byslot(uint32_t);
 uint32_t	 key_sp_slots(void);
 void		 key_spd_invalidate(void);
 void		 key_spd_census(struct spd_census *);
+void		 key_sptree_link(struct secpolicy *);
+void		 key_sptree_remove(struct secpolicy *);
+void		 key_sp_setstate(struct secpolicy *, int);
+struct secpolicy *key_spidx_lookup(const struct secpolicyindex *);
+void		 key_spid_insert(struct secpolicy *);
+void		 key_spid_remove(struct secpolicy *);
+struct secpolicy *key_spid_lookup(uint32_t);
 void		 key_spd_destroy(void);
 struct secpolicy *key_allocsp(const struct secpolicyindex *, int);
 int		 key_cmpspidx_exactly(const struct secpolicyindex *,

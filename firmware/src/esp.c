@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -37,6 +38,7 @@
 #define ESP_REPLAYWSIZE		64
 #define ESP_BATCH		64	/* datagrams per recvmmsg */
 #define ESP_BATCHES		16	/* recvmmsg calls per readiness */
+#define ESP_BUDGET_NS		10000000	/* then PF_KEY and the clock */
 #define ESP_BUFSZ		65536
 #define ESP_RCVBUF		(32 * 1024 * 1024)
 #define ESP_NATT_PORT		4500
@@ -85,6 +87,8 @@ static uint64_t		 esp_nonesp;
 static EVP_MAC		*esp_hmac;
 static struct esp_rx	 esp_rx;
 static uint8_t		 esp_plain[ESP_BUFSZ];
+static struct flow	*esp_batchflow;	/* the last flow of this batch */
+static int		 esp_inbatch;
 
 static int	 esp_enc_xform(uint8_t, size_t, struct esp_xform *,
 		    const char **);
@@ -107,6 +111,7 @@ static int	 esp_cbc_decrypt(struct secasvar *, const struct esp_pkt *,
 static int	 esp_trailer(struct esp_payload *);
 static int	 esp_flowkey(const struct esp_pkt *, const struct esp_payload *,
 		    int, struct flowkey *);
+static struct flow *esp_flow(const struct flowkey *);
 static int	 esp_policy_check(const struct secasvar *,
 		    const struct flowkey *, int, int *);
 static int	 esp_policy_match(const struct secpolicy *,
@@ -264,8 +269,13 @@ esp_sa_setup(struct secasvar *sav)
 		if (x.aead && EVP_CIPHER_CTX_ctrl(cctx,
 		    EVP_CTRL_AEAD_SET_IVLEN, 4 + x.ivlen, NULL) != 1)
 			goto fail;
+		/*
+		 * CBC decrypts whole blocks as they come; GCM has no padding,
+		 * and setting it anyway costs a parameter lookup per packet.
+		 */
 		if (EVP_DecryptInit_ex(cctx, NULL, NULL, sav->key_enc,
-		    NULL) != 1 || EVP_CIPHER_CTX_set_padding(cctx, 0) != 1)
+		    NULL) != 1 ||
+		    (!x.aead && EVP_CIPHER_CTX_set_padding(cctx, 0) != 1))
 			goto fail;
 		EVP_CIPHER_free(cipher);
 		cipher = NULL;
@@ -451,15 +461,28 @@ esp_udp_dst(const struct msghdr *msg, uint8_t *dst)
 	}
 }
 
+static uint64_t
+esp_clock(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+}
+
 /*
- * Drain up to ESP_BATCHES batches from one socket; poll(2) is level
- * triggered, so whatever is left comes back on the next round.
+ * Drain up to ESP_BATCHES batches from one socket, or fewer once
+ * ESP_BUDGET_NS have gone (packets whose flows walk a long table are
+ * slow), so that PF_KEY requests and the clock are not kept waiting;
+ * poll(2) is level triggered, so whatever is left comes back on the next
+ * round.
  */
 static int
 esp_recv(int fd, int natt)
 {
 	struct esp_pkt	 pkt;
 	struct msghdr	*msg;
+	uint64_t	 start = esp_clock();
 	int		 b, i, n;
 
 	for (b = 0; b < ESP_BATCHES; b++) {
@@ -483,6 +506,7 @@ esp_recv(int fd, int natt)
 				    strerror(errno));
 			return (-1);
 		}
+		esp_inbatch = 1;
 		for (i = 0; i < n; i++) {
 			msg = &esp_rx.msgs[i].msg_hdr;
 			if (msg->msg_flags & MSG_TRUNC) {
@@ -501,7 +525,9 @@ esp_recv(int fd, int natt)
 			pkt.natt = 1;
 			esp_input_natt(&pkt);
 		}
-		if (n < ESP_BATCH)
+		esp_inbatch = 0;
+		esp_batchflow = NULL;
+		if (n < ESP_BATCH || esp_clock() - start > ESP_BUDGET_NS)
 			break;
 	}
 	return (0);
@@ -803,6 +829,30 @@ esp_policy_match(const struct secpolicy *sp, const struct secasvar *sav,
 }
 
 /*
+ * The flow of a decapsulated packet, opened on its first packet.  Packets
+ * of one flow come in runs, so a batch remembers the last flow it found
+ * and a run searches the flow hash once.  Flows are freed by the timer and
+ * admin commands only, never inside a batch, so the pointer holds until
+ * the batch ends; outside a batch (esp4_input called directly) every
+ * packet searches.
+ */
+static struct flow *
+esp_flow(const struct flowkey *key)
+{
+	struct flow	*f;
+
+	if (esp_batchflow != NULL &&
+	    memcmp(&esp_batchflow->key, key, sizeof(*key)) == 0)
+		return (esp_batchflow);
+	if ((f = flow_lookup(key)) == NULL &&
+	    (f = flow_open(key, FLOW_FORWARD_IN)) == NULL)
+		return (NULL);
+	if (esp_inbatch)
+		esp_batchflow = f;
+	return (f);
+}
+
+/*
  * KAME ipsec4_in_reject through the flow's policy cache, the same path
  * the admin-opened flows take.  The flow holds the policy reference.
  */
@@ -814,8 +864,7 @@ esp_policy_check(const struct secasvar *sav, const struct flowkey *key,
 	struct flow		*f;
 
 	*reason = ESP_DROP_NO_POLICY;
-	if ((f = flow_lookup(key)) == NULL &&
-	    (f = flow_open(key, FLOW_FORWARD_IN)) == NULL)
+	if ((f = esp_flow(key)) == NULL)
 		return (-1);
 	if ((sp = flow_checkpolicy(f, IPSEC_DIR_INBOUND)) == NULL)
 		return (-1);

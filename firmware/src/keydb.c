@@ -90,8 +90,9 @@ key_delsp(struct secpolicy *sp)
 {
 	struct spslot	*s = &slots[sp->slot];
 
-	if (sp->linked)
-		fatal("%s: policy %u freed while linked", __func__, sp->id);
+	if (sp->linked || sp->hashed[SPHASH_ID])
+		fatal("%s: policy %u freed while linked or indexed", __func__,
+		    sp->id);
 	if (sp->flowrefs > 0)
 		keystat.premature_frees++;
 	s->sp = NULL;
@@ -145,20 +146,224 @@ key_spd_invalidate(void)
 	sp_gen++;
 }
 
+/*
+ * Two indexes answer the questions SPDADD asks without walking the table:
+ * SPHASH_SPIDX holds every linked policy by exact selector, SPHASH_ID the
+ * policies a tree finds by id (netkey: all of sptailq; netipsec: the
+ * linked ones).  Entries join a bucket at its tail, in the order they join
+ * sptree and sptailq, so the first match in a bucket is the first match
+ * the walk would have found.  A table doubles when it holds more entries
+ * than buckets; doubling splits each bucket in two, each half in order.
+ */
+#define SPHASH_MINSIZE	64
+
+struct sphash {
+	struct sphead	*b;
+	uint32_t	 mask;		/* buckets - 1 */
+	uint32_t	 n;
+};
+
+static struct sphash	 sphash[SPHASH_MAX];
+static uint64_t		 census[IPSEC_DIR_MAX][2];	/* [dir][state] */
+
+static uint32_t
+sphash_mix(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return (h);
+}
+
+static uint32_t
+sphash_bytes(uint32_t h, const uint8_t *p, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return (h);
+}
+
+/* Over what key_cmpspidx_exactly compares, and nothing else. */
+static uint32_t
+sphash_spidx(const struct secpolicyindex *spidx)
+{
+	const struct keyaddr	*ka[2] = { &spidx->src, &spidx->dst };
+	uint32_t		 h = 2166136261u;
+	uint8_t			 hdr[4];
+	int			 i;
+
+	h = sphash_bytes(h, &spidx->dir, 1);
+	h = sphash_bytes(h, &spidx->ul_proto, 1);
+	for (i = 0; i < 2; i++) {
+		hdr[0] = ka[i]->ka_family;
+		hdr[1] = ka[i]->ka_plen;
+		memcpy(hdr + 2, &ka[i]->ka_port, 2);
+		h = sphash_bytes(h, hdr, sizeof(hdr));
+		h = sphash_bytes(h, ka[i]->ka_addr,
+		    ka[i]->ka_family == AF_INET6 ? 16 : 4);
+	}
+	return (sphash_mix(h));
+}
+
+static void
+sphash_grow(struct sphash *t, int k)
+{
+	struct sphead		*nb;
+	struct secpolicy	*sp;
+	uint32_t		 i, n;
+
+	n = t->b == NULL ? SPHASH_MINSIZE : (t->mask + 1) * 2;
+	if (n == 0 || (nb = reallocarray(NULL, n, sizeof(*nb))) == NULL)
+		fatal("%s: out of memory", __func__);
+	for (i = 0; i < n; i++)
+		TAILQ_INIT(&nb[i]);
+	for (i = 0; t->b != NULL && i <= t->mask; i++) {
+		while ((sp = TAILQ_FIRST(&t->b[i])) != NULL) {
+			TAILQ_REMOVE(&t->b[i], sp, hlink[k]);
+			TAILQ_INSERT_TAIL(&nb[sp->hval[k] & (n - 1)], sp,
+			    hlink[k]);
+		}
+	}
+	free(t->b);
+	t->b = nb;
+	t->mask = n - 1;
+}
+
+static void
+sphash_insert(int k, struct secpolicy *sp, uint32_t hval)
+{
+	struct sphash	*t = &sphash[k];
+
+	if (sp->hashed[k])
+		fatal("%s: policy %u indexed twice", __func__, sp->id);
+	if (t->b == NULL || t->n > t->mask)
+		sphash_grow(t, k);
+	sp->hval[k] = hval;
+	sp->hashed[k] = 1;
+	TAILQ_INSERT_TAIL(&t->b[hval & t->mask], sp, hlink[k]);
+	t->n++;
+}
+
+static void
+sphash_remove(int k, struct secpolicy *sp)
+{
+	struct sphash	*t = &sphash[k];
+
+	if (!sp->hashed[k])
+		return;
+	TAILQ_REMOVE(&t->b[sp->hval[k] & t->mask], sp, hlink[k]);
+	sp->hashed[k] = 0;
+	t->n--;
+}
+
+static struct sphead *
+sphash_bucket(int k, uint32_t hval)
+{
+	struct sphash	*t = &sphash[k];
+
+	return (t->b == NULL ? NULL : &t->b[hval & t->mask]);
+}
+
+static int
+key_sp_alive(const struct secpolicy *sp)
+{
+	return (sp->state != IPSEC_SPSTATE_DEAD);
+}
+
+/* Append to sptree[dir]: the table's reference is the one key_newsp set. */
+void
+key_sptree_link(struct secpolicy *sp)
+{
+	if (sp->linked)
+		fatal("%s: policy %u linked twice", __func__, sp->id);
+	TAILQ_INSERT_TAIL(&sptree[sp->spidx.dir], sp, chain);
+	sp->linked = 1;
+	sphash_insert(SPHASH_SPIDX, sp, sphash_spidx(&sp->spidx));
+	census[sp->spidx.dir][key_sp_alive(sp)]++;
+}
+
+/* Leave sptree; the caller drops the table's reference. */
+void
+key_sptree_remove(struct secpolicy *sp)
+{
+	if (!sp->linked)
+		fatal("%s: policy %u not linked", __func__, sp->id);
+	TAILQ_REMOVE(&sptree[sp->spidx.dir], sp, chain);
+	sp->linked = 0;
+	sphash_remove(SPHASH_SPIDX, sp);
+	census[sp->spidx.dir][key_sp_alive(sp)]--;
+	keystat.unlinked++;
+}
+
+void
+key_sp_setstate(struct secpolicy *sp, int state)
+{
+	if (sp->linked)
+		census[sp->spidx.dir][key_sp_alive(sp)]--;
+	sp->state = state;
+	if (sp->linked)
+		census[sp->spidx.dir][key_sp_alive(sp)]++;
+}
+
+/* The first ALIVE entry of sptree[spidx->dir] with exactly this selector. */
+struct secpolicy *
+key_spidx_lookup(const struct secpolicyindex *spidx)
+{
+	struct secpolicy	*sp;
+	struct sphead		*b;
+	uint32_t		 hval = sphash_spidx(spidx);
+
+	if ((b = sphash_bucket(SPHASH_SPIDX, hval)) == NULL)
+		return (NULL);
+	TAILQ_FOREACH(sp, b, hlink[SPHASH_SPIDX]) {
+		if (sp->hval[SPHASH_SPIDX] != hval || !key_sp_alive(sp))
+			continue;
+		if (key_cmpspidx_exactly(spidx, &sp->spidx))
+			return (sp);
+	}
+	return (NULL);
+}
+
+void
+key_spid_insert(struct secpolicy *sp)
+{
+	sphash_insert(SPHASH_ID, sp, sphash_mix(sp->id));
+}
+
+void
+key_spid_remove(struct secpolicy *sp)
+{
+	sphash_remove(SPHASH_ID, sp);
+}
+
+/* The first policy indexed with this id, whatever its state. */
+struct secpolicy *
+key_spid_lookup(uint32_t id)
+{
+	struct secpolicy	*sp;
+	struct sphead		*b;
+	uint32_t		 hval = sphash_mix(id);
+
+	if ((b = sphash_bucket(SPHASH_ID, hval)) == NULL)
+		return (NULL);
+	TAILQ_FOREACH(sp, b, hlink[SPHASH_ID])
+		if (sp->id == id)
+			return (sp);
+	return (NULL);
+}
+
 void
 key_spd_census(struct spd_census *c)
 {
-	struct secpolicy	*sp;
-	int			 dir;
+	int	 dir;
 
-	memset(c, 0, sizeof(*c));
 	for (dir = 0; dir < IPSEC_DIR_MAX; dir++) {
-		TAILQ_FOREACH(sp, &sptree[dir], chain) {
-			if (sp->state == IPSEC_SPSTATE_DEAD)
-				c->dead[dir]++;
-			else
-				c->alive[dir]++;
-		}
+		c->alive[dir] = census[dir][1];
+		c->dead[dir] = census[dir][0];
 	}
 }
 
@@ -257,10 +462,15 @@ key_spd_destroy(void)
 {
 	struct secpolicy	*sp;
 	uint32_t		 i;
-	int			 dir;
+	int			 dir, k;
 
 	for (dir = 0; dir < IPSEC_DIR_MAX; dir++)
 		TAILQ_INIT(&sptree[dir]);
+	for (k = 0; k < SPHASH_MAX; k++) {
+		free(sphash[k].b);
+		memset(&sphash[k], 0, sizeof(sphash[k]));
+	}
+	memset(census, 0, sizeof(census));
 	for (i = 1; i < nslots; i++) {
 		if ((sp = slots[i].sp) == NULL)
 			continue;

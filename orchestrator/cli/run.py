@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                 logx=args.logx,
                 reporter=RichReporter(p),
                 on_up=exporter.start,
+                before_down=exporter.linger,
             )
             doc = job.execute()
     except KeyboardInterrupt:
@@ -178,6 +179,11 @@ class _Exporter:
         # Prometheus finds the run through the file_sd list (monitoring/prometheus).
         write_file_sd(lr.run.path, bound, lr.lab.name if lr.lab else "")
         self.console.print(f"metrics: http://{bound}/metrics")
+
+    def linger(self) -> None:
+        """Let Prometheus scrape the final result while the targets are still up."""
+        if self.exp is not None:
+            self.exp.linger()
 
     def stop(self) -> None:
         if self.exp is not None:

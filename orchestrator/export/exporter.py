@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 from types import TracebackType
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from orchestrator.errors import ConfigError
 from orchestrator.export.collectors import (
@@ -18,6 +20,7 @@ from orchestrator.export.collectors import (
     TrafficCollector,
 )
 from orchestrator.export.scrape import ScrapeCollector
+from orchestrator.export.scrapelog import ScrapeLog, WsgiApp
 from orchestrator.export.snapshot import Snapshot, TargetSource
 from orchestrator.export.targets import RunTargets
 
@@ -36,12 +39,34 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Scrapes are not logged."""
+
+
+def _serve(host: str, port: int, app: WsgiApp) -> tuple[WSGIServer, threading.Thread]:
+    """prometheus_client's start_http_server, with our own WSGI app in front."""
+    family, _, _, _, sockaddr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    server = make_server(sockaddr[0], port, app, Server, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="spdlab-metrics", daemon=True)
+    thread.start()
+    return server, thread
+
+
 class Exporter:
     """Exporter — the collectors over one snapshot, on a registry of its own.
 
     Life cycle:
       - start(addr): serve /metrics on a daemon thread; returns the bound "host:port";
       - registry: scrape it directly (tests, push);
+      - linger(): before the targets go away, wait (bounded) until the scraper has
+        seen the last state;
       - stop(): shut the server down and release the reader threads.
 
     Args:
@@ -71,6 +96,7 @@ class Exporter:
         ]
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ScrapeCollector(self.snapshot, collectors))
+        self.scrapes = ScrapeLog()
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.address: str | None = None
@@ -97,7 +123,8 @@ class Exporter:
         """
         host, port = parse_addr(addr)
         try:
-            self._server, self._thread = start_http_server(port, host, self.registry)
+            app = self.scrapes.wrap(make_wsgi_app(self.registry))
+            self._server, self._thread = _serve(host, port, app)
         except OSError as e:
             raise ConfigError(f"cannot serve metrics on {addr}: {e.strerror or e}") from e
         bound = self._server.server_address[1]
@@ -107,6 +134,20 @@ class Exporter:
     @property
     def url(self) -> str:
         return f"http://{self.address}/metrics"
+
+    def linger(self, timeout: float | None = None) -> bool:
+        """Keep serving until a scrape that begins now has been answered.
+
+        Call it once the last state is published (result.json written) and before the
+        targets go down, so a scraper records the run's final series. Bounded: see
+        ScrapeLog.wait_next; nothing to wait for when nobody scrapes.
+
+        Returns:
+            True if a scraper saw the state as it was at the call.
+        """
+        if self._server is None:
+            return False
+        return self.scrapes.wait_next(timeout)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,6 +18,7 @@ from orchestrator.errors import ConfigError, InfraError
 from orchestrator.export.file_sd import SD_DIR
 from orchestrator.proc import terminate
 from orchestrator.runs import project_root, runs_dir
+from orchestrator.wait import WaitTimeout, until
 
 MONITORING = project_root() / "monitoring"
 TEMPLATE = MONITORING / "prometheus" / "prometheus.yml"
@@ -116,22 +116,27 @@ class Prometheus:
             "--web.enable-lifecycle",
         ]
 
-    def start(self, timeout: float = 30.0) -> Prometheus:
+    def start(self, timeout: float = 60.0) -> Prometheus:
         self.data.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise InfraError(f"prometheus exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise InfraError(f"prometheus not ready within {timeout:g} s: {self.tail()}")
+        proc = self.proc
+        try:
+            until(self._ready, "prometheus ready", timeout, alive=lambda: proc.poll() is None)
+        except WaitTimeout as e:
+            code = proc.poll()
+            self.stop()
+            if code is not None:
+                raise InfraError(f"prometheus exited with {code}: {self.tail()}") from e
+            raise InfraError(f"prometheus not ready within {timeout:g} s: {self.tail()}") from e
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
 
     def tail(self, n: int = 1500) -> str:
         try:

@@ -86,6 +86,7 @@ class RunJob:
         reporter: progress sink.
         base: runs directory (default: $SPDLAB_RUNS_DIR or runs/).
         on_up: called with the LabRun once it is up (to start an exporter).
+        before_down: called once result.json is final, before teardown (an exporter lingers).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class RunJob:
         reporter: Reporter | None = None,
         base: Path | None = None,
         on_up: Callable[[LabRun], None] | None = None,
+        before_down: Callable[[], object] | None = None,
     ):
         self.lab = lab
         self.sc = lab.scenario
@@ -107,6 +109,7 @@ class RunJob:
         self.rep = reporter or Reporter()
         self.base = base
         self.on_up = on_up
+        self.before_down = before_down
         self.phases = RunPhases()
         self.lr: LabRun | None = None
         self.targets = [Target(t, i) for i, t in enumerate(lab.targets)]
@@ -503,6 +506,8 @@ class RunJob:
                 )
             self._collect()
         finally:
+            if self.before_down is not None:
+                self.before_down()
             if not self.keep and self.lr is not None:
                 self.rep.phase("down", 1)
                 self.lr.down()

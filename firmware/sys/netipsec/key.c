@@ -6,6 +6,9 @@
  * every DEAD policy still in the table, so the reference count doubles
  * as a time to live, and a policy is freed after about refcnt ticks even
  * while flows still point at it.
+ *
+ * The duplicate check and the id lookups give the answers of the table
+ * walks, found through keydb.c's indexes instead.
  */
 #include <errno.h>
 #include <string.h>
@@ -33,9 +36,8 @@ key_freesp(struct secpolicy *sp)
 	if (--sp->refcnt > 0)
 		return;
 	if (sp->linked) {
-		TAILQ_REMOVE(&sptree[sp->spidx.dir], sp, chain);
-		sp->linked = 0;
-		keystat.unlinked++;
+		key_sptree_remove(sp);
+		key_spid_remove(sp);
 	}
 	key_delsp(sp);
 }
@@ -43,35 +45,24 @@ key_freesp(struct secpolicy *sp)
 static void
 key_sp_dead(struct secpolicy *sp)
 {
-	sp->state = IPSEC_SPSTATE_DEAD;
+	key_sp_setstate(sp, IPSEC_SPSTATE_DEAD);
 }
 
+/* key_getsp: the first ALIVE policy in the table with this selector. */
 static struct secpolicy *
 key_getsp(const struct secpolicyindex *spidx)
 {
-	struct secpolicy	*sp;
-
-	TAILQ_FOREACH(sp, &sptree[spidx->dir], chain) {
-		if (sp->state == IPSEC_SPSTATE_DEAD)
-			continue;
-		if (key_cmpspidx_exactly(spidx, &sp->spidx))
-			return (sp);
-	}
-	return (NULL);
+	return (key_spidx_lookup(spidx));
 }
 
-/* Without sptailq, only policies still in the table can be found. */
+/*
+ * Without sptailq, only policies still in the table can be found: the id
+ * index holds the linked ones, and their ids are unique.
+ */
 static struct secpolicy *
 key_getspbyid(uint32_t id)
 {
-	struct secpolicy	*sp;
-	int			 dir;
-
-	for (dir = 0; dir < IPSEC_DIR_MAX; dir++)
-		TAILQ_FOREACH(sp, &sptree[dir], chain)
-			if (sp->id == id)
-				return (sp);
-	return (NULL);
+	return (key_spid_lookup(id));
 }
 
 /* A global counter from 1, skipping live ids; give up after 1000 tries. */
@@ -115,8 +106,8 @@ key_spdadd(const struct sadb_msghdr *mhp)
 		key_delsp(newsp);
 		return (ENOBUFS);
 	}
-	TAILQ_INSERT_TAIL(&sptree[spidx.dir], newsp, chain);
-	newsp->linked = 1;
+	key_sptree_link(newsp);
+	key_spid_insert(newsp);
 
 	key_spd_invalidate();
 	key_spdadd_reply(mhp, newsp);

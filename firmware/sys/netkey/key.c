@@ -5,6 +5,9 @@
  *
  * The flush and timer loops keep the shape the 2004 report quotes:
  * `sp = NULL` at the end of the body, then the increment `sp = nextsp`.
+ *
+ * The duplicate check and the id lookups give the answers of KAME's walks
+ * of sptree and sptailq, found through keydb.c's indexes instead.
  */
 #include <errno.h>
 #include <string.h>
@@ -38,13 +41,14 @@ key_freesp(struct secpolicy *sp)
 	if (--sp->refcnt > 0)
 		return;
 	TAILQ_REMOVE(&sptailq, sp, tailq);
+	key_spid_remove(sp);
 	key_delsp(sp);
 }
 
 static void
 key_sp_dead(struct secpolicy *sp)
 {
-	sp->state = IPSEC_SPSTATE_DEAD;
+	key_sp_setstate(sp, IPSEC_SPSTATE_DEAD);
 }
 
 /* Leave sptree and drop the table's reference, once. */
@@ -53,9 +57,7 @@ key_sp_unlink(struct secpolicy *sp)
 {
 	if (!sp->linked)
 		return;
-	TAILQ_REMOVE(&sptree[sp->spidx.dir], sp, chain);
-	sp->linked = 0;
-	keystat.unlinked++;
+	key_sptree_remove(sp);
 	key_freesp(sp);
 }
 
@@ -67,31 +69,18 @@ key_sp_delete(struct secpolicy *sp)
 	key_sp_unlink(sp);
 }
 
-/* key_getsp: an ALIVE policy with exactly this selector. */
+/* key_getsp: the first ALIVE policy of sptree with exactly this selector. */
 static struct secpolicy *
 key_getsp(const struct secpolicyindex *spidx)
 {
-	struct secpolicy	*sp;
-
-	TAILQ_FOREACH(sp, &sptree[spidx->dir], chain) {
-		if (sp->state == IPSEC_SPSTATE_DEAD)
-			continue;
-		if (key_cmpspidx_exactly(spidx, &sp->spidx))
-			return (sp);
-	}
-	return (NULL);
+	return (key_spidx_lookup(spidx));
 }
 
-/* key_getspbyid walks sptailq, so it finds dead entries too. */
+/* key_getspbyid: the first of sptailq with this id, dead entries too. */
 static struct secpolicy *
 key_getspbyid(uint32_t id)
 {
-	struct secpolicy	*sp;
-
-	TAILQ_FOREACH(sp, &sptailq, tailq)
-		if (sp->id == id)
-			return (sp);
-	return (NULL);
+	return (key_spid_lookup(id));
 }
 
 /* From 0x4000 up, skipping ids still on sptailq, wrapping to 0x4000. */
@@ -146,8 +135,8 @@ key_spdadd(const struct sadb_msghdr *mhp)
 		return (ENOBUFS);
 	}
 	TAILQ_INSERT_TAIL(&sptailq, newsp, tailq);
-	TAILQ_INSERT_TAIL(&sptree[spidx.dir], newsp, chain);
-	newsp->linked = 1;
+	key_spid_insert(newsp);
+	key_sptree_link(newsp);
 
 	key_spd_invalidate();
 	key_spdadd_reply(mhp, newsp);
