@@ -10,8 +10,8 @@ PYTEST_ARGS ?=
 # scripts/deps.sh groups: the demo runs netns gateways only; the tests run every kind,
 # the HTML report in Chromium, Prometheus and the fuzz harnesses.
 DEMO_GROUPS := base
-TEST_GROUPS := base prometheus fuzz chromium docker qemu kernel
-ALL_GROUPS := $(TEST_GROUPS) ssh fresh
+TEST_GROUPS := base prometheus fuzz chromium docker qemu kernel ssh
+ALL_GROUPS := $(TEST_GROUPS) fresh
 
 .PHONY: all setup deps deps-demo deps-test venv firmware firmware-asan kernels test demo bench \
 	lint fmt clean dashboards check-fresh

@@ -19,6 +19,28 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+HostName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:%-]{1,253}$")]
+
+
+class SshDef(Strict):
+    """How to reach a `kind: ssh` board: an address, or a host of an Ansible inventory.
+
+    Merged key by key like other settings (defaults < group < target), so `defaults:`
+    may give user, key and known_hosts and each target its address.
+    """
+
+    address: HostName | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    user: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] | None = None
+    key: str | None = None
+    known_hosts: str | None = None
+    inventory: str | None = None
+    host: HostName | None = None
+    dir: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9_./-]{0,63}$")] | None = None
+    # auto: the static pfkey_relay where it fits the board, else built there; build: always
+    relay: Literal["auto", "build"] | None = None
+
+
 class TargetSettings(Strict):
     """Settings a target inherits from `defaults:` and its group (defaults < group < target)."""
 
@@ -28,6 +50,7 @@ class TargetSettings(Strict):
     flow_idle_ticks: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     labels: dict[Label, str] | None = None
     arch: Literal["x86_64", "arm64"] | None = None
+    ssh: SshDef | None = None
 
 
 class TargetDef(TargetSettings):

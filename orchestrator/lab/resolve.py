@@ -9,13 +9,17 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.lab import ssh
 from orchestrator.lab.load import Issue, LabIssues, Loc
 from orchestrator.lab.model import Expectation, LabDef, Scenario, TargetDef
+from orchestrator.lab.ssh import SshSpec
 
 DEFAULT_KIND = "netns"
 DEFAULT_TICK_MS = 1000
 DEFAULT_FLOW_IDLE_TICKS = 30
 FIRST_AUTO_HOST = 10  # gateways get range[10], range[11], ...; below is for the traffic host
+# Settings blocks that belong to one kind: required by it, refused elsewhere.
+KIND_BLOCKS = {"ssh": "ssh"}
 
 
 class TargetSpec(BaseModel):
@@ -33,6 +37,7 @@ class TargetSpec(BaseModel):
     labels: dict[str, str] = {}
     index: int = 0
     arch: str = ""
+    ssh: SshSpec | None = None
 
 
 class ResolvedKernel(BaseModel):
@@ -104,6 +109,7 @@ class _Pending:
     address: ipaddress.IPv4Address | None = None
     subnet: ipaddress.IPv4Network | None = None
     arch: str = ""
+    ssh: SshSpec | None = None
 
 
 @dataclass
@@ -112,6 +118,8 @@ class _Resolver:
     builds: Sequence[str]
     kinds: Sequence[str]
     kind_builds: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    extra_builds: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    base: str = "."
     issues: list[Issue] = field(default_factory=list)
     loops: set[frozenset[str]] = field(default_factory=set)
 
@@ -139,7 +147,22 @@ class _Resolver:
             merged["labels"] = {**merged["labels"], **(layer.labels or {})}
         if merged["arch"]:
             merged["labels"] = {**merged["labels"], "hardware": merged["arch"]}
+        merged["ssh"] = ssh.merge([layer.ssh for layer in layers])
         return merged
+
+    def blocks(self, i: int, t: TargetDef, s: dict) -> SshSpec | None | bool:
+        """The kind's own settings block, checked; False after a problem."""
+        loc: Loc = ("targets", i)
+        if KIND_BLOCKS.get(s["kind"]) != "ssh":
+            if s["ssh"]:
+                where = (*loc, "ssh") if t.ssh else self._where_set(t, "ssh")
+                self.fail(where, f"only for kind ssh (this target is kind {s['kind']})")
+                return False
+            return None
+        found = list(ssh.problems(s["ssh"]))
+        for key, message in found:
+            self.fail((*loc, "ssh", key) if t.ssh else (*loc, "ssh"), message)
+        return False if found else ssh.spec(s["ssh"], Path(self.base))
 
     def expand(self, i: int, t: TargetDef) -> Iterator[_Pending]:
         s = self.settings(i, t)
@@ -154,6 +177,9 @@ class _Resolver:
         builds = t.builds if t.builds is not None else [s["build"]]
         if builds == [None]:
             self.fail((*loc, "build"), "required (in the target, its group or defaults)")
+            return
+        board = self.blocks(i, t, s)
+        if board is False:
             return
         ok = True
         known = self.known(s["kind"])
@@ -181,20 +207,22 @@ class _Resolver:
                     name += f"-{n:0{width}d}"
                 yield _Pending(
                     loc, name, s["kind"], b, s["tick_ms"], s["flow_idle_ticks"], s["labels"],
-                    t.address, t.subnet, s["arch"],
+                    t.address, t.subnet, s["arch"], board or None,
                 )  # fmt: skip
 
     def known(self, kind: str) -> list[str]:
-        """Builds a kind runs: firmware builds, or its own plus the lab file's kernels."""
+        """Builds a kind runs: firmware builds (and the kind's extras), or its own plus
+        the lab file's kernels."""
         if kind not in self.kind_builds:
-            return list(self.builds)
+            return [*self.builds, *self.extra_builds.get(kind, ())]
         return [*self.kind_builds[kind], *self.lab.kernels]
 
     @property
     def all_builds(self) -> set[str]:
         """Firmware builds and the builds of kinds that run something else."""
         own = (b for k in self.kind_builds for b in self.known(k))
-        return {*self.builds, *own}
+        extra = (b for bs in self.extra_builds.values() for b in bs)
+        return {*self.builds, *own, *extra}
 
     def kernels(self, lab_file: str) -> dict[str, ResolvedKernel]:
         """The lab file's kernel builds, patch paths made absolute and checked."""
@@ -304,6 +332,7 @@ def resolve(
     builds: Sequence[str] | None = None,
     kinds: Sequence[str] | None = None,
     kind_builds: Mapping[str, Sequence[str]] | None = None,
+    extra_builds: Mapping[str, Sequence[str]] | None = None,
     path: str = "",
 ) -> ResolvedLab:
     """Stage 2: resolve settings, expand `count:`/`builds:`, assign addresses, sort.
@@ -314,7 +343,9 @@ def resolve(
         kinds: supported target kinds; default: the driver registry.
         kind_builds: kinds that run builds other than firmware builds, with those
             builds (`qemu`: `linux-af_key`); default: the driver registry.
-        path: the lab file, kept for reference.
+        extra_builds: kinds that run firmware builds and these too (`ssh`: `kernel`);
+            default: the driver registry.
+        path: the lab file, kept for reference; relative paths in it are from its folder.
 
     Returns:
         The resolved lab.
@@ -334,7 +365,12 @@ def resolve(
         from orchestrator.targets.registry import KIND_BUILDS
 
         kind_builds = KIND_BUILDS
-    r = _Resolver(lab, builds, kinds, kind_builds)
+    if extra_builds is None:
+        from orchestrator.targets.registry import KIND_EXTRA_BUILDS
+
+        extra_builds = KIND_EXTRA_BUILDS
+    base = str(Path(path).parent) if path else "."
+    r = _Resolver(lab, builds, kinds, kind_builds, extra_builds, base)
     pending: list[_Pending] = []
     first: dict[str, Loc] = {}
     for i, t in enumerate(lab.targets):
@@ -365,6 +401,7 @@ def resolve(
             labels=p.labels,
             index=n,
             arch=p.arch,
+            ssh=p.ssh,
         )
         for n, p in enumerate(targets)
     )
