@@ -10,10 +10,10 @@ PYTEST_ARGS ?=
 # scripts/deps.sh groups: the demo runs netns gateways only; the tests run every kind,
 # the HTML report in Chromium, Prometheus and the fuzz harnesses.
 DEMO_GROUPS := base
-TEST_GROUPS := base prometheus fuzz chromium docker qemu
-ALL_GROUPS := $(TEST_GROUPS) kernel ssh fresh
+TEST_GROUPS := base prometheus fuzz chromium docker qemu kernel ssh
+ALL_GROUPS := $(TEST_GROUPS) fresh
 
-.PHONY: all setup deps deps-demo deps-test venv firmware firmware-asan test demo bench \
+.PHONY: all setup deps deps-demo deps-test venv firmware firmware-asan kernels test demo bench \
 	lint fmt clean dashboards check-fresh
 
 all: setup
@@ -44,7 +44,11 @@ firmware-asan: deps-demo
 # everything, for working on spdlab
 setup: deps venv firmware
 
-test: deps-test venv firmware firmware-asan lint
+# Every kernel build on both arches, into the shared cache ($$SPDLAB_KERNEL_CACHE).
+kernels: deps-test venv
+	$(PY) -m orchestrator.kernel --all --arch x86_64 --arch arm64 >/dev/null
+
+test: deps-test venv firmware firmware-asan kernels lint
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 demo: deps-demo venv firmware

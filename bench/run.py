@@ -25,6 +25,7 @@ BENCHES = [
     ("up", ["bench/bench_up.py", "--sizes", "1,16,64"]),
     ("scrape", ["bench/bench_scrape.py", "--targets", "64"]),
     ("demo", ["bench/bench_demo.py"]),
+    ("kernel", ["bench/bench_kernel.py", "--rounds", "3"]),
 ]
 
 

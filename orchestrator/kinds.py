@@ -7,17 +7,25 @@ kind to its driver class.
 
 from __future__ import annotations
 
+from orchestrator.kernel import conf as kernel_conf
+
 # Declared, not discovered: every kind's module, in one place.
 KIND_MODULES: dict[str, str] = {
     "docker": "orchestrator.targets.docker",
     "netns": "orchestrator.targets.netns",
     "qemu": "orchestrator.targets.qemu",
+    "ssh": "orchestrator.targets.ssh",
 }
 
 # Kinds that do not run a firmware build from builds.conf, and the builds they run
 # instead (a real kernel is its own build). Every other kind runs firmware builds.
 KIND_BUILDS: dict[str, tuple[str, ...]] = {
-    "qemu": ("linux-af_key",),
+    "qemu": ("linux-af_key", *kernel_conf.known_names()),
+}
+
+# Kinds that run firmware builds and these builds as well (`kernel`: the board's own).
+KIND_EXTRA_BUILDS: dict[str, tuple[str, ...]] = {
+    "ssh": ("kernel",),
 }
 
 # What a kind cannot observe, measure → why. The engine records these measures as not

@@ -39,7 +39,7 @@ for group in "$@"; do
 	docker) install docker.io ;;
 	qemu) install qemu-system-x86 busybox-static ;;
 	kernel)
-		install linux-source-6.1 bison flex bc libelf-dev xz-utils \
+		install linux-source-6.1 bison flex bc libelf-dev xz-utils lz4 \
 		    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
 		;;
 	ssh) install openssh-server openssh-client dropbear-bin ;;

@@ -21,6 +21,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "qemu": ("qemu-system-x86_64", "busybox"),
     "chromium": ("chromium",),
     "fuzz": ("clang",),
+    "ssh": ("sshd", "ssh", "dropbear"),
+    "kernel": ("qemu-system-aarch64", "aarch64-linux-gnu-gcc", "bison", "flex", "bc"),
     "prometheus": (
         ".cache/prometheus/usr/bin/prometheus",
         ".cache/prometheus/usr/bin/promtool",

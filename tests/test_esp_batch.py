@@ -31,6 +31,8 @@ from test_esp_input import (
 
 from orchestrator.wait import until
 
+pytestmark = pytest.mark.netns
+
 
 @pytest.fixture(scope="module")
 def gwb(binary, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:  # noqa: F811

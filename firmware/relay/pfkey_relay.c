@@ -1,8 +1,9 @@
 /*
- * pfkey_relay: runs inside a QEMU guest and relays PF_KEY v2 between the
- * guest kernel's af_key and the host, over one virtio-serial port.
+ * pfkey_relay: relays PF_KEY v2 between a kernel (a QEMU guest's af_key, a
+ * board's PF_KEY) and the host, over one byte stream: a virtio-serial port,
+ * or stdin/stdout when sshd runs it as the command of an SSH channel.
  *
- * The port is a byte stream shared by every host client, so each PF_KEY
+ * The stream shared by every host client, so each PF_KEY
  * message travels in a frame naming its channel:
  *
  *	struct relay_hdr { u16 chan; u8 op; u8 pad; u32 len; }	little-endian
@@ -14,12 +15,30 @@
  * says the relay is up.  A channel is one PF_KEY socket, so broadcasts,
  * registrations and dumps behave per host client as they do per socket.
  *
- * usage: pfkey_relay PORT		e.g. /dev/vport1p1
+ * The frame header is little-endian on every board: it is encoded byte by
+ * byte, never copied from a struct.
+ *
+ * usage: pfkey_relay [-u SOCKET] PORT	PORT: a device (/dev/vport1p1), or -
+ *					for stdin/stdout (an SSH channel)
+ *        pfkey_relay -t [-u SOCKET]	check that a channel can be opened
+ *
+ * -u SOCKET: each channel connects to a Unix SOCK_SEQPACKET socket (netkeyd's
+ * control socket) instead of opening a PF_KEY socket.  On stdin/stdout the
+ * relay exits when the host closes the stream; on a device it waits for the
+ * host to come back.
+ *
+ * Plain POSIX plus PF_KEY: it builds against Linux's <linux/pfkeyv2.h> and
+ * the BSDs' <net/pfkeyv2.h> (RELAY_BSD_HEADERS picks the latter on Linux).
  */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
+#if defined(__linux__) && !defined(RELAY_BSD_HEADERS)
 #include <linux/pfkeyv2.h>
+#else
+#include <net/pfkeyv2.h>
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RELAY_OPEN	1
@@ -53,7 +73,10 @@ struct relay_hdr {
 };
 
 static int		 chanfd[RELAY_MAXCHAN];
-static int		 portfd = -1;
+static int		 infd = -1;
+static int		 outfd = -1;
+static int		 onstdio;
+static const char	*unixpath;
 static unsigned char	*inbuf;
 static size_t		 inlen;
 static unsigned char	*msgbuf;
@@ -75,7 +98,7 @@ port_write(const void *buf, size_t len)
 	ssize_t			 n;
 
 	while (len > 0) {
-		n = write(portfd, p, len);
+		n = write(outfd, p, len);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n <= 0) {
@@ -88,16 +111,41 @@ port_write(const void *buf, size_t len)
 	return (0);
 }
 
+static void
+hdr_encode(unsigned char *p, const struct relay_hdr *h)
+{
+	p[0] = h->chan & 0xff;
+	p[1] = (h->chan >> 8) & 0xff;
+	p[2] = h->op;
+	p[3] = 0;
+	p[4] = h->len & 0xff;
+	p[5] = (h->len >> 8) & 0xff;
+	p[6] = (h->len >> 16) & 0xff;
+	p[7] = (h->len >> 24) & 0xff;
+}
+
+static void
+hdr_decode(struct relay_hdr *h, const unsigned char *p)
+{
+	h->chan = (uint16_t)(p[0] | p[1] << 8);
+	h->op = p[2];
+	h->pad = p[3];
+	h->len = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
+	    (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+}
+
 static int
 relay_send(uint16_t chan, uint8_t op, const void *data, uint32_t len)
 {
 	struct relay_hdr	 h;
+	unsigned char		 buf[RELAY_HDRLEN];
 
 	memset(&h, 0, sizeof(h));
 	h.chan = chan;
 	h.op = op;
 	h.len = len;
-	if (port_write(&h, sizeof(h)) == -1)
+	hdr_encode(buf, &h);
+	if (port_write(buf, sizeof(buf)) == -1)
 		return (-1);
 	if (len > 0 && port_write(data, len) == -1)
 		return (-1);
@@ -113,21 +161,71 @@ chan_close(uint16_t chan)
 	}
 }
 
+/* A connected SOCK_SEQPACKET socket to unixpath, or -1. */
+static int
+unix_open(void)
+{
+	struct sockaddr_un	 sun;
+	int			 fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(unixpath) >= sizeof(sun.sun_path)) {
+		errno = ENAMETOOLONG;
+		return (-1);
+	}
+	strncpy(sun.sun_path, unixpath, sizeof(sun.sun_path) - 1);
+	if ((fd = socket(AF_UNIX, SOCK_SEQPACKET, 0)) == -1)
+		return (-1);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		close(fd);
+		return (-1);
+	}
+	return (fd);
+}
+
 static void
-chan_open(uint16_t chan)
+rcvbuf_grow(int fd)
 {
 	int	 size = RELAY_RCVBUF;
 
-	chan_close(chan);
-	chanfd[chan] = socket(PF_KEY, SOCK_RAW, PF_KEY_V2);
-	if (chanfd[chan] == -1) {
-		log_warnx(__func__, "socket(PF_KEY)", errno);
-		relay_send(chan, RELAY_CLOSE, NULL, 0);
+#ifdef SO_RCVBUFFORCE
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size,
+	    sizeof(size)) == 0)
 		return;
-	}
-	if (setsockopt(chanfd[chan], SOL_SOCKET, SO_RCVBUFFORCE, &size,
+#endif
+	/* Without the privilege to force it, take what the system allows. */
+	while (size >= 65536 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size,
 	    sizeof(size)) == -1)
-		log_warnx(__func__, "SO_RCVBUFFORCE", errno);
+		size /= 2;
+}
+
+/* A fresh socket for one channel: PF_KEY, or the -u socket; -1 on error. */
+static int
+chan_socket(void)
+{
+	int	 fd;
+
+	if (unixpath != NULL)
+		fd = unix_open();
+	else
+		fd = socket(PF_KEY, SOCK_RAW, PF_KEY_V2);
+	if (fd == -1) {
+		log_warnx(__func__, unixpath != NULL ? unixpath :
+		    "socket(PF_KEY)", errno);
+		return (-1);
+	}
+	rcvbuf_grow(fd);
+	return (fd);
+}
+
+static void
+chan_open(uint16_t chan)
+{
+	chan_close(chan);
+	chanfd[chan] = chan_socket();
+	if (chanfd[chan] == -1)
+		relay_send(chan, RELAY_CLOSE, NULL, 0);
 }
 
 /* Relay one message the kernel has for this channel; -1 when there is none. */
@@ -188,7 +286,7 @@ port_frames(void)
 	size_t			 off = 0;
 
 	while (inlen - off >= RELAY_HDRLEN) {
-		memcpy(&h, inbuf + off, sizeof(h));
+		hdr_decode(&h, inbuf + off);
 		if (h.chan >= RELAY_MAXCHAN || h.len > RELAY_MAXMSG) {
 			log_warnx(__func__, "bad frame from host", 0);
 			return (-1);
@@ -219,15 +317,21 @@ port_frames(void)
 static void
 port_input(void)
 {
-	ssize_t	 n;
+	struct timespec	 ts = { 0, 100000000 };
+	ssize_t		 n;
 
-	n = read(portfd, inbuf + inlen, RELAY_BUFLEN - inlen);
+	n = read(infd, inbuf + inlen, RELAY_BUFLEN - inlen);
 	if (n == -1 && (errno == EINTR || errno == EAGAIN))
 		return;
+	if (n <= 0 && onstdio) {
+		/* The SSH channel closed: nobody will come back on it. */
+		host_gone();
+		exit(n == 0 ? 0 : 1);
+	}
 	if (n <= 0) {
 		/* The host side is not connected: drop its channels, wait. */
 		host_gone();
-		usleep(100000);
+		nanosleep(&ts, NULL);
 		return;
 	}
 	inlen += (size_t)n;
@@ -244,7 +348,7 @@ relay_loop(void)
 	nfds_t		 n, i;
 
 	for (;;) {
-		pfd[0].fd = portfd;
+		pfd[0].fd = infd;
 		pfd[0].events = POLLIN;
 		n = 1;
 		for (i = 0; i < RELAY_MAXCHAN; i++) {
@@ -268,15 +372,68 @@ relay_loop(void)
 	}
 }
 
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: pfkey_relay [-u SOCKET] PORT|-\n"
+	    "       pfkey_relay -t [-u SOCKET]\n");
+	exit(2);
+}
+
+/* -t: can a channel's socket be opened here (is there PF_KEY)? */
+static int
+relay_check(void)
+{
+	int	 fd;
+
+	if ((fd = chan_socket()) == -1)
+		return (1);
+	close(fd);
+	printf("pfkey_relay: %s opens\n", unixpath != NULL ? unixpath :
+	    "PF_KEY");
+	return (0);
+}
+
+static int
+port_open(const char *port)
+{
+	if (strcmp(port, "-") == 0) {
+		onstdio = 1;
+		infd = STDIN_FILENO;
+		outfd = STDOUT_FILENO;
+		return (0);
+	}
+	infd = outfd = open(port, O_RDWR);
+	if (infd == -1) {
+		log_warnx(__func__, port, errno);
+		return (-1);
+	}
+	return (0);
+}
+
 int
 main(int argc, char *argv[])
 {
-	int	 i;
+	int	 ch, check = 0, i;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: pfkey_relay PORT\n");
-		return (2);
+	while ((ch = getopt(argc, argv, "tu:")) != -1) {
+		switch (ch) {
+		case 't':
+			check = 1;
+			break;
+		case 'u':
+			unixpath = optarg;
+			break;
+		default:
+			usage();
+		}
 	}
+	argc -= optind;
+	argv += optind;
+	if (check)
+		return (argc == 0 ? relay_check() : (usage(), 2));
+	if (argc != 1)
+		usage();
 	inbuf = malloc(RELAY_BUFLEN);
 	msgbuf = malloc(RELAY_MAXMSG);
 	if (inbuf == NULL || msgbuf == NULL) {
@@ -285,12 +442,10 @@ main(int argc, char *argv[])
 	}
 	for (i = 0; i < RELAY_MAXCHAN; i++)
 		chanfd[i] = -1;
-	portfd = open(argv[1], O_RDWR);
-	if (portfd == -1) {
-		log_warnx(__func__, argv[1], errno);
+	if (port_open(argv[0]) == -1)
 		return (1);
-	}
-	fprintf(stderr, "pfkey_relay: relaying PF_KEY on %s\n", argv[1]);
+	fprintf(stderr, "pfkey_relay: relaying %s on %s\n",
+	    unixpath != NULL ? unixpath : "PF_KEY", argv[0]);
 	relay_send(0, RELAY_HELLO, NULL, 0);
 	relay_loop();
 	return (0);

@@ -22,7 +22,7 @@ def pairs(builds: Iterable[str]) -> list[tuple[str, str]]:
 
     The closest base wins: canary+nextsp pairs with canary, not netkey.
     """
-    recipes = buildsconf.read()
+    recipes = _recipes()
     present = [b for b in builds if b in recipes]
     out = []
     for p in present:
@@ -30,6 +30,15 @@ def pairs(builds: Iterable[str]) -> list[tuple[str, str]]:
         if bases:
             out.append((max(bases, key=lambda b: len(recipes[b].patches)), p))
     return out
+
+
+def _recipes() -> dict[str, buildsconf.Recipe]:
+    """Firmware builds and kernel builds (kernels/builds.conf), as comparisons pair them."""
+    from orchestrator.kernel.conf import series as kernel_series
+
+    kernels = {k: buildsconf.Recipe(k, tree, tuple(patches), synthetic)
+               for k, (tree, patches, synthetic) in kernel_series().items()}  # fmt: skip
+    return {**buildsconf.read(), **kernels}
 
 
 def _extends(p: buildsconf.Recipe, b: buildsconf.Recipe) -> bool:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,23}$")]
 Label = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,63}$")]
+BuildName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+_.-]{0,47}$")]
 Count = Annotated[int, Field(ge=1, le=1024)]
 
 
@@ -16,6 +17,28 @@ class Strict(BaseModel):
     """A lab file node: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+HostName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:%-]{1,253}$")]
+
+
+class SshDef(Strict):
+    """How to reach a `kind: ssh` board: an address, or a host of an Ansible inventory.
+
+    Merged key by key like other settings (defaults < group < target), so `defaults:`
+    may give user, key and known_hosts and each target its address.
+    """
+
+    address: HostName | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    user: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] | None = None
+    key: str | None = None
+    known_hosts: str | None = None
+    inventory: str | None = None
+    host: HostName | None = None
+    dir: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9_./-]{0,63}$")] | None = None
+    # auto: the static pfkey_relay where it fits the board, else built there; build: always
+    relay: Literal["auto", "build"] | None = None
 
 
 class TargetSettings(Strict):
@@ -26,6 +49,8 @@ class TargetSettings(Strict):
     tick_ms: Annotated[int, Field(ge=0, le=60_000)] | None = None
     flow_idle_ticks: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     labels: dict[Label, str] | None = None
+    arch: Literal["x86_64", "arm64"] | None = None
+    ssh: SshDef | None = None
 
 
 class TargetDef(TargetSettings):
@@ -94,6 +119,14 @@ class Expectation(Strict):
         return {k: m for k, m in self.MEASURES.items() if getattr(self, k) is not None}
 
 
+class KernelDef(Strict):
+    """A kernel build of the user's own patches (paths relative to the lab file), after base's."""
+
+    base: str | None = None
+    patches: Annotated[list[str], Field(min_length=1)]
+    synthetic: bool = False
+
+
 class LabDef(Strict):
     """The whole lab file."""
 
@@ -105,3 +138,4 @@ class LabDef(Strict):
     traffic_host: TrafficHostDef = TrafficHostDef()
     scenario: Scenario = Scenario()
     expect: dict[str, Expectation] = {}
+    kernels: dict[BuildName, KernelDef] = {}

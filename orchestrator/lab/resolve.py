@@ -5,16 +5,21 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.lab import ssh
 from orchestrator.lab.issues import Issue, LabIssues, Loc
 from orchestrator.lab.model import Expectation, LabDef, Scenario, TargetDef
+from orchestrator.lab.ssh import SshSpec
 
 DEFAULT_KIND = "netns"
 DEFAULT_TICK_MS = 1000
 DEFAULT_FLOW_IDLE_TICKS = 30
 FIRST_AUTO_HOST = 10  # gateways get range[10], range[11], ...; below is for the traffic host
+# Settings blocks that belong to one kind: required by it, refused elsewhere.
+KIND_BLOCKS = {"ssh": "ssh"}
 
 
 class TargetSpec(BaseModel):
@@ -31,6 +36,18 @@ class TargetSpec(BaseModel):
     prefixlen: int
     labels: dict[str, str] = {}
     index: int = 0
+    arch: str = ""
+    ssh: SshSpec | None = None
+
+
+class ResolvedKernel(BaseModel):
+    """A kernel build the lab file defines: base's series, then its patch files (absolute)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base: str | None = None
+    patches: tuple[str, ...]
+    synthetic: bool = False
 
 
 class TrafficHostSpec(BaseModel):
@@ -54,6 +71,7 @@ class ResolvedLab(BaseModel):
     targets: tuple[TargetSpec, ...]
     scenario: Scenario
     expect: dict[str, Expectation] = {}
+    kernels: dict[str, ResolvedKernel] = {}
 
     @property
     def builds(self) -> tuple[str, ...]:
@@ -90,6 +108,8 @@ class _Pending:
     labels: dict[str, str]
     address: ipaddress.IPv4Address | None = None
     subnet: ipaddress.IPv4Network | None = None
+    arch: str = ""
+    ssh: SshSpec | None = None
 
 
 @dataclass
@@ -98,6 +118,8 @@ class _Resolver:
     builds: Sequence[str]
     kinds: Sequence[str]
     kind_builds: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    extra_builds: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    base: str = "."
     issues: list[Issue] = field(default_factory=list)
     loops: set[frozenset[str]] = field(default_factory=set)
 
@@ -116,13 +138,31 @@ class _Resolver:
         layers.append(t)
         merged: dict = {"kind": DEFAULT_KIND, "tick_ms": DEFAULT_TICK_MS}
         merged |= {"flow_idle_ticks": DEFAULT_FLOW_IDLE_TICKS, "build": None, "labels": {}}
+        merged["arch"] = ""
         for layer in layers:
-            for key in ("kind", "build", "tick_ms", "flow_idle_ticks"):
+            for key in ("kind", "build", "tick_ms", "flow_idle_ticks", "arch"):
                 value = getattr(layer, key)
                 if value is not None:
                     merged[key] = value
             merged["labels"] = {**merged["labels"], **(layer.labels or {})}
+        if merged["arch"]:
+            merged["labels"] = {**merged["labels"], "hardware": merged["arch"]}
+        merged["ssh"] = ssh.merge([layer.ssh for layer in layers])
         return merged
+
+    def blocks(self, i: int, t: TargetDef, s: dict) -> SshSpec | None | bool:
+        """The kind's own settings block, checked; False after a problem."""
+        loc: Loc = ("targets", i)
+        if KIND_BLOCKS.get(s["kind"]) != "ssh":
+            if s["ssh"]:
+                where = (*loc, "ssh") if t.ssh else self._where_set(t, "ssh")
+                self.fail(where, f"only for kind ssh (this target is kind {s['kind']})")
+                return False
+            return None
+        found = list(ssh.problems(s["ssh"]))
+        for key, message in found:
+            self.fail((*loc, "ssh", key) if t.ssh else (*loc, "ssh"), message)
+        return False if found else ssh.spec(s["ssh"], Path(self.base))
 
     def expand(self, i: int, t: TargetDef) -> Iterator[_Pending]:
         s = self.settings(i, t)
@@ -138,8 +178,11 @@ class _Resolver:
         if builds == [None]:
             self.fail((*loc, "build"), "required (in the target, its group or defaults)")
             return
+        board = self.blocks(i, t, s)
+        if board is False:
+            return
         ok = True
-        known = self.kind_builds.get(s["kind"], self.builds)
+        known = self.known(s["kind"])
         for j, b in enumerate(builds):
             if b not in known:
                 if t.builds is not None:
@@ -164,13 +207,38 @@ class _Resolver:
                     name += f"-{n:0{width}d}"
                 yield _Pending(
                     loc, name, s["kind"], b, s["tick_ms"], s["flow_idle_ticks"], s["labels"],
-                    t.address, t.subnet,
+                    t.address, t.subnet, s["arch"], board or None,
                 )  # fmt: skip
+
+    def known(self, kind: str) -> list[str]:
+        """Builds a kind runs: firmware builds (and the kind's extras), or its own plus
+        the lab file's kernels."""
+        if kind not in self.kind_builds:
+            return [*self.builds, *self.extra_builds.get(kind, ())]
+        return [*self.kind_builds[kind], *self.lab.kernels]
 
     @property
     def all_builds(self) -> set[str]:
         """Firmware builds and the builds of kinds that run something else."""
-        return {*self.builds, *(b for bs in self.kind_builds.values() for b in bs)}
+        own = (b for k in self.kind_builds for b in self.known(k))
+        extra = (b for bs in self.extra_builds.values() for b in bs)
+        return {*self.builds, *own, *extra}
+
+    def kernels(self, lab_file: str) -> dict[str, ResolvedKernel]:
+        """The lab file's kernel builds, patch paths made absolute and checked."""
+        here = Path(lab_file).resolve().parent if lab_file else Path.cwd()
+        bases = {b for bs in self.kind_builds.values() for b in bs}
+        out = {}
+        for name, k in self.lab.kernels.items():
+            if k.base is not None and k.base not in bases:
+                self.fail(("kernels", name, "base"), f"unknown kernel build '{k.base}'")
+            files = [(here / f).resolve() for f in k.patches]
+            for j, f in enumerate(files):
+                if not f.is_file():
+                    self.fail(("kernels", name, "patches", j), f"no such patch file: {f}")
+            patches = tuple(map(str, files))
+            out[name] = ResolvedKernel(base=k.base, patches=patches, synthetic=k.synthetic)
+        return out
 
     def _where_set(self, t: TargetDef, key: str) -> Loc:
         """Where an inherited setting came from: the group, else defaults."""
@@ -277,6 +345,7 @@ def resolve(
     builds: Sequence[str] | None = None,
     kinds: Sequence[str] | None = None,
     kind_builds: Mapping[str, Sequence[str]] | None = None,
+    extra_builds: Mapping[str, Sequence[str]] | None = None,
     path: str = "",
 ) -> ResolvedLab:
     """Stage 2: resolve settings, expand `count:`/`builds:`, assign addresses, sort.
@@ -287,7 +356,9 @@ def resolve(
         kinds: supported target kinds; default: the driver registry.
         kind_builds: kinds that run builds other than firmware builds, with those
             builds (`qemu`: `linux-af_key`); default: the driver registry.
-        path: the lab file, kept for reference.
+        extra_builds: kinds that run firmware builds and these too (`ssh`: `kernel`);
+            default: the driver registry.
+        path: the lab file, kept for reference; relative paths in it are from its folder.
 
     Returns:
         The resolved lab.
@@ -307,7 +378,12 @@ def resolve(
         from orchestrator.kinds import KIND_BUILDS
 
         kind_builds = KIND_BUILDS
-    r = _Resolver(lab, builds, kinds, kind_builds)
+    if extra_builds is None:
+        from orchestrator.kinds import KIND_EXTRA_BUILDS
+
+        extra_builds = KIND_EXTRA_BUILDS
+    base = str(Path(path).parent) if path else "."
+    r = _Resolver(lab, builds, kinds, kind_builds, extra_builds, base)
     pending: list[_Pending] = []
     first: dict[str, Loc] = {}
     for i, t in enumerate(lab.targets):
@@ -320,6 +396,7 @@ def resolve(
             pending.append(p)
     expect = r.expectations()
     _observable(r, expect, pending)
+    kernels = r.kernels(path)
     th = r.addresses(pending)
     if r.issues:
         raise LabIssues(r.issues)
@@ -337,6 +414,8 @@ def resolve(
             prefixlen=plen,
             labels=p.labels,
             index=n,
+            arch=p.arch,
+            ssh=p.ssh,
         )
         for n, p in enumerate(targets)
     )
@@ -348,4 +427,5 @@ def resolve(
         targets=specs,
         scenario=lab.scenario,
         expect=expect,
+        kernels=kernels,
     )

@@ -1,15 +1,17 @@
 """QemuDriver — runs a real Linux kernel per target in QEMU, reached through a PF_KEY relay.
 
-Each target is one VM: Debian's stock kernel (`scripts/qemu-kernel.sh`) and an
-initramfs whose init loads af_key, esp4, xfrm_user and drbg, then runs
-firmware/relay/pfkey_relay on a virtio-serial port. QEMU maps the port to
+Each target is one VM, x86_64 or arm64 (`arch:`), under TCG. Build `linux-af_key`
+is Debian's stock kernel (`scripts/qemu-kernel.sh`) with an initramfs whose init
+loads af_key, esp4, xfrm_user and drbg; a kernel build (kernels/builds.conf, or
+the lab file's `kernels:`) is an all-built-in kernel from orchestrator.kernel. Both
+run firmware/relay/pfkey_relay on a virtio-serial port. QEMU maps the port to
 runs/<id>/targets/<name>/relay.sock; a bridge process on the host
 (orchestrator.targets.relay) serves control.sock (SOCK_SEQPACKET, Linux sockaddr
 flavour) and admin.sock, where orchestrator.targets.spdpoll answers `stats` and
 `ticks` by polling SPDDUMP. The VMs have no network: labs with qemu targets use
 `traffic: none`.
 
-The build is `linux-af_key`: there is no firmware to build, the kernel is the build.
+There is no firmware to build: the kernel is the build.
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import InfraError, SpdlabError
+from orchestrator.atomic import write_json
+from orchestrator.errors import ConfigError, InfraError, SpdlabError
 from orchestrator.runs import project_root
 from orchestrator.targets import cleanup
 from orchestrator.targets.base import Health, TargetDriver
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
-from orchestrator.targets.registry import register_kind
+from orchestrator.targets.qemuboot import STOCK, Boot, arch_of, built, qemu_argv, qemu_binary, stock
+from orchestrator.targets.registry import KIND_BUILDS, register_kind
 
-BUILDS = ("linux-af_key",)
-QEMU = "qemu-system-x86_64"
+if TYPE_CHECKING:
+    from orchestrator.lab.resolve import TargetSpec
+
 PORT_NAME = "spdlab.pfkey"
 MEMORY_MB = 256
 BOOT_TIMEOUT_S = 120.0
@@ -51,10 +56,8 @@ def prepare_kernel(env: Mapping[str, str] | None = None) -> Path:
         env: the script's environment (default: this process's).
 
     Raises:
-        InfraError: QEMU is missing, or the script failed.
+        InfraError: the script failed.
     """
-    if shutil.which(QEMU) is None:
-        raise InfraError(f"{QEMU} not found: apt-get install qemu-system-x86", step="provision")
     script = project_root() / "scripts" / "qemu-kernel.sh"
     r = subprocess.run([str(script)], capture_output=True, text=True, env=env)
     if r.returncode != 0:
@@ -64,21 +67,6 @@ def prepare_kernel(env: Mapping[str, str] | None = None) -> Path:
     if not (d / "vmlinuz").is_file() or not (d / "initramfs.gz").is_file():
         raise InfraError(f"{d}: no vmlinuz or initramfs.gz", step="provision")
     return d
-
-
-def qemu_argv(kdir: Path, files: dict[str, Path]) -> list[str]:
-    """One VM: TCG, no display, no network; the console to a file, the relay's port to a socket."""
-    return [
-        QEMU, "-accel", "tcg", "-cpu", "max", "-m", str(MEMORY_MB), "-smp", "1",
-        "-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
-        "-serial", f"file:{files['console']}",
-        "-kernel", str(kdir / "vmlinuz"), "-initrd", str(kdir / "initramfs.gz"),
-        "-append", "console=ttyS0 panic=-1 quiet",
-        "-device", "virtio-rng-pci", "-device", "virtio-serial-pci",
-        "-chardev", f"socket,id=pfkey,path={files['relay']},server=on,wait=off",
-        "-device", f"virtserialport,chardev=pfkey,name={PORT_NAME}",
-        "-pidfile", str(files["qemu_pid"]),
-    ]  # fmt: skip
 
 
 @register_kind("qemu")
@@ -97,15 +85,18 @@ class QemuDriver(TargetDriver):
             "console": d / "console.log",
             "console_err": d / "qemu.log",
             "bridge_log": d / "relay.log",
+            "boot": d / "boot.json",
         }
 
     # ------------------------------------------------------------ provision
 
     def provision(self) -> None:
-        """Check socket paths, record the targets, fetch the kernel and build the initramfs."""
+        """Check socket paths, record the targets, build or fetch each kernel and initramfs."""
+        builds = [*KIND_BUILDS["qemu"], *(self.lab.kernels if self.lab else ())]
         for t in self.specs:
-            if t.build not in BUILDS:
-                raise InfraError(f"kind qemu runs builds {', '.join(BUILDS)}", t.name, "provision")
+            if t.build not in builds:
+                raise InfraError(f"kind qemu runs builds {', '.join(builds)}", t.name, "provision")
+            qemu_binary(arch_of(t))
             longest = str(self.files(t.name)["control"])
             if len(longest.encode()) > MAX_UNIX_PATH:
                 raise InfraError(f"socket path too long for a Unix socket: {longest}", t.name)
@@ -116,44 +107,68 @@ class QemuDriver(TargetDriver):
                     "build": t.build,
                     "address": str(t.address),
                     "dir": str(self.run.target_dir(t.name)),
+                    "arch": arch_of(t),
                 }
                 for t in self.specs
             }
         )
-        self.progress.phase("kernel", 1)
-        kdir = prepare_kernel(self.spawn_env)
-        self.state.set(qemu_kernel=kdir.name)
-        self.progress.advance("kernel")
+        kernels = {(t.build, arch_of(t)): t for t in reversed(self.specs)}
+        self.progress.phase("kernel", len(kernels))
+        boots = {}
+        for key in sorted(kernels):
+            boots[key] = self._prepare(kernels[key])
+            self.progress.advance("kernel")
+        for t in self.specs:
+            boot = boots[(t.build, arch_of(t))]
+            self.state.set_target(t.name, kernel=boot.meta)
+            self.files(t.name)["boot"].parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.files(t.name)["boot"], boot.as_dict())
+
+    def _prepare(self, spec: TargetSpec) -> Boot:
+        """The kernel and initramfs of one (build, arch), built or fetched once per run.
+
+        Raises:
+            ConfigError: the build's own input is wrong (a patch that does not apply).
+        """
+        try:
+            if spec.build == STOCK:
+                return stock(arch_of(spec), prepare_kernel(self.spawn_env))
+            return built(self.lab, spec)
+        except ConfigError as e:
+            raise ConfigError(f"kernel {spec.build} ({arch_of(spec)}): {e}") from None
 
     # ------------------------------------------------------------ start
 
     def start(self) -> None:
         """Boot one VM per target, start its bridge; returns when each answers REGISTER."""
-        kdir = kernel_dir().resolve()
         self.progress.phase("boot", len(self.specs))
         for t in self.specs:
-            self._spawn(t.name, kdir, t.tick_ms)
+            boot = Boot(**json.loads(self.files(t.name)["boot"].read_text()))
+            self._spawn(t.name, boot, t.build, t.tick_ms)
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         for t in self.specs:
             self._wait_register(t.name, deadline)
             self.progress.advance("boot")
 
-    def _spawn(self, name: str, kdir: Path, tick_ms: int) -> None:
+    def _spawn(self, name: str, boot: Boot, build: str, tick_ms: int) -> None:
         f = self.files(name)
         f["relay"].parent.mkdir(parents=True, exist_ok=True)
-        made = [p for k, p in f.items() if k not in ("console", "console_err", "bridge_log")]
+        logs = ("console", "console_err", "bridge_log", "boot")
+        made = [p for k, p in f.items() if k not in logs]
         self.state.record(*({"type": "file", "path": str(p), "target": name} for p in made))
         for k in ("relay", "control", "admin", "qemu_pid", "bridge_pid"):
             f[k].unlink(missing_ok=True)
         with open(f["console"], "wb"):
             pass
         # Both daemonize: init reaps them, and each pidfile exists once its parent returns.
-        self._daemon(name, "qemu", [*qemu_argv(kdir, f), "-daemonize"], f["console_err"])
+        argv = qemu_argv(boot, f, MEMORY_MB, PORT_NAME)
+        self._daemon(name, "qemu", [*argv, "-daemonize"], f["console_err"])
         bridge = [
             sys.executable, "-m", "orchestrator.targets.relay", "--daemon",
             "--guest", str(f["relay"]), "--control", str(f["control"]),
             "--admin", str(f["admin"]), "--pidfile", str(f["bridge_pid"]),
-            "--kernel", kdir.name, "--tick-ms", str(tick_ms),
+            "--kernel", boot.release, "--build", build, "--tick-ms", str(tick_ms),
+            "--meta", str(f["boot"]),
         ]  # fmt: skip
         self._daemon(name, "bridge", bridge, f["bridge_log"])
 
@@ -248,12 +263,12 @@ class QemuDriver(TargetDriver):
         return h
 
     def collect(self, name: str, dest: Path) -> list[Path]:
-        """Copy the guest's console log and the bridge's log; version, stats and policies."""
+        """Copy the console, the bridge's log and boot.json; version, stats and policies."""
         out_dir = dest / name
         out_dir.mkdir(parents=True, exist_ok=True)
         got = []
         f = self.files(name)
-        for k in ("console", "console_err", "bridge_log"):
+        for k in ("console", "console_err", "bridge_log", "boot"):
             if f[k].exists() and f[k].parent != out_dir:
                 got.append(Path(shutil.copy2(f[k], out_dir / f[k].name)))
         if self.health(name).healthy:

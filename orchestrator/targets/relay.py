@@ -13,17 +13,23 @@ bytes; little-endian.
         [--admin admin.sock --build linux-af_key --tick-ms 1000]
 
 With --admin it also serves the SPDDUMP-polling stats adapter (orchestrator.targets.spdpoll).
+
+For an SSH board the stream is the stdio of a command instead (`-- ssh ... pfkey_relay -`):
+the bridge runs it on one end of a socketpair, writes its PID to --command-pidfile, and
+exits when it does; SIGTERM stops it first.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -74,6 +80,17 @@ class RelayBridge:
             s.close()
             return None
         return s
+
+    def spawn(self, argv: list[str], pidfile: str | None) -> subprocess.Popen:
+        """Run argv with its stdin and stdout on a socketpair: the relay's stream is its stdio."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        child = subprocess.Popen(argv, stdin=theirs, stdout=theirs, close_fds=True)
+        theirs.close()
+        if pidfile:
+            Path(f"{pidfile}.tmp").write_text(f"{child.pid}\n")
+            os.replace(f"{pidfile}.tmp", pidfile)
+        self.guest = mine
+        return child
 
     def _recv_exact(self, n: int) -> bytes:
         assert self.guest is not None
@@ -204,23 +221,34 @@ def daemonize(pidfile: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m orchestrator.targets.relay")
-    p.add_argument("--guest", required=True, help="QEMU's chardev socket")
+    p.add_argument("--guest", help="QEMU's chardev socket")
     p.add_argument("--control", required=True, help="the SOCK_SEQPACKET socket to serve")
     p.add_argument("--admin", help="serve the SPDDUMP-polling stats adapter here")
     p.add_argument("--build", default="linux-af_key")
     p.add_argument("--kernel", default="")
+    p.add_argument("--meta", help="boot.json: the kernel build's versions, for `version`")
+    p.add_argument("--flavour", default="linux", help="the kernel's sockaddr flavour")
+    p.add_argument("--tree", default="linux", help="the tree `version` reports")
     p.add_argument("--tick-ms", type=int, default=1000)
     p.add_argument("--pidfile")
     p.add_argument("--daemon", action="store_true", help="fork; return once the pidfile is written")
     p.add_argument("--connect-timeout", type=float, default=30.0)
+    p.add_argument("--command-pidfile", help="where the command's PID goes")
+    p.add_argument("command", nargs="*", help="after --: the command whose stdio is the stream")
     args = p.parse_args(argv)
+    if bool(args.guest) == bool(args.command):
+        p.error("give either --guest or a command after --")
     if args.daemon:
         daemonize(args.pidfile)
     elif args.pidfile:
         Path(args.pidfile).write_text(f"{os.getpid()}\n")
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    bridge = RelayBridge(args.guest, args.control)
-    bridge.connect(args.connect_timeout)
+    bridge = RelayBridge(args.guest or "", args.control)
+    if args.command:
+        child = bridge.spawn(args.command, args.command_pidfile)
+        signal.signal(signal.SIGTERM, lambda *_: (child.terminate(), os._exit(0)))
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        bridge.connect(args.connect_timeout)
     threading.Thread(target=bridge.guest_reader, daemon=True).start()
     while not bridge.hello.wait(0.5):
         if bridge.closed.is_set():
@@ -229,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.admin:
         from orchestrator.targets.spdpoll import SpdPoller
 
-        poller = SpdPoller(args.control, build=args.build, kernel=args.kernel, tick_ms=args.tick_ms)
+        poller = SpdPoller(args.control, build=args.build, kernel=args.kernel,
+                           tick_ms=args.tick_ms, flavour=args.flavour, tree=args.tree)  # fmt: skip
+        if args.meta:
+            poller.meta = json.loads(Path(args.meta).read_text()).get("meta", {})
         threading.Thread(target=poller.serve, args=(args.admin,), daemon=True).start()
     threading.Thread(target=bridge.serve, daemon=True).start()
     bridge.closed.wait()

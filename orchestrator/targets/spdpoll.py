@@ -51,15 +51,19 @@ class SpdPoller:
     """SpdPoller — a stats endpoint for a kernel reached over PF_KEY.
 
     Args:
-        control: the target's PF_KEY socket (Unix SOCK_SEQPACKET, Linux flavour).
+        control: the target's PF_KEY socket (Unix SOCK_SEQPACKET).
         build: the build name `version` reports.
         kernel: the guest kernel's release.
         tick_ms: the timer's period; 0: observe only on requests.
+        flavour: the kernel's sockaddr flavour ("linux", or "bsd" for a BSD board).
+        tree: the tree `version` reports (the kernel's OS).
     """
 
     def __init__(self, control: str, build: str = "linux-af_key", kernel: str = "",
-                 tick_ms: int = 1000):  # fmt: skip
+                 tick_ms: int = 1000, flavour: str = "linux", tree: str = "linux"):  # fmt: skip
         self.control = control
+        self.flavour = flavour
+        self.tree = tree
         self.build = build
         self.kernel = kernel
         self.tick_ms = tick_ms
@@ -71,6 +75,7 @@ class SpdPoller:
         self.policies: list[dict[str, Any]] = []
         self.ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=RING)
         self.error = ""
+        self.meta: dict[str, Any] = {}  # a kernel build's versions (orchestrator.kernel)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ observing
@@ -78,7 +83,7 @@ class SpdPoller:
     def _dump(self) -> list:
         from orchestrator.pfkey.client import PfkeyClient
 
-        with PfkeyClient(self.control, timeout=10.0, flavour="linux") as c:
+        with PfkeyClient(self.control, timeout=10.0, flavour=self.flavour) as c:
             return c.spddump()
 
     def observe(self) -> dict[str, Any]:
@@ -163,9 +168,9 @@ class SpdPoller:
             if cmd == "ping":
                 return {"ok": True}
             if cmd == "version":
-                return {"build": self.build, "tree": "linux", "patches": [],
+                return {"build": self.build, "tree": self.tree, "patches": [],
                         "kernel": self.kernel, "tick_ms": self.tick_ms,
-                        "resolution": RESOLUTION, "pid": os.getpid()}  # fmt: skip
+                        "resolution": RESOLUTION, "pid": os.getpid(), **self.meta}  # fmt: skip
             if cmd == "stats":
                 return self.stats()
             if cmd == "ticks":

@@ -1,0 +1,180 @@
+"""Kernel benchmark: boot to PF_KEY ready, built kernel against Debian's; warm against cold build.
+
+- Boot: `spdlab up` of a one-target qemu lab (LabRun.up) until the guest's af_key answers
+  REGISTER through the relay, for build `linux` on x86_64 and arm64 and for Debian's stock
+  kernel (`linux-af_key`, x86_64, modules loaded by its initramfs). Kernels come from the
+  cache, so this is boot time. Median of --rounds; the ratio is stock / built.
+- Build: a cold build of `linux` for x86_64 into an empty cache (the pristine source is
+  shared, so unpacking is not counted), and a one-line patch on top of `linux` rebuilt in
+  the cache's object directory. The ratio is cold / warm. `--cold recorded` takes the
+  cold time this cache recorded when it first built `linux` (meta.json) instead.
+
+    python bench/bench_kernel.py [--rounds 3] [--cold build|recorded] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.kernel import build, cache, conf, tree  # noqa: E402
+from orchestrator.lab import load_lab  # noqa: E402
+from orchestrator.runs import list_runs  # noqa: E402
+from orchestrator.targets.session import LabRun  # noqa: E402
+
+GOAL_RATIO = 4.0
+GOAL_BOOT_S = 2.0
+LAB = """\
+name: kbench
+range: 10.83.0.0/24
+defaults: {{kind: qemu, build: {build}, arch: {arch}, tick_ms: 1000}}
+targets:
+  - {{name: vm}}
+scenario: {{policies: 1, traffic: none, algorithm: aes-cbc-hmac-sha256}}
+"""
+
+
+def boot_s(runs: Path, build_name: str, arch: str) -> float:
+    """One `up` to PF_KEY ready, then down; seconds of the up."""
+    lab = runs / f"{build_name}-{arch}.yaml"
+    lab.write_text(LAB.format(build=build_name, arch=arch))
+    resolved = load_lab(lab)
+    t0 = time.monotonic()
+    lr = LabRun.up(resolved, base=runs)
+    took = time.monotonic() - t0
+    lr.down()
+    return took
+
+
+def boots(rounds: int) -> dict[str, float]:
+    runs = Path(tempfile.mkdtemp(prefix="spdb", dir="/tmp"))
+    try:
+        cases = (("linux", "x86_64"), ("linux", "arm64"), ("linux-af_key", "x86_64"))
+        for b, a in cases:  # warm the caches: builds and the stock initramfs
+            boot_s(runs, b, a)
+        return {f"{b} {a}": statistics.median(boot_s(runs, b, a) for _ in range(rounds))
+                for b, a in cases}  # fmt: skip
+    finally:
+        for rid in list_runs(runs):
+            LabRun.open(rid, base=runs).down()
+        shutil.rmtree(runs, ignore_errors=True)
+
+
+def one_line_patch(src: Path) -> str:
+    """A comment added to net/xfrm/xfrm_policy.c: one file to recompile, then the link.
+
+    The comment names the time, so every run builds it afresh instead of finding it cached.
+    """
+    lines = (src / "net/xfrm/xfrm_policy.c").read_text().splitlines(keepends=True)
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("int xfrm_policy_flush("))
+    ctx = lines[at : at + 3]
+    return (
+        "--- a/net/xfrm/xfrm_policy.c\n+++ b/net/xfrm/xfrm_policy.c\n"
+        f"@@ -{at + 1},3 +{at + 1},4 @@\n"
+        f"+/* spdlab bench {time.time_ns()}: a one-line patch */\n"
+        + "".join(" " + ln for ln in ctx)
+    )
+
+
+def warm_s(workdir: Path) -> float:
+    """`linux` plus a one-line patch, in the shared cache's x86_64 object directory."""
+    src = tree.pristine("linux-source-6.1", cache.source_version("linux-source-6.1"))
+    build.build(conf.get("linux"), "x86_64")
+    patch = workdir / "one-line.patch"
+    patch.write_text(one_line_patch(src))
+    t0 = time.monotonic()
+    build.build(conf.with_patches("linux+one-line", [str(patch)], workdir, "linux"), "x86_64")
+    return time.monotonic() - t0
+
+
+def cold_s() -> float:
+    """`linux` for x86_64 into an empty cache (the unpacked source shared, not counted)."""
+    shared = cache.root()
+    version = cache.source_version("linux-source-6.1")
+    src = tree.pristine("linux-source-6.1", version)
+    tmp = Path(tempfile.mkdtemp(prefix="spdlab-kbench-", dir="/var/tmp"))
+    try:
+        (tmp / "src").mkdir()
+        (tmp / "src" / version).symlink_to(src)
+        os.environ["SPDLAB_KERNEL_CACHE"] = str(tmp)
+        t0 = time.monotonic()
+        build.build(conf.get("linux"), "x86_64")
+        return time.monotonic() - t0
+    finally:
+        os.environ["SPDLAB_KERNEL_CACHE"] = str(shared)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recorded_cold_s() -> float:
+    """The cold build this cache made of `linux` for x86_64 (meta.json build_s).
+
+    Raises:
+        SystemExit: the cache built it incrementally, so it has no cold time to give.
+    """
+    meta = build.build(conf.get("linux"), "x86_64").meta
+    if meta["incremental"]:
+        raise SystemExit("bench_kernel: the cache built linux incrementally; use --cold build")
+    return float(meta["build_s"])
+
+
+def builds(cold: str) -> dict[str, float]:
+    workdir = Path(tempfile.mkdtemp(prefix="spdlab-kbench-"))
+    try:
+        warm = warm_s(workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"cold": cold_s() if cold == "build" else recorded_cold_s(), "warm": warm}
+
+
+def markdown(boot: dict[str, float], bld: dict[str, float], cold: str) -> str:
+    stock = boot["linux-af_key x86_64"]
+    rows = [f"| {k} | {v:.2f} s | {stock / v:.1f}× |" for k, v in boot.items()]
+    x86 = boot["linux x86_64"]
+    ok = stock / x86 >= GOAL_RATIO and x86 < GOAL_BOOT_S
+    return "\n".join([
+        "## kernel", "",
+        "`spdlab up` of one qemu target until its af_key answers REGISTER (TCG), kernels from",
+        "the build cache; the ratio is Debian's stock kernel against each.", "",
+        "| kernel | up → PF_KEY ready | stock / this |", "|---|---|---|", *rows, "",
+        f"Goal: a built kernel ≥ {GOAL_RATIO:.0f}× faster than stock and under "
+        f"{GOAL_BOOT_S:.0f} s: {'met' if ok else 'missed'}.", "",
+        "Kernel build of `linux` for x86_64 (`make -j2`): cold into an empty cache"
+        + (" (this cache's own cold build, `--cold recorded`)" if cold == "recorded" else "")
+        + ", then a one-line patch rebuilt in the same object directory.", "",
+        "| build | time | cold / this |", "|---|---|---|",
+        f"| cold | {bld['cold']:.0f} s | 1.0× |",
+        f"| one-line patch, warm | {bld['warm']:.1f} s | {bld['cold'] / bld['warm']:.0f}× |",
+        "", f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
+    ])  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--cold",
+        choices=("build", "recorded"),
+        default="build",
+        help="build: a cold build now; recorded: the cache's first build's time",
+    )
+    p.add_argument("--out", type=Path)
+    a = p.parse_args(argv)
+    text = markdown(boots(a.rounds), builds(a.cold), a.cold)
+    print(text)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""What a qemu target boots: Debian's stock kernel (`linux-af_key`) or a kernel build, per arch.
+
+A kernel build comes from kernels/builds.conf or from the lab file's `kernels:`
+(the user's own patch files); orchestrator.kernel builds it through its cache.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.errors import ConfigError, InfraError
+
+if TYPE_CHECKING:
+    from orchestrator.lab.resolve import ResolvedLab, TargetSpec
+
+STOCK = "linux-af_key"
+DEFAULT_ARCH = "x86_64"
+# arch → QEMU binary, machine options, console device
+MACHINES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "x86_64": ("qemu-system-x86_64", ("-cpu", "max"), "ttyS0"),
+    "arm64": ("qemu-system-aarch64", ("-M", "virt", "-cpu", "cortex-a57"), "ttyAMA0"),
+}
+APT = {"x86_64": "qemu-system-x86", "arm64": "qemu-system-arm"}
+
+
+@dataclass(frozen=True)
+class Boot:
+    """One VM's kernel, initramfs and architecture; meta: the build's versions."""
+
+    arch: str
+    kernel: str
+    initrd: str
+    release: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def arch_of(spec: TargetSpec) -> str:
+    return spec.arch or DEFAULT_ARCH
+
+
+def qemu_binary(arch: str) -> str:
+    """Raises InfraError when that arch's QEMU is not installed."""
+    qemu = MACHINES[arch][0]
+    if shutil.which(qemu) is None:
+        raise InfraError(f"{qemu} not found: apt-get install {APT[arch]}", step="provision")
+    return qemu
+
+
+def kernel_build(lab: ResolvedLab | None, name: str):
+    """The KernelBuild called name: the lab file's own, else kernels/builds.conf's."""
+    from orchestrator.kernel import conf
+
+    own = lab.kernels.get(name) if lab is not None else None
+    if own is None:
+        return conf.get(name)
+    here = Path(lab.path).resolve().parent if lab and lab.path else Path.cwd()
+    kb = conf.with_patches(name, list(own.patches), here, own.base, own.synthetic)
+    return kb
+
+
+def stock(arch: str, kdir: Path) -> Boot:
+    if arch != "x86_64":
+        raise ConfigError(f"build {STOCK} is Debian's amd64 kernel: arch x86_64 only")
+    meta = {"build": STOCK, "source": "linux-image-amd64", "source_version": kdir.name}
+    return Boot(arch, str(kdir / "vmlinuz"), str(kdir / "initramfs.gz"), kdir.name, meta)
+
+
+def built(lab: ResolvedLab | None, spec: TargetSpec) -> Boot:
+    """Build (or take from the cache) the target's kernel for its arch."""
+    from orchestrator.kernel import build
+
+    arch = arch_of(spec)
+    b = build.build(kernel_build(lab, spec.build), arch)
+    release = f"{b.meta['source_version']} {spec.build} {arch}"
+    return Boot(arch, str(b.image), str(b.initramfs), release, b.meta)
+
+
+def qemu_argv(boot: Boot, files: dict[str, Path], memory_mb: int, port: str) -> list[str]:
+    """One VM: TCG, no display, no network; the console to a file, the relay's port to a socket."""
+    qemu, machine, console = MACHINES[boot.arch]
+    return [
+        qemu, *machine, "-accel", "tcg", "-m", str(memory_mb), "-smp", "1",
+        "-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
+        "-serial", f"file:{files['console']}",
+        "-kernel", boot.kernel, "-initrd", boot.initrd,
+        "-append", f"console={console} panic=-1 quiet",
+        "-device", "virtio-rng-pci", "-device", "virtio-serial-pci",
+        "-chardev", f"socket,id=pfkey,path={files['relay']},server=on,wait=off",
+        "-device", f"virtserialport,chardev=pfkey,name={port}",
+        "-pidfile", str(files["qemu_pid"]),
+    ]  # fmt: skip

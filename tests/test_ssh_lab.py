@@ -1,0 +1,136 @@
+"""The `ssh:` block of `kind: ssh` targets: validation, inheritance, inventory hosts, ssh_config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import InfraError
+from orchestrator.lab import LabError, load_lab
+from orchestrator.targets import sshconn
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "lab.yaml"
+    p.write_text(text)
+    return p
+
+
+def errors(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(LabError) as e:
+        load_lab(write(tmp_path, text))
+    return e.value.lines
+
+
+def test_defaults_give_the_login_targets_their_addresses(tmp_path):
+    lab = load_lab(
+        write(
+            tmp_path,
+            """\
+name: boards
+defaults:
+  kind: ssh
+  ssh: {user: lab, key: keys/id_ed25519, known_hosts: keys/known_hosts, port: 2222}
+targets:
+  - {name: nbsd, build: kernel, ssh: {address: nbsd.lab.example}}
+  - {name: nk, build: netkey, ssh: {address: 192.0.2.7, port: 22, relay: build}}
+""",
+        )
+    )
+    nbsd, nk = lab.targets
+    assert (nbsd.kind, nbsd.build, nk.build) == ("ssh", "kernel", "netkey")
+    assert nbsd.ssh.address == "nbsd.lab.example" and nbsd.ssh.port == 2222
+    assert nbsd.ssh.key == str(tmp_path / "keys" / "id_ed25519")  # from the lab's folder
+    assert nbsd.ssh.known_hosts == str(tmp_path / "keys" / "known_hosts")
+    assert (nk.ssh.port, nk.ssh.user, nk.ssh.relay, nbsd.ssh.relay) == (22, "lab", "build", "auto")
+    assert nk.ssh.dir == "/tmp"
+
+
+@pytest.mark.parametrize(
+    "target, want",
+    [
+        ("{name: a, build: kernel}", "6:5: targets[0].ssh: required: the board's address"),
+        ("{name: a, build: kernel, ssh: {user: x}}", "6:35: targets[0].ssh.address: required"),
+        (
+            "{name: a, build: kernel, ssh: {address: h, host: b, inventory: i}}",
+            "6:54: targets[0].ssh.host: give either address or host",
+        ),
+        ("{name: a, build: kernel, ssh: {host: b}}", "targets[0].ssh.host: an inventory host"),
+        ("{name: a, build: kernel, ssh: {address: 'a b'}}", "targets[0].ssh.address: 'a b'"),
+        ("{name: a, build: kernel, ssh: {address: h, port: 0}}", "ssh.port: must be >= 1"),
+        ("{name: a, build: kernel, ssh: {address: h, relay: x}}", "ssh.relay: input should be"),
+        ("{name: a, build: kernel, ssh: {address: h, pass: x}}", "ssh.pass: unknown key"),
+        (
+            "{name: a, kind: netns, build: netkey, ssh: {address: h}}",
+            "targets[0].ssh: only for kind ssh (this target is kind netns)",
+        ),
+        ("{name: a, kind: netns, build: kernel}", "unknown build 'kernel' for kind netns"),
+    ],
+)
+def test_bad_ssh_settings_are_one_line_each(tmp_path, target, want):
+    lines = errors(tmp_path, f"name: b\ndefaults:\n  kind: ssh\n\ntargets:\n  - {target}\n")
+    assert len(lines) == 1 and want in lines[0], lines
+
+
+def test_an_inventory_host_gives_the_connection(tmp_path):
+    inv = tmp_path / "hosts.ini"
+    inv.write_text(
+        "[boards]\nfbsd ansible_host=198.51.100.9 ansible_port=2200 ansible_user=ops "
+        "ansible_ssh_private_key_file=/keys/fbsd\n"
+    )
+    lab = load_lab(
+        write(
+            tmp_path,
+            f"""\
+name: inv
+defaults: {{kind: ssh, build: kernel}}
+targets:
+  - {{name: fbsd, ssh: {{inventory: {inv.name}, host: fbsd, known_hosts: kh}}}}
+""",
+        )
+    )
+    [t] = lab.targets
+    cfg = sshconn.ssh_config("fbsd", t.ssh)
+    for line in ("Host spdlab-fbsd", "HostName 198.51.100.9", "Port 2200", "User ops",
+                 "IdentityFile /keys/fbsd", f"UserKnownHostsFile {tmp_path / 'kh'}",
+                 "StrictHostKeyChecking yes", "BatchMode yes"):  # fmt: skip
+        assert f"\n  {line}\n" in f"\n{cfg}" or cfg.startswith(line), (line, cfg)
+    assert "StrictHostKeyChecking no" not in cfg and "accept-new" not in cfg
+
+
+def test_a_host_missing_from_the_inventory_is_one_reason(tmp_path):
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("[boards]\nother ansible_host=192.0.2.1\n")
+    lab = load_lab(
+        write(
+            tmp_path,
+            f"""\
+name: inv
+defaults: {{kind: ssh, build: kernel}}
+targets:
+  - {{name: gone, ssh: {{inventory: {inv}, host: gone}}}}
+""",
+        )
+    )
+    with pytest.raises(InfraError) as e:
+        sshconn.ssh_config("gone", lab.targets[0].ssh)
+    assert "host gone" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_host_key_messages_become_one_reason():
+    changed = (
+        "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed."
+    )
+    assert sshconn.host_key_problem(changed) == "the board's SSH host key changed"
+    unknown = "Host key verification failed."
+    assert sshconn.host_key_problem(unknown) == "the board's SSH host key is not in known_hosts"
+    assert sshconn.host_key_problem("Connection refused") is None
+
+
+@pytest.mark.parametrize("name", ["ssh-netbsd", "ssh-freebsd"])
+def test_the_example_board_labs_validate(name):
+    lab = load_lab(Path(__file__).resolve().parents[1] / "labs" / f"{name}.yaml")
+    [t] = lab.targets
+    assert (t.kind, t.build) == ("ssh", "kernel")
+    assert t.ssh.known_hosts == str(Path("~/.ssh/known_hosts").expanduser())
