@@ -65,6 +65,7 @@ lint: venv
 	$(VENV)/bin/ruff check orchestrator tests bench
 	$(VENV)/bin/ruff format --check orchestrator tests bench
 	$(PY) -m orchestrator.export.dashboard --check
+	$(PY) -m orchestrator.export.result --check
 
 # The Grafana dashboard is generated, never edited by hand.
 dashboards: venv

@@ -11,7 +11,6 @@ adds on top of waiting for the synthetic control.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from orchestrator.export import result  # noqa: E402
 from orchestrator.runs import list_runs  # noqa: E402
 
 
@@ -39,15 +39,15 @@ def main(argv: list[str] | None = None) -> int:
         print(proc.stdout + proc.stderr, file=sys.stderr)
         return 1
     (rid,) = list_runs(runs)
-    doc = json.loads((runs / rid / "result.json").read_text())
-    canary = next(t for t in doc["targets"] if t["build"] == "canary")["trials"][0]
-    tick_s = doc["tick_ms"] / 1000
-    drain_s = len(canary["records"]) * tick_s
+    res = result.load(runs / rid / "result.json")
+    canary = next(t for t in res.targets if t.build == "canary").trials[0]
+    tick_s = res.tick_ms / 1000
+    drain_s = len(canary.records) * tick_s
     text = "\n".join([
         "## The demo run",
         "",
         "`make demo` after set-up, i.e. `spdlab run labs/demo.yaml`: six builds, "
-        f"{doc['scenario']['policies']} in-use policies each, {doc['tick_ms']} ms ticks.",
+        f"{res.scenario.policies} in-use policies each, {res.tick_ms} ms ticks.",
         "",
         "| | seconds | ratio |",
         "|---|---:|---:|",
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| whole run, wall clock | {wall:.1f} | {wall / drain_s:.2f}× |",
         "",
         f"Goal: < 60 s wall. The canary's 2000-tick drain is {drain_s:.0f} s of it at "
-        f"{doc['tick_ms']} ms ticks (33 min at the kernel's 1 Hz).",
+        f"{res.tick_ms} ms ticks (33 min at the kernel's 1 Hz).",
         "",
     ])  # fmt: skip
     print(text)

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.drain.direct import install, open_flows  # noqa: E402
+from orchestrator.delete.bare import install, open_flows  # noqa: E402
 from orchestrator.export.exporter import Exporter  # noqa: E402
 from orchestrator.export.targets import ExportTarget, build_recipes  # noqa: E402
 from orchestrator.netkeyd import Netkeyd  # noqa: E402

@@ -18,7 +18,8 @@ if [ -z "$line" ]; then
 	exit 2
 fi
 tree=$(echo "$line" | awk '{ print $2 }')
-patches=$(echo "$line" | awk '{ for (i = 3; i <= NF; i++) printf "%s%s", $i, (i < NF ? " " : "") }')
+# Words from the third on are patches, except `@flags` (declarations for the orchestrator).
+patches=$(echo "$line" | awk '{ s = ""; for (i = 3; i <= NF; i++) if ($i !~ /^@/) s = s (s == "" ? "" : " ") $i; print s }')
 [ -d "sys/$tree" ] || { echo "firmware: build '$name': no tree sys/$tree" >&2; exit 2; }
 
 out=build/$name

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 
@@ -19,6 +18,7 @@ from orchestrator.pfkey import messages
 from orchestrator.pfkey.client import PfkeyClient
 from orchestrator.proc import terminate
 from orchestrator.targets.admin import AdminClient
+from orchestrator.wait import WaitTimeout, until
 
 
 def netkeyd_binary(build: str, asan: bool = False) -> Path:
@@ -104,23 +104,23 @@ class Netkeyd:
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         self.stderr = open(self.workdir / "netkeyd.stderr", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(self.argv(), stderr=self.stderr, env=env)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise InfraError(
-                    f"netkeyd exited with {self.proc.returncode}: {self.tail()}",
-                    self.build,
-                    "start",
-                )
-            try:
-                with self.pfkey(timeout=0.5) as c:
-                    c.request(messages.register())
-                return self
-            except InfraError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                time.sleep(0.02)
+        try:
+            until(self._registers, "netkeyd answers PF_KEY REGISTER", timeout, 0.02,
+                  alive=lambda: self.proc.poll() is None)  # fmt: skip
+        except WaitTimeout as e:
+            code = self.proc.poll()
+            self.stop()
+            why = f"exited with {code}" if code is not None else str(e)
+            raise InfraError(f"netkeyd {why}: {self.tail()}", self.build, "start") from None
+        return self
+
+    def _registers(self) -> bool:
+        try:
+            with self.pfkey(timeout=0.5) as c:
+                c.request(messages.register())
+            return True
+        except InfraError:
+            return False
 
     def pfkey(self, timeout: float = 10.0) -> PfkeyClient:
         return PfkeyClient(str(self.control), timeout=timeout)

@@ -295,9 +295,9 @@ def test_run_on_docker_targets_canary_drains_per_tick(runs, client, tmp_path):
     (run_id,) = list_runs(runs)
     doc = json.loads((runs / run_id / "result.json").read_text())
     by = {t["build"]: t for t in doc["targets"]}
-    assert by["netkey"]["drain_ticks"] == 0 and by["netkey"]["verdict"] == "PASS"
+    assert by["netkey"]["measures"]["drain_ticks"] == 0 and by["netkey"]["verdict"] == "PASS"
     # One unlink per tick from the first SPDDELETE on, however long the delete took.
-    canary = by["canary"]["trials"][0]
+    canary = by["canary"]["trials"][0]["measures"]
     assert abs(canary["drain_ticks_from_issue"] - 100) <= 1 and by["canary"]["verdict"] == "PASS"
     assert all(t["kind"] == "docker" for t in doc["targets"])
     # the ESP keepalives from the traffic host's namespace reached both containers

@@ -23,7 +23,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.drain.direct import install, mass_delete, open_flows
+from orchestrator.delete.bare import install, mass_delete, open_flows
 from orchestrator.export.collectors import EspCollector, SpdCollector, TargetCollector
 from orchestrator.export.exporter import Exporter, parse_addr
 from orchestrator.export.file_sd import remove_file_sd, write_file_sd
@@ -353,25 +353,33 @@ def result_doc(now: float = 1_750_000_000.0) -> dict:
     def tgt(name: str, build: str, verdict: str, ticks: int | None, completed: float | None):
         return {
             "name": name, "build": build, "kind": "netns", "labels": {"hardware": "x86-vm"},
-            "verdict": verdict, "reason": "", "drain_ticks": ticks,
+            "tick_ms": 50, "verdict": verdict, "reason": "", "measures": {"drain_ticks": ticks},
             "drain_seconds": None if ticks is None else ticks * 0.05,
             "completed_at": completed, "trials": [],
         }  # fmt: skip
 
-    return {
-        "schema": "spdlab.result/1",
+    doc = {
+        "schema": "spdlab.result/2",
         "run_id": "20260101-000000-abcd",
         "complete": False,
+        "started": "2026-01-01T00:00:00Z",
         "tick_ms": 50,
+        "lab": {"name": "export"},
+        "scenario": {},
         "targets": [
             tgt("gw-canary", "canary", "FAIL", 11, now),
             tgt("gw-netkey", "netkey", "PASS", 0, now + 1),
             tgt("gw-netipsec", "netipsec", "INFRA-ERROR", None, None),
             tgt("gw-later", "netkey+nextsp", "PENDING", None, None),
+            tgt("gw-vm", "linux-af_key", "PASS", 0, now + 2),
         ],
         "comparisons": [],
-        "versions": {},
+        "versions": {"spdlab": "0.1.0", "kernel": "6.1", "hostname": "ci"},
     }
+    # A real kernel cannot show frees: free ticks are not observable, never 0.
+    doc["targets"][-1] |= {"kind": "qemu"}
+    doc["targets"][-1]["measures"]["free_ticks"] = {"not_observable": "SPDDUMP polling"}
+    return doc
 
 
 def test_result_json_drives_the_per_run_series(tmp_path: Path) -> None:

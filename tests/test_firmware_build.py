@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.drain.compare import build_series, pairs
+from orchestrator import buildsconf
+from orchestrator.drain.compare import pairs
 
 FW = Path(__file__).resolve().parents[1] / "firmware"
 
@@ -20,9 +21,10 @@ def test_unknown_build_is_a_clear_error() -> None:
     assert "unknown build 'netkey+typo'. Known builds are: netkey netkey+nextsp" in p.stderr
 
 
-@pytest.mark.parametrize("build", sorted(build_series()))
+@pytest.mark.parametrize("build", sorted(buildsconf.read()))
 def test_binary_reports_its_series(build: str) -> None:
-    tree, patches = build_series()[build]
+    r = buildsconf.read()[build]
+    tree, patches = r.tree, r.patches
     out = subprocess.run(
         [str(FW / "build" / build / "netkeyd"), "--version"],
         capture_output=True,
@@ -43,12 +45,21 @@ def test_seed_patch_touches_only_the_two_loops() -> None:
 
 
 def test_patched_builds_pair_with_their_base() -> None:
-    assert sorted(pairs(build_series())) == [
+    assert sorted(pairs(buildsconf.read())) == [
         ("canary", "canary+nextsp"),
         ("netipsec", "netipsec+split"),
         ("netkey", "canary"),
         ("netkey", "netkey+nextsp"),
     ]
+
+
+def test_synthetic_controls_are_declared_not_named() -> None:
+    """`@synthetic` in builds.conf marks a control; it is no patch and no name pattern."""
+    synthetic = {b for b, r in buildsconf.read().items() if r.synthetic}
+    assert synthetic == {"canary", "canary+nextsp"}
+    assert all(not p.startswith("@") for r in buildsconf.read().values() for p in r.patches)
+    with pytest.raises(ValueError, match="unknown flag @fast"):
+        buildsconf.parse_line("x netkey @fast")
 
 
 def test_canary_early_exit_comes_from_its_patch() -> None:

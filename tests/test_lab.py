@@ -23,8 +23,8 @@ EXPECTED = {
     "10.77.0.0/16",
     "address_with_count": "7:14: targets[0].address: one address for several targets; "
     "use subnet instead",
-    "bad_delete_mode": "7:11: scenario.delete: input should be 'flush', 'delete', 'delete2' "
-    "or 'expire'",
+    "bad_delete_mode": "7:11: scenario.delete: input should be 'flush', 'delete', 'delete2', "
+    "'expire' or 'spdupdate'",
     "bad_name": "5:11: targets[0].name: 'Gateway_1' is not a valid name",
     "bad_range": "2:8: range: input is not a valid IPv4 network",
     "build_and_builds": "3:5: targets[0]: give either build or builds, not both",
@@ -206,3 +206,18 @@ def test_a_kind_that_runs_a_real_kernel_has_its_own_builds(tmp_path):
     assert "unknown build 'linux-af_key' for kind netns" in e.value.lines[0]
     want = "unknown build 'netkey' for kind qemu. Known builds are: linux-af_key"
     assert want in e.value.lines[1]
+
+
+def test_an_expectation_the_kind_cannot_observe_is_a_validate_error(tmp_path):
+    """SPDDUMP polling cannot see frees: `premature_frees: 0` on a qemu target never passes."""
+    text = "name: vm\ndefaults: {kind: qemu, build: linux-af_key}\ntargets:\n  - {name: a}\n"
+    text += "expect:\n  linux-af_key: {drain_ticks_max: 0, premature_frees: 0}\n"
+    path = write(tmp_path, text)
+    with pytest.raises(LabError) as e:
+        load_lab(path)
+    (line,) = e.value.lines
+    assert line.startswith(f"{path}:6:")
+    assert "expect.linux-af_key.premature_frees: not observable on kind qemu: SPDDUMP" in line
+    p = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "validate", str(path)],
+                       capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert p.returncode == 2 and p.stderr.strip() == line and "Traceback" not in p.stderr

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.drain.direct import install, mass_delete, open_flows
+from orchestrator.delete.bare import install, mass_delete, open_flows
 from orchestrator.export import dashboard
 from orchestrator.export.exporter import Exporter
 from orchestrator.export.file_sd import write_file_sd
@@ -228,12 +228,14 @@ def synthesize_result(drain_ticks: dict[str, int], now: float) -> dict[str, Any]
         ticks = drain_ticks[name]
         targets.append({
             "name": name, "build": build, "kind": "direct", "labels": {"hardware": "x86-vm"},
-            "verdict": "PASS", "reason": "measured directly", "drain_ticks": ticks,
-            "drain_seconds": round(ticks * TICK_S, 3), "completed_at": now, "trials": [],
+            "tick_ms": int(TICK_S * 1000), "verdict": "PASS", "reason": "measured directly",
+            "measures": {"drain_ticks": ticks}, "drain_seconds": round(ticks * TICK_S, 3),
+            "completed_at": now, "trials": [],
         })  # fmt: skip
-    return {"schema": "spdlab.result/1", "run_id": RUN_ID, "complete": True,
+    return {"schema": "spdlab.result/2", "run_id": RUN_ID, "complete": True,
+            "started": "2026-01-01T00:00:00Z", "lab": {"name": "monitoring"}, "scenario": {},
             "tick_ms": int(TICK_S * 1000), "targets": targets, "comparisons": [],
-            "versions": {}}  # fmt: skip
+            "versions": {"spdlab": "0.1.0", "kernel": "", "hostname": ""}}  # fmt: skip
 
 
 def start_prometheus(tmp: Path, runs: Path) -> Prometheus:
@@ -461,9 +463,10 @@ def test_values_match_the_run(demo: Demo) -> None:
         assert demo.first_tick_unlinked == {"gw-canary": 1, "gw-canary-nextsp": N}
         for name in TARGETS:
             assert peak[name] == N - demo.first_tick_unlinked[name]
-    assert demo.values("spdlab_drain_ticks") == {n: t["drain_ticks"] for n, t in by_name.items()}
-    assert by_name["gw-canary-nextsp"]["drain_ticks"] <= 1  # spec §4: within one tick
-    assert by_name["gw-canary"]["drain_ticks"] >= N - 10  # one policy per tick
+    drains = {n: t["measures"]["drain_ticks"] for n, t in by_name.items()}
+    assert demo.values("spdlab_drain_ticks") == drains
+    assert drains["gw-canary-nextsp"] <= 1  # spec §4: within one tick
+    assert drains["gw-canary"] >= N - 10  # one policy per tick
     assert demo.values("spdlab_target_up") == dict.fromkeys(TARGETS, 1.0)
     verdicts = demo.query("spdlab_verdict == 1")
     assert {(g["metric"]["target"], g["metric"]["verdict"]) for g in verdicts} == {

@@ -12,12 +12,26 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tickdrive import run_build
 
-from orchestrator.drain.direct import run_build
-from orchestrator.export import plot
+from orchestrator import buildsconf
+from orchestrator.export import plot, result
 from orchestrator.export.report import render_html
+from orchestrator.lab.model import Scenario
+from orchestrator.result.measure import NotObservable
+from orchestrator.result.model import (
+    Comparison,
+    LabRef,
+    Measures,
+    RunResult,
+    TargetResult,
+    TickRecord,
+    Trial,
+)
+from orchestrator.result.versions import BuildVersion, PatchVersion, Versions
 
 pytestmark = pytest.mark.chromium
 
@@ -33,6 +47,30 @@ def artifacts() -> Path:
     return d
 
 
+def target(name: str, build: str, verdict: str, r: Any) -> TargetResult:
+    m = Measures(removed_by_delete=r.removed_by_delete, drain_ticks=r.drain_ticks,
+                 free_ticks=r.free_ticks, premature_frees=r.premature_frees,
+                 use_after_free=r.use_after_free, walked_per_lookup=150.5)  # fmt: skip
+    recs = [TickRecord.model_validate(t) for t in r.ticks]
+    trial = Trial(trial=1, issue_tick=0, delete_tick=0, measures=m, records=recs)
+    return TargetResult(
+        name=name, build=build, kind="netns", labels={"hardware": "x86-vm"}, tick_ms=TICK_MS,
+        synthetic=buildsconf.is_synthetic(build), verdict=verdict,
+        reason="" if verdict == "PASS" else "premature frees > 0", measures=m,
+        drain_seconds=None if r.drain_ticks is None else r.drain_ticks * TICK_MS / 1000,
+        completed_at=1_795_000_000.0, trials=[trial],
+    )  # fmt: skip
+
+
+def unobserved() -> TargetResult:
+    """A real kernel's row: frees are not observable, so they show as "—", never 0."""
+    no = NotObservable(not_observable="SPDDUMP polling cannot see frees")
+    m = Measures(removed_by_delete=N, drain_ticks=0, free_ticks=no, premature_frees=no,
+                 use_after_free=no)  # fmt: skip
+    return TargetResult(name="vm", build="linux-af_key", kind="qemu", tick_ms=1000,
+                        verdict="PASS", measures=m)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder as `spdlab run` leaves it: result.json and drain.png, from real drains."""
@@ -44,41 +82,38 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                  ("gw-canary-nextsp", "canary+nextsp", "PASS"),
                                  ("gw-netipsec", "netipsec", "FAIL")):  # fmt: skip
         r = run_build(build, tmp / name, N, "delete", max_ticks=2 * N)
-        targets.append({
-            "name": name, "build": build, "kind": "netns", "labels": {"hardware": "x86-vm"},
-            "verdict": verdict, "reason": "" if verdict == "PASS" else "premature frees > 0",
-            "drain_ticks": r.drain_ticks, "free_ticks": r.free_ticks,
-            "drain_seconds": None if r.drain_ticks is None else r.drain_ticks * TICK_MS / 1000,
-            "removed_by_delete": r.removed_by_delete, "premature_frees": r.premature_frees,
-            "use_after_free": r.use_after_free, "walked_per_lookup": 150.5,
-            "completed_at": 1_795_000_000.0,
-            "trials": [{"trial": 1, "delete_tick": 0, "drain_ticks": r.drain_ticks,
-                        "records": r.ticks}],
-        })  # fmt: skip
-    doc = {
-        "schema": "spdlab.result/1", "run_id": RUN_ID, "complete": True, "phase": "down",
-        "started": "2026-01-01T00:00:00Z", "finished": "2026-01-01T00:01:00Z",
-        "tick_ms": TICK_MS, "lab": {"name": "report-demo"},
-        "scenario": {"policies": N, "delete": "delete", "trials": 1},
-        "versions": {"spdlab": "0.1.0", "kernel": "6.1", "hostname": "ci", "python": "3.11",
-                     "builds": {"canary": {"tree": "netkey", "netkeyd_sha256": "ab" * 32,
-                                           "patches": [{"name": "canary-earlyexit",
-                                                        "sha256": "cd" * 32}]}}},
-        "targets": targets,
-        "comparisons": [{"base": "canary", "patched": "canary+nextsp", "verdict": "fixed",
-                         "detail": "drain 300 → 1 ticks"},
-                        {"base": "netipsec", "patched": "netipsec+split", "verdict": "fixed",
-                         "detail": "premature frees 300 → 0 <script>"}],
-    }  # fmt: skip
-    (run / "result.json").write_text(json.dumps(doc))
+        targets.append(target(name, build, verdict, r))
+    res = RunResult(
+        run_id=RUN_ID, complete=True, phase="down", started="2026-01-01T00:00:00Z",
+        finished="2026-01-01T00:01:00Z", tick_ms=TICK_MS, lab=LabRef(name="report-demo"),
+        scenario=Scenario(policies=N, delete="delete"),
+        versions=Versions(spdlab="0.1.0", kernel="6.1", hostname="ci", python="3.11",
+                          builds={"canary": BuildVersion(
+                              tree="netkey", netkeyd_sha256="ab" * 32, synthetic=True,
+                              patches=[PatchVersion(name="canary-earlyexit", sha256="cd" * 32)])}),
+        targets=[*targets, unobserved()],
+        comparisons=[Comparison(base="canary", patched="canary+nextsp", verdict="fixed",
+                                detail="drain 300 → 1 ticks"),
+                     Comparison(base="netipsec", patched="netipsec+split", verdict="fixed",
+                                detail="premature frees 300 → 0 <script>")],
+    )  # fmt: skip
+    result.write(run / "result.json", res)
     (run / "state.json").write_text(json.dumps({"phase": "down", "targets": {}}))
     plot.plot(targets, run / "drain.png", title=f"report-demo: delete of {N} in-use policies")
     return run
 
 
+def test_unobservable_is_a_dash_with_its_reason(run_dir: Path) -> None:
+    page = render_html(run_dir)
+    vm = next(r for r in page.split('<tr class="target">')[1:] if "linux-af_key" in r)
+    cells = re.findall(r'<td class="num">([^<]*)</td>', vm.split("</tr>")[0])
+    assert cells[3:6] == ["—¹", "—¹", "—¹"]  # free ticks, premature frees, use after free
+    assert "¹ not observable: SPDDUMP polling cannot see frees" in page
+
+
 def test_page_has_the_tables_and_embeds_the_plot(run_dir: Path) -> None:
     page = render_html(run_dir)
-    assert page.count('<tr class="target">') == 3
+    assert page.count('<tr class="target">') == 4
     assert page.count('<tr class="comparison">') == 2
     assert "data:image/png;base64," in page
     assert "&lt;script&gt;" in page and "<script>" not in page.split("</head>")[1]
@@ -116,7 +151,7 @@ def test_chromium_renders_the_tables_and_images(run_dir: Path, tmp_path: Path) -
     url = page.as_uri()
     dom = chromium("--dump-dom", url, tmp=tmp_path).stdout
     assert 'data-images="1/1"' in dom, dom[:500]  # the plot decoded
-    assert len(re.findall(r'<tr class="target">', dom)) == 3
+    assert len(re.findall(r'<tr class="target">', dom)) == 4
     assert len(re.findall(r'<tr class="comparison">', dom)) == 2
     shot = tmp_path / "report.png"
     r = chromium(f"--screenshot={shot}", "--window-size=1280,2000", url, tmp=tmp_path)

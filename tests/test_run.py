@@ -95,10 +95,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def test_demo_every_build_passes(demo: Any) -> None:
     code, out, err, run_dir = demo
     assert code == 0, out + err
-    doc = result.load(run_dir / "result.json")
-    result.validate(doc)
-    assert doc["complete"] and not doc["interrupted"]
-    verdicts = {t["build"]: t["verdict"] for t in doc["targets"]}
+    result.validate(json.loads((run_dir / "result.json").read_text()))
+    res = result.load(run_dir / "result.json")
+    assert res.complete and not res.interrupted and res.phase.value == "down"
+    verdicts = {t.build: t.verdict for t in res.targets}
     assert verdicts == dict.fromkeys(
         ["canary", "canary+nextsp", "netipsec", "netipsec+split", "netkey", "netkey+nextsp"], "PASS"
     )
@@ -106,8 +106,8 @@ def test_demo_every_build_passes(demo: Any) -> None:
 
 def test_demo_classifications(demo: Any) -> None:
     _, out, _, run_dir = demo
-    doc = result.load(run_dir / "result.json")
-    got = {(c["base"], c["patched"]): c["verdict"] for c in doc["comparisons"]}
+    res = result.load(run_dir / "result.json")
+    got = {(c.base, c.patched): c.verdict for c in res.comparisons}
     assert got[("netkey", "netkey+nextsp")] == "no effect"
     assert got[("canary", "canary+nextsp")] == "fixed"
     assert got[("netipsec", "netipsec+split")] == "fixed"
@@ -116,19 +116,30 @@ def test_demo_classifications(demo: Any) -> None:
 
 def test_demo_measurements(demo: Any) -> None:
     _, _, _, run_dir = demo
-    doc = result.load(run_dir / "result.json")
-    by = {t["build"]: t for t in doc["targets"]}
-    canary = by["canary"]["trials"][0]
-    # One unlink per tick, from the first SPDDELETE on.
-    assert abs(canary["drain_ticks_from_issue"] - N) <= 1
-    assert by["canary+nextsp"]["drain_ticks"] <= 1
-    assert by["netipsec"]["premature_frees"] > 0
-    assert by["netipsec+split"]["premature_frees"] == 0
+    res = result.load(run_dir / "result.json")
+    by = {t.build: t for t in res.targets}
+    canary = by["canary"].trials[0]
+    m = canary.measures
+    # One unlink per tick, from the first SPDDELETE on; the delete's messages unlink none
+    # of the in-use policies, and whatever the timer did meanwhile is counted apart.
+    assert abs(m.drain_ticks_from_issue - N) <= 1
+    assert m.removed_by_delete == 0
+    # Timer work happens only in ticks: the stats reads around the delete bracket exactly
+    # the records of the ticks it spanned.
+    spanned = [r for r in canary.records if r.tick <= canary.delete_tick]
+    assert m.timer_unlinked_during_delete == sum(r.timer_unlinked or 0 for r in spanned)
+    assert by["canary+nextsp"].measures.drain_ticks <= 1
+    assert by["netkey"].measures.removed_by_delete + by[
+        "netkey"].measures.timer_unlinked_during_delete == N  # fmt: skip
+    assert by["netipsec"].measures.premature_frees > 0
+    assert by["netipsec+split"].measures.premature_frees == 0
     # Every record of every tick is there, from the delete's issue to the end.
-    ticks = [r["tick"] for r in canary["records"]]
-    assert ticks == list(range(canary["issue_tick"] + 1, canary["issue_tick"] + 1 + len(ticks)))
+    ticks = [r.tick for r in canary.records]
+    assert ticks == list(range(canary.issue_tick + 1, canary.issue_tick + 1 + len(ticks)))
     # Lingering dead entries cost every lookup a walk over them.
-    assert by["canary"]["walked_per_lookup"] > 10 * (by["netkey"]["walked_per_lookup"] or 1)
+    assert by["canary"].measures.walked_per_lookup > 10 * (
+        by["netkey"].measures.walked_per_lookup or 1)  # fmt: skip
+    assert by["canary"].synthetic and not by["netkey"].synthetic
 
 
 def test_demo_artifacts(demo: Any) -> None:
@@ -205,11 +216,12 @@ def test_kill9_mid_drain_is_infra_error(runs: Path, tmp_path: Path) -> None:
     os.kill(pid, signal.SIGKILL)
     out, err = p.communicate(timeout=300)
     assert p.returncode == 3, out + err  # INFRA-ERROR only
-    doc = result.load(run_dir / "result.json")
-    by = {t["name"]: t for t in doc["targets"]}
-    assert by["gw-canary"]["verdict"] == "INFRA-ERROR"
-    assert "drain" in by["gw-canary"]["reason"]
-    assert by["gw-netkey"]["verdict"] == "PASS"
+    res = result.load(run_dir / "result.json")
+    by = {t.name: t for t in res.targets}
+    assert by["gw-canary"].verdict == "INFRA-ERROR"
+    assert by["gw-canary"].infra is not None and by["gw-canary"].infra.phase == "drained"
+    assert "drain" in by["gw-canary"].reason
+    assert by["gw-netkey"].verdict == "PASS"
     assert leftovers(runs) == []
 
 
@@ -219,8 +231,9 @@ def test_sigint_leaves_nothing_and_marks_incomplete(runs: Path, tmp_path: Path) 
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, out + err
-    doc = result.load(run_dir / "result.json")
-    assert doc["complete"] is False and doc["interrupted"] is True
+    res = result.load(run_dir / "result.json")
+    assert res.complete is False and res.interrupted is True
+    assert res.phase.value == "down" and res.error and res.error.endswith("interrupted")
     assert leftovers(runs) == []
 
 
@@ -235,11 +248,12 @@ def test_missed_expectation_fails_with_measured_value(runs: Path, tmp_path: Path
     failure = case.find("failure")
     assert failure is not None
     assert "expected <= 5" in failure.get("message", "")
-    doc = result.load(run_dir / "result.json")
-    (t,) = doc["targets"]
-    assert t["drain_ticks"] > 5
+    res = result.load(run_dir / "result.json")
+    (t,) = res.targets
+    assert t.measures.drain_ticks > 5
     # Two trials: the median and the spread of both.
-    assert [tr["trial"] for tr in t["trials"]] == [1, 2]
-    lo, hi = t["drain_spread"]
-    assert lo <= t["drain_ticks"] <= hi
-    assert all(abs(tr["drain_ticks_from_issue"] - 100) <= 1 for tr in t["trials"])
+    assert [tr.trial for tr in t.trials] == [1, 2]
+    assert t.drain_spread is not None
+    lo, hi = t.drain_spread
+    assert lo <= t.measures.drain_ticks <= hi
+    assert all(abs(tr.measures.drain_ticks_from_issue - 100) <= 1 for tr in t.trials)

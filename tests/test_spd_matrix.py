@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from orchestrator.drain.direct import DirectResult, run_build
+from tickdrive import Stepped, run_build
 
 N = 2000
 RELEASE = 3  # flows send (and let go of dead policies) before this tick
@@ -21,7 +20,7 @@ def asan(request: pytest.FixtureRequest) -> bool:
     return request.param
 
 
-def run(build: str, mode: str, tmp_path: Path, asan: bool) -> DirectResult:
+def run(build: str, mode: str, tmp_path: Path, asan: bool) -> Stepped:
     r = run_build(build, tmp_path / f"{build}-{mode}", N, mode, asan=asan, release_after=RELEASE)
     assert r.sanitizer == "", r.sanitizer
     assert r.exit_status == 0

@@ -110,7 +110,7 @@ def test_spdlab_run_on_a_real_kernel_board_passes_at_drain_ticks_0(runs, board, 
     doc = json.loads((runs / rid / "result.json").read_text())
     [t] = doc["targets"]
     assert (t["kind"], t["build"], t["verdict"]) == ("ssh", "kernel", "PASS")
-    assert t["drain_ticks"] == 0 and t["removed_by_delete"] == 50
+    assert t["measures"]["drain_ticks"] == 0 and t["measures"]["removed_by_delete"] == 50
     version = json.loads((runs / rid / "targets/linux/linux/version.json").read_text())
     assert version["kernel"].startswith("6.1.0-") and version["resolution"] == "spddump-poll"
     board_json = json.loads((runs / rid / "targets/linux/linux/board.json").read_text())

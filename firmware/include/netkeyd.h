@@ -109,8 +109,8 @@ struct secasvar {
 	uint64_t		 replay_bitmap;	/* 64-packet window, bit 0 = top */
 	uint8_t			*key_auth;
 	uint8_t			*key_enc;	/* GCM: the salt is its last 4 */
-	void			*ctx_enc;	/* EVP_CIPHER_CTX, esp.c owns it */
-	void			*ctx_auth;	/* EVP_MAC_CTX, esp.c owns it */
+	void			*ctx_enc;	/* EVP_CIPHER_CTX, xform.c owns it */
+	void			*ctx_auth;	/* EVP_MAC_CTX, xform.c owns it */
 	size_t			 key_auth_bits;
 	size_t			 key_enc_bits;
 	uint32_t		 spi;		/* network order */
@@ -127,6 +127,14 @@ struct secasvar {
 	uint8_t			 replay;	/* window size, 0 = off */
 	uint8_t			 mode;
 	uint8_t			 natt_type;
+};
+
+/* What one SA's transform needs on input (xform.c). */
+struct esp_xform {
+	size_t		 ivlen;
+	size_t		 icvlen;
+	size_t		 blksz;		/* ciphertext alignment */
+	int		 aead;
 };
 
 /* One PF_KEY client (a connected control socket). */
@@ -178,6 +186,8 @@ enum esp_drop {
 
 struct keystat {
 	uint64_t	 unlinked;
+	uint64_t	 timer_unlinked;	/* of unlinked, by key_timehandler */
+	uint64_t	 msg_unlinked;		/* of unlinked, by PF_KEY messages */
 	uint64_t	 freed;
 	uint64_t	 premature_frees;
 	uint64_t	 use_after_free;
@@ -219,6 +229,7 @@ struct spd_census {
 struct tickrec {
 	uint64_t	 tick;
 	uint64_t	 unlinked;
+	uint64_t	 timer_unlinked;
 	uint64_t	 freed;
 	uint64_t	 premature;
 	uint64_t	 uaf;
@@ -367,12 +378,15 @@ int		 esp_raw_fd(void);
 int		 esp_udp_fd(void);
 void		 esp_input_raw(void);
 void		 esp_input_udp(void);
-int		 esp_sa_setup(struct secasvar *);
-void		 esp_sa_teardown(struct secasvar *);
-int		 esp_alg_check(uint8_t, uint8_t, size_t, uint8_t, size_t);
 int		 esp4_input(const uint8_t *, size_t, int);
 uint64_t	 esp_natt_keepalives(void);
 uint64_t	 esp_natt_nonesp(void);
+
+/* xform.c */
+int		 esp_alg_check(uint8_t, uint8_t, size_t, uint8_t, size_t);
+int		 esp_sa_setup(struct secasvar *);
+void		 esp_sa_teardown(struct secasvar *);
+int		 esp_sa_xform(const struct secasvar *, struct esp_xform *);
 
 /* flow.c */
 void		 flow_init(uint64_t);

@@ -311,15 +311,18 @@ admin_stats(struct jbuf *j, int argc, char **argv)
 	    (unsigned long long)sp_gen);
 	jprintf(j, "\"spd\":{\"alive\":{\"in\":%llu,\"out\":%llu},"
 	    "\"dead\":{\"in\":%llu,\"out\":%llu},\"allocated\":%llu,"
-	    "\"unlinked\":%llu,\"freed\":%llu,\"premature_frees\":%llu,"
-	    "\"use_after_free\":%llu,\"lookups\":%llu,\"lookup_walked\":%llu,"
-	    "\"flushes\":%llu},",
+	    "\"unlinked\":%llu,\"timer_unlinked\":%llu,\"msg_unlinked\":%llu,"
+	    "\"freed\":%llu,"
+	    "\"premature_frees\":%llu,\"use_after_free\":%llu,\"lookups\":%llu,"
+	    "\"lookup_walked\":%llu,\"flushes\":%llu},",
 	    (unsigned long long)c.alive[IPSEC_DIR_INBOUND],
 	    (unsigned long long)c.alive[IPSEC_DIR_OUTBOUND],
 	    (unsigned long long)c.dead[IPSEC_DIR_INBOUND],
 	    (unsigned long long)c.dead[IPSEC_DIR_OUTBOUND],
 	    (unsigned long long)keystat.allocated,
 	    (unsigned long long)keystat.unlinked,
+	    (unsigned long long)keystat.timer_unlinked,
+	    (unsigned long long)keystat.msg_unlinked,
 	    (unsigned long long)keystat.freed,
 	    (unsigned long long)keystat.premature_frees,
 	    (unsigned long long)keystat.use_after_free,
@@ -378,12 +381,14 @@ admin_stats(struct jbuf *j, int argc, char **argv)
 static void
 admin_tickrec(struct jbuf *j, const struct tickrec *r)
 {
-	jprintf(j, "{\"tick\":%llu,\"unlinked\":%llu,\"freed\":%llu,"
-	    "\"premature\":%llu,\"uaf\":%llu,\"lookups\":%llu,\"walked\":%llu,"
+	jprintf(j, "{\"tick\":%llu,\"unlinked\":%llu,\"timer_unlinked\":%llu,"
+	    "\"freed\":%llu,\"premature\":%llu,\"uaf\":%llu,\"lookups\":%llu,"
+	    "\"walked\":%llu,"
 	    "\"esp_ok\":%llu,\"esp_drop\":%llu,\"alive_in\":%llu,"
 	    "\"alive_out\":%llu,\"dead_in\":%llu,\"dead_out\":%llu,"
 	    "\"allocated\":%llu,\"flows\":%llu}",
 	    (unsigned long long)r->tick, (unsigned long long)r->unlinked,
+	    (unsigned long long)r->timer_unlinked,
 	    (unsigned long long)r->freed, (unsigned long long)r->premature,
 	    (unsigned long long)r->uaf, (unsigned long long)r->lookups,
 	    (unsigned long long)r->walked, (unsigned long long)r->esp_ok,

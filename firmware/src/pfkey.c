@@ -120,6 +120,7 @@ void
 key_parse(struct keycb *so, const uint8_t *buf, size_t len)
 {
 	struct sadb_msghdr	 mh;
+	uint64_t		 unlinked;
 	int			 error;
 
 	memset(&mh, 0, sizeof(mh));
@@ -162,8 +163,11 @@ key_parse(struct keycb *so, const uint8_t *buf, size_t len)
 		key_senderror(so, &mh, EOPNOTSUPP);
 		return;
 	}
+	unlinked = keystat.unlinked;
 	if ((error = key_typesw[mh.msg.sadb_msg_type](&mh)) != 0)
 		key_senderror(so, &mh, error);
+	/* What messages themselves unlinked, apart from the timer and flows. */
+	keystat.msg_unlinked += keystat.unlinked - unlinked;
 }
 
 /*

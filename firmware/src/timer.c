@@ -89,18 +89,23 @@ key_timehandler(void)
 {
 	struct spd_census	 c;
 	struct tickrec		*r;
+	uint64_t		 unlinked;
 	int			 dir;
 
 	key_now++;
 	keystat.ticks++;
+	unlinked = keystat.unlinked;
 	key_spd_timehandler();
 	key_sad_timehandler();
 	flow_timehandler();
+	/* The timer's own unlinks (flows it idles out too), apart from messages'. */
+	keystat.timer_unlinked += keystat.unlinked - unlinked;
 
 	r = &ring[nrec % TICKRING];
 	memset(r, 0, sizeof(*r));
 	r->tick = key_now;
 	r->unlinked = keystat.unlinked - prev.unlinked;
+	r->timer_unlinked = keystat.timer_unlinked - prev.timer_unlinked;
 	r->freed = keystat.freed - prev.freed;
 	r->premature = keystat.premature_frees - prev.premature_frees;
 	r->uaf = keystat.use_after_free - prev.use_after_free;

@@ -24,16 +24,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load(spec: str) -> tuple[Path, dict[str, Any]]:
+def load(spec: str) -> tuple[Path, Any]:
+    """A run's folder and its RunResult."""
     from orchestrator.export import result
     from orchestrator.runs import RunDir
 
     path = Path(spec)
     run_dir = path if (path / "result.json").exists() else RunDir.find(spec).path
-    try:
-        return run_dir, result.load(run_dir / "result.json")
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{spec}: no readable result.json: {e}") from None
+    return run_dir, result.load(run_dir / "result.json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,113 +39,100 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from orchestrator.drain.compare import classify, pairs
+    from orchestrator.drain import compare
     from orchestrator.export import plot
-    from orchestrator.run.job import summary
 
     loaded = [load(s) for s in args.runs]
-    targets = [t for _, doc in loaded for t in doc["targets"]]
-    by_build: dict[str, dict[str, Any]] = {}
-    for t in targets:
-        if t["trials"] and t["verdict"] != "INFRA-ERROR":
-            by_build.setdefault(t["build"], summary(t))
+    first = loaded[0][1]
+    targets = [t for _, res in loaded for t in res.targets]
+    sides = compare.measured_by_build(targets)
     if args.builds:
-        missing = [b for b in args.builds if b not in by_build]
+        missing = [b for b in args.builds if b not in sides]
         if missing:
             raise ConfigError(f"--builds: no measured target of build {', '.join(missing)}")
-        todo = [tuple(args.builds)]
+        comparisons = [compare.classify(sides[args.builds[0]], sides[args.builds[1]])]
     else:
-        todo = pairs(by_build)
-    comparisons = [classify(by_build[b], by_build[p]).__dict__ for b, p in todo]
+        comparisons = compare.compare_all(sides)
     out = args.plot or loaded[0][0] / "compare.png"
-    plot.plot(targets, out, args.logx, "compare: " + ", ".join(d["run_id"] for _, d in loaded))
-    doc = {
-        "targets": targets,
-        "comparisons": comparisons,
-        "tick_ms": loaded[0][1]["tick_ms"],
-        "scenario": loaded[0][1]["scenario"],
-        "run_id": loaded[0][1]["run_id"],
-    }
+    plot.plot(targets, out, args.logx, "compare: " + ", ".join(r.run_id for _, r in loaded))
     if args.json:
-        print(json.dumps({"comparisons": comparisons, "plot": str(out)}, indent=1))
-    else:
-        render(doc, Console(width=None if sys.stdout.isatty() else 140), None, out)
+        cs = [c.model_dump(mode="json") for c in comparisons]
+        print(json.dumps({"comparisons": cs, "plot": str(out)}, indent=1))
+        return 0
+    merged = first.model_copy(update={"targets": targets, "comparisons": comparisons})
+    render(merged, Console(width=None if sys.stdout.isatty() else 140), None, out)
     return 0
 
 
-def render(
-    doc: dict[str, Any], console: Any, run_dir: Path | None, plot: Path | None = None
-) -> None:
-    """The comparison table, the classifications, and where the artifacts are."""
+COLUMNS = ("target", "build", "removed", "timer during", "drain", "from issue", "at 1 Hz",
+           "free", "premature", "use after free", "walked/lookup", "verdict")  # fmt: skip
+CAPTION = (
+    "removed: unlinked by the delete's own messages; timer during: by the timer while "
+    "they were sent; drain: ticks after the delete returned until no deleted policy is "
+    "linked; from issue: the same, from its first message; free: until none is allocated"
+)
+
+
+def render(res: Any, console: Any, run_dir: Path | None, plot: Path | None = None) -> None:
+    """The comparison table, its footnotes, the classifications, where the artifacts are."""
     from rich.table import Table
 
-    tick_ms = doc["tick_ms"]
-    t = Table(
-        caption="drain: ticks after the delete returned until no deleted policy is linked; "
-        "from issue: the same, counted from the first delete message",
-        title=f"{doc['scenario']['delete']} of {doc['scenario']['policies']} in-use "
-        f"policies; tick {tick_ms} ms (the kernel's is 1000 ms)",
-    )
-    cols = (
-        "target",
-        "build",
-        "removed",
-        "drain",
-        "from issue",
-        "at 1 Hz",
-        "premature",
-        "use after free",
-        "walked/lookup",
-        "verdict",
-    )
-    for c in cols:
+    from orchestrator.result.measure import Footnotes
+
+    notes = Footnotes()
+    t = Table(caption=CAPTION, title=_title(res))
+    for c in COLUMNS:
         t.add_column(c, justify="left" if c in ("target", "build", "verdict") else "right")
-    for td in doc["targets"]:
-        d = td.get("drain_ticks")
-        wpl = td.get("walked_per_lookup")
-        synthetic = " (synthetic)" if td["build"].startswith("canary") else ""
-        colour = {"PASS": "green", "FAIL": "red"}.get(td["verdict"], "yellow")
-        t.add_row(
-            td["name"],
-            td["build"] + synthetic,
-            _s(td.get("removed_by_delete")),
-            "never" if d is None else str(d),
-            _s(td.get("drain_ticks_from_issue")),
-            _duration(td.get("drain_ticks_from_issue")),
-            _s(td.get("premature_frees")),
-            _s(td.get("use_after_free")),
-            "—" if wpl is None else f"{wpl:.0f}",
-            f"[{colour}]{td['verdict']}[/]",
-        )
+    for td in res.targets:
+        t.add_row(*_row(td, notes))
     console.print(t)
-    for td in doc["targets"]:
-        if td["verdict"] != "PASS":
-            console.print(f"  {td['name']}: {td['verdict']}: {td['reason']}")
-    for c in doc["comparisons"]:
-        control = (
-            " [dim]— the synthetic positive control[/]"
-            if c["patched"].startswith("canary") and not c["base"].startswith("canary")
-            else ""
-        )
-        console.print(
-            f"[bold]{c['patched']}[/] vs {c['base']}: [bold]{c['verdict']}[/] "
-            f"({c['detail']}){control}"
-        )
+    for line in notes.lines() + _ticks(res):
+        console.print(f"  {line}")
+    _verdicts(res, console)
+    _artifacts(res, console, run_dir, plot)
+
+
+def _title(res: Any) -> str:
+    from orchestrator.result.describe import title
+
+    return f"{title(res.scenario)}; tick {res.tick_ms} ms (the kernel's is 1000 ms)"
+
+
+def _ticks(res: Any) -> list[str]:
+    """What a tick is, for each kind in the table."""
+    kinds = {t.kind: t.tick_meaning for t in res.targets}
+    return [f"tick on {k}: {m}" for k, m in sorted(kinds.items())]
+
+
+def _row(td: Any, notes: Any) -> list[str]:
+    from orchestrator.result.describe import ticks_at_1hz
+
+    m = td.measures
+    colour = {"PASS": "green", "FAIL": "red"}.get(td.verdict, "yellow")
+    cells = [notes.cell(getattr(m, k)) for k in ("removed_by_delete",
+             "timer_unlinked_during_delete", "drain_ticks", "drain_ticks_from_issue")]  # fmt: skip
+    at_1hz = ticks_at_1hz(m.drain_ticks_from_issue)
+    rest = [notes.cell(getattr(m, k)) for k in ("free_ticks", "premature_frees", "use_after_free")]
+    rest.append(notes.cell(m.walked_per_lookup, "—", "{:.0f}"))
+    build = td.build + (" (synthetic)" if td.synthetic else "")
+    return [td.name, build, *cells, at_1hz, *rest, f"[{colour}]{td.verdict}[/]"]
+
+
+def _verdicts(res: Any, console: Any) -> None:
+    for td in res.targets:
+        if td.verdict != "PASS":
+            console.print(f"  {td.name}: {td.verdict}: {td.reason}")
+    for c in res.comparisons:
+        control = " [dim]— the synthetic positive control[/]" if c.control else ""
+        mode = f"{c.mode}: " if c.mode else ""
+        console.print(f"{mode}[bold]{c.patched}[/] vs {c.base}: [bold]{c.verdict}[/] "
+                      f"({c.detail}){control}")  # fmt: skip
+
+
+def _artifacts(res: Any, console: Any, run_dir: Path | None, plot: Path | None) -> None:
     if run_dir is not None:
         console.print(
-            f"run {doc['run_id']}: {run_dir}/result.json, {run_dir}/junit.xml, {run_dir}/drain.png"
+            f"run {res.run_id}: {run_dir}/result.json, {run_dir}/junit.xml, {run_dir}/drain.png"
         )
     if plot is not None:
         console.print(f"plot: {plot}")
-
-
-def _duration(ticks: int | None) -> str:
-    """Ticks as the time they take at the kernel's 1 Hz timer."""
-    if ticks is None:
-        return "never"
-    m, s = divmod(ticks, 60)
-    return f"{m}m{s:02d}s" if m else f"{s}s"
-
-
-def _s(v: Any) -> str:
-    return "—" if v is None else str(v)

@@ -19,7 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.targets.session import LabRun, down_all
+    from orchestrator.targets.session import LabRun
+    from orchestrator.teardown import down, down_all
 
     if args.all and args.run:
         raise ConfigError("give RUN or --all, not both")
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         problems = down_all()
     else:
         lr = LabRun.open(args.run)
-        problems = {lr.run_id: lr.down()}
+        problems = {lr.run_id: down(lr)}
     if args.json:
         print(json.dumps({"runs": {r: {"problems": p} for r, p in problems.items()}}))
     else:

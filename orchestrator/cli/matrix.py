@@ -1,15 +1,15 @@
-"""spdlab matrix: the build matrix run directly against netkeyd, no lab needed."""
+"""`spdlab matrix`: every firmware build through one mass delete of in-use policies, no lab.
+
+The same engine as `spdlab run`, on a lab made in memory: one netns gateway per build.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-from dataclasses import asdict
-from pathlib import Path
+import sys
 
-from orchestrator.drain.compare import classify, pairs
-from orchestrator.drain.direct import DELETE_MODES, DirectResult, run_build
+from orchestrator.delete import MODES
 from orchestrator.errors import ConfigError
 from orchestrator.lab.builds import known_builds
 
@@ -21,84 +21,53 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     p.add_argument("--policies", type=int, default=2000, help="in-use policies per build")
-    p.add_argument(
-        "--mode",
-        action="append",
-        choices=DELETE_MODES,
-        help="delete mode (repeatable; default: flush and expire)",
-    )
+    p.add_argument("--mode", action="append", choices=MODES,
+                   help="delete mode (repeatable; default: flush and expire)")  # fmt: skip
     p.add_argument("--builds", nargs="+", help="builds to run (default: all)")
-    p.add_argument("--asan", action="store_true", help="run the ASan+UBSan binaries")
+    p.add_argument("--range", default="10.79.0.0/16", help="the matrix lab's address range")
+    p.add_argument("--tick-ms", type=int, default=15, help="netkeyd's tick length")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=run)
 
 
-def summary(r: DirectResult) -> dict:
-    return {
-        "build": r.build,
-        "series": r.series(),
-        "drain_ticks": r.drain_ticks,
-        "premature_frees": r.premature_frees,
-        "use_after_free": r.use_after_free,
-    }
-
-
-def run(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace) -> list[str]:
     if args.policies < 1:
         raise ConfigError(f"--policies: must be at least 1, not {args.policies}")
     builds = args.builds or list(known_builds())
     for b in builds:
         if b not in known_builds():
             raise ConfigError(f"--builds: unknown build '{b}'. Known: {', '.join(known_builds())}")
+    return builds
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from orchestrator.cli.bars import bars
+    from orchestrator.interrupts import interrupts
+    from orchestrator.progress import RichProgress
+    from orchestrator.run import matrix
+
+    builds = _check(args)
     modes = args.mode or ["flush", "expire"]
-    results: list[DirectResult] = []
-    with tempfile.TemporaryDirectory(prefix="spdlab-matrix-") as tmp:
-        for mode in modes:
-            for b in builds:
-                wd = Path(tmp) / f"{b}-{mode}"
-                results.append(run_build(b, wd, args.policies, mode, asan=args.asan))
-    verdicts = []
-    for mode in modes:
-        by = {r.build: summary(r) for r in results if r.mode == mode}
-        for base, patched in pairs(by):
-            c = classify(by[base], by[patched])
-            verdicts.append({"mode": mode, **asdict(c)})
+    console = Console(stderr=True)
+    with interrupts(), bars(console, disable=args.json) as p:
+        results = matrix.run(builds, args.policies, modes, RichProgress(p),
+                             tick_ms=args.tick_ms, range_=args.range)  # fmt: skip
     if args.json:
-        out = {"results": [asdict(r) | {"ticks": None} for r in results], "verdicts": verdicts}
-        print(json.dumps(out, indent=2))
+        print(json.dumps({"runs": [_brief(r) for r in results]}, indent=1))
         return 0
-    render(results, verdicts, args.policies)
+    from orchestrator.cli.compare import render
+
+    out = Console(width=None if sys.stdout.isatty() else 140)
+    for r in results:
+        render(r, out, None)
     return 0
 
 
-def render(results: list[DirectResult], verdicts: list[dict], n: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    t = Table(title=f"{n} in-use policies per build, each held by an open flow")
-    for col in (
-        "build",
-        "delete",
-        "removed by delete",
-        "ticks to drain",
-        "premature frees",
-        "use after free",
-    ):
-        t.add_column(col, justify="left" if col in ("build", "delete") else "right")
-    for r in results:
-        label = r.build + (" (synthetic)" if r.build.startswith("canary") else "")
-        t.add_row(
-            label,
-            r.mode,
-            str(r.removed_by_delete),
-            "never" if r.drain_ticks is None else str(r.drain_ticks),
-            str(r.premature_frees),
-            str(r.use_after_free),
-        )
-    console.print(t)
-    for v in verdicts:
-        console.print(
-            f"[bold]{v['mode']}[/]: {v['patched']} vs {v['base']}: "
-            f"[bold]{v['verdict']}[/] ({v['detail']})"
-        )
+def _brief(r: object) -> dict:
+    doc = r.model_dump(mode="json", include={"run_id", "complete", "comparisons"})  # type: ignore[attr-defined]
+    doc["mode"] = r.scenario.delete  # type: ignore[attr-defined]
+    doc["targets"] = [t.model_dump(mode="json", include={"name", "build", "verdict", "measures"})
+                      for t in r.targets]  # type: ignore[attr-defined]  # fmt: skip
+    return doc

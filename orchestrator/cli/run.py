@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from orchestrator.lab import LabError, load_lab
 
 EXIT_PASS, EXIT_FAIL, EXIT_INFRA = 0, 1, 3
+BRIEF = ("name", "build", "verdict", "reason", "drain_seconds")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,54 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-class RichReporter:
-    """Progress bars per phase, log lines above them."""
-
-    def __init__(self, progress: Any):
-        self.p = progress
-        self.tasks: dict[str, Any] = {}
-
-    def phase(self, name: str, total: int | None = None) -> None:
-        if name not in self.tasks:
-            self.tasks[name] = self.p.add_task(name, total=total)
-
-    def advance(self, name: str, n: int = 1) -> None:
-        if name in self.tasks:
-            self.p.advance(self.tasks[name], n)
-
-    def update(self, name: str, completed: int) -> None:
-        if name in self.tasks:
-            self.p.update(self.tasks[name], completed=completed)
-
-    def log(self, msg: str) -> None:
-        self.p.console.print(msg)
-
-
-@contextmanager
-def interrupts() -> Iterator[None]:
-    """The first SIGINT or SIGTERM interrupts; later ones are ignored so teardown finishes."""
-    seen = []
-
-    def handler(signum: int, frame: Any) -> None:
-        if not seen:
-            seen.append(signum)
-            raise KeyboardInterrupt
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-def exit_code(doc: dict[str, Any]) -> int:
-    verdicts = {t["verdict"] for t in doc["targets"]}
+def exit_code(res: Any) -> int:
+    """0 when every target passed, 1 on any FAIL, 3 otherwise (INFRA-ERROR, UNRESOLVED)."""
+    verdicts = {t.verdict for t in res.targets}
     if "FAIL" in verdicts:
         return EXIT_FAIL
-    if verdicts - {"PASS"}:
-        return EXIT_INFRA
-    return EXIT_PASS
+    return EXIT_INFRA if verdicts - {"PASS"} else EXIT_PASS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,70 +49,57 @@ def run(args: argparse.Namespace) -> int:
         print(f"spdlab: --trials: must be at least 1, not {args.trials}", file=sys.stderr)
         return 2
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from orchestrator.run.job import RunJob
 
     console = Console(stderr=True)
+    ctx, code = _execute(lab, args, console)
+    if code is not None:
+        return code
+    _report(ctx, args, console)
+    return exit_code(ctx.result)
+
+
+def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int | None]:
+    """Run the engine under the one interrupt path; a code when it was interrupted."""
+    from orchestrator.cli.bars import bars
+    from orchestrator.interrupts import interrupts
+    from orchestrator.progress import RichProgress
+    from orchestrator.run import engine
+    from orchestrator.run.context import Options, RunContext
+
     exporter = _Exporter(args.metrics_addr, console)
-    cols = (
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    job = None
+    opts = Options(trials=args.trials, keep=args.keep, logx=args.logx, on_up=exporter.start,
+                   before_down=exporter.linger)  # fmt: skip
+    ctx = RunContext(lab, opts)
     try:
-        with interrupts(), Progress(*cols, console=console, disable=args.json) as p:
-            job = RunJob(
-                lab,
-                trials=args.trials,
-                keep=args.keep,
-                logx=args.logx,
-                reporter=RichReporter(p),
-                on_up=exporter.start,
-                before_down=exporter.linger,
-            )
-            doc = job.execute()
+        with interrupts() as flag, bars(console, disable=args.json) as p:
+            ctx.progress = RichProgress(p)
+            engine.execute(ctx)
     except KeyboardInterrupt:
-        rid = job.doc.get("run_id") if job else None
-        where = f" (run {rid})" if rid else ""
+        where = f" (run {ctx.result.run_id})" if ctx.result else ""
         console.print(f"spdlab: interrupted{where}: torn down, result.json marked incomplete")
-        return 128 + signal.SIGINT
+        return ctx, flag.exit_code
     finally:
         exporter.stop()
+    return ctx, None
+
+
+def _report(ctx: Any, args: argparse.Namespace, console: Any) -> None:
+    from rich.console import Console
+
+    res = ctx.result
     if args.pushgateway:
-        _push(args.pushgateway, job, args.keep)
+        _push(args.pushgateway, ctx, args.keep)
     if args.json:
-        print(
-            json.dumps(
-                {k: doc[k] for k in ("run_id", "complete", "comparisons")}
-                | {"targets": [_brief(t) for t in doc["targets"]]},
-                indent=1,
-            )
-        )
-    else:
-        from orchestrator.cli.compare import render
+        targets = [t.model_dump(mode="json", include=set(BRIEF)) | {
+            "measures": t.measures.model_dump(mode="json")} for t in res.targets]  # fmt: skip
+        cs = [c.model_dump(mode="json") for c in res.comparisons]
+        doc = {"run_id": res.run_id, "complete": res.complete, "comparisons": cs}
+        print(json.dumps(doc | {"targets": targets}, indent=1))
+        return
+    from orchestrator.cli.compare import render
 
-        # Logs and CI capture output too: keep the table readable there.
-        render(doc, Console(width=None if sys.stdout.isatty() else 140), job.run_dir)
-    return exit_code(doc)
-
-
-def _brief(t: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "name",
-        "build",
-        "verdict",
-        "reason",
-        "drain_ticks",
-        "drain_seconds",
-        "free_ticks",
-        "removed_by_delete",
-        "premature_frees",
-        "use_after_free",
-    )
-    return {k: t.get(k) for k in keys}
+    # Logs and CI capture output too: keep the table readable there.
+    render(res, Console(width=None if sys.stdout.isatty() else 140), ctx.run_dir)
 
 
 class _Exporter:
@@ -194,10 +137,10 @@ class _Exporter:
             self.exp = None
 
 
-def _push(url: str, job: Any, keep: bool) -> None:
+def _push(url: str, ctx: Any, keep: bool) -> None:
     """One group per run; a kept lab's `down` deletes it again."""
     from orchestrator.export.pushgateway import push_run_summary
 
-    push_run_summary(url, job.run_dir)
+    push_run_summary(url, ctx.run_dir)
     if keep:
-        job.lr.state.set(pushgateway=url)
+        ctx.lr.state.set(pushgateway=url)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import threading
 from typing import Any
 
 from orchestrator.errors import ConfigError
@@ -113,12 +111,10 @@ def run(args: argparse.Namespace) -> int:
         pcap=args.pcap,
         pcap_count=args.pcap_count,
     )
-    stop = threading.Event()
-    old = signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C ends the run cleanly
-    try:
+    from orchestrator.interrupts import interrupts
+
+    with interrupts(raise_first=False) as stop:  # Ctrl-C ends the run cleanly
         stats = execute(job, stop)
-    finally:
-        signal.signal(signal.SIGINT, old)
     result: dict[str, Any] = {"sender": stats.to_json()}
     if admin is not None:
         after = _esp(admin)

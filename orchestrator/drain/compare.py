@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from orchestrator.lab.builds import firmware_dir
+from orchestrator import buildsconf
+from orchestrator.result.measure import NotObservable
+from orchestrator.result.model import Comparison, Measures, TargetResult
 
 NO_EFFECT = "no effect"
 FIXED = "fixed"
 REGRESSED = "regressed"
 CHANGED = "changed"
-
-
-def build_series() -> dict[str, tuple[str, tuple[str, ...]]]:
-    """build → (tree, patches), from firmware/builds.conf."""
-    out: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for raw in (firmware_dir() / "builds.conf").read_text().splitlines():
-        words = raw.split("#", 1)[0].split()
-        if len(words) >= 2:
-            out[words[0]] = (words[1], tuple(words[2:]))
-    return out
+SAME = ("removed_by_delete", "premature_frees", "use_after_free")
+LABELS = (("drain_ticks", "drain ticks"), ("premature_frees", "premature frees"))
 
 
 def pairs(builds: Iterable[str]) -> list[tuple[str, str]]:
@@ -29,65 +22,97 @@ def pairs(builds: Iterable[str]) -> list[tuple[str, str]]:
 
     The closest base wins: canary+nextsp pairs with canary, not netkey.
     """
-    from orchestrator.kernel.conf import series as kernel_series
-
-    series = {**build_series(), **{k: v[:2] for k, v in kernel_series().items()}}
-    present = [b for b in builds if b in series]
+    recipes = _recipes()
+    present = [b for b in builds if b in recipes]
     out = []
     for p in present:
-        tree, patches = series[p]
-        best = None
-        for b in present:
-            btree, bpatches = series[b]
-            if b == p or btree != tree or len(bpatches) >= len(patches):
-                continue
-            if patches[: len(bpatches)] == bpatches and (
-                best is None or len(series[best][1]) < len(bpatches)
-            ):
-                best = b
-        if best is not None:
-            out.append((best, p))
+        bases = [b for b in present if b != p and _extends(recipes[p], recipes[b])]
+        if bases:
+            out.append((max(bases, key=lambda b: len(recipes[b].patches)), p))
     return out
 
 
+def _recipes() -> dict[str, buildsconf.Recipe]:
+    """Firmware builds and kernel builds (kernels/builds.conf), as comparisons pair them."""
+    from orchestrator.kernel.conf import series as kernel_series
+
+    kernels = {k: buildsconf.Recipe(k, tree, tuple(patches), synthetic)
+               for k, (tree, patches, synthetic) in kernel_series().items()}  # fmt: skip
+    return {**buildsconf.read(), **kernels}
+
+
+def _extends(p: buildsconf.Recipe, b: buildsconf.Recipe) -> bool:
+    n = len(b.patches)
+    return p.tree == b.tree and n < len(p.patches) and p.patches[:n] == b.patches
+
+
 @dataclass
-class Classification:
-    base: str
-    patched: str
-    verdict: str
-    detail: str
+class Side:
+    """What classify needs of one build: its first trial's series and its summary."""
+
+    build: str
+    series: list[list[int]]
+    measures: Measures
+    passed: bool | None = None  # the lab's expectation met; None: none to meet
+    synthetic: bool = False
+
+    @classmethod
+    def of(cls, t: TargetResult) -> Side:
+        passed = t.verdict == "PASS" if t.verdict in ("PASS", "FAIL") else None
+        return cls(t.build, t.trials[0].series, t.measures, passed, t.synthetic)
 
 
-def _worse(a: int | None, b: int | None) -> bool:
-    """Is b worse than a (None = never drained)?"""
-    if a is None:
+def measured_by_build(targets: Iterable[TargetResult]) -> dict[str, Side]:
+    """The first measured target of each build."""
+    out: dict[str, Side] = {}
+    for t in targets:
+        if t.trials and t.verdict != "INFRA-ERROR":
+            out.setdefault(t.build, Side.of(t))
+    return out
+
+
+def _worse(a: object, b: object) -> bool:
+    """Is b worse than a (None = never drained)?  Unobserved values compare as equal."""
+    if a is None or isinstance(a, NotObservable) or isinstance(b, NotObservable):
         return False
-    return b is None or b > a
+    return b is None or b > a  # type: ignore[operator]
 
 
-def classify(base: Mapping[str, Any], patched: Mapping[str, Any]) -> Classification:
-    """Compare two measured summaries.
+def _fmt(v: object) -> str:
+    return "never" if v is None else "—" if isinstance(v, NotObservable) else str(v)
 
-    Each has: build, series (per-tick tuples), drain_ticks, premature_frees,
-    use_after_free, and optionally passed (the lab's expectation met).
-    """
-    b, p = base["build"], patched["build"]
-    same = ("series", "removed_by_delete", "premature_frees", "use_after_free")
-    if all(base.get(k) == patched.get(k) for k in same):
-        return Classification(b, p, NO_EFFECT, f"identical per-tick drain to {b}")
+
+def _changes(base: Measures, patched: Measures) -> tuple[list[str], list[str]]:
     fixed, worse = [], []
-    for key, label in (("drain_ticks", "drain ticks"), ("premature_frees", "premature frees")):
-        if _worse(base[key], patched[key]):
-            worse.append(f"{label} {_fmt(base[key])} → {_fmt(patched[key])}")
-        elif _worse(patched[key], base[key]):
-            fixed.append(f"{label} {_fmt(base[key])} → {_fmt(patched[key])}")
-    met_b, met_p = base.get("passed"), patched.get("passed")
+    for key, label in LABELS:
+        a, b = getattr(base, key), getattr(patched, key)
+        if _worse(a, b):
+            worse.append(f"{label} {_fmt(a)} → {_fmt(b)}")
+        elif _worse(b, a):
+            fixed.append(f"{label} {_fmt(a)} → {_fmt(b)}")
+    return fixed, worse
+
+
+def classify(base: Side, patched: Side, mode: str | None = None) -> Comparison:
+    """What the patch changed: no effect, fixed, regressed or changed."""
+    verdict, detail = _verdict(base, patched)
+    control = patched.synthetic and not base.synthetic
+    return Comparison(base=base.build, patched=patched.build, verdict=verdict,
+                      detail=detail, control=control, mode=mode)  # fmt: skip
+
+
+def _verdict(base: Side, patched: Side) -> tuple[str, str]:
+    same = all(getattr(base.measures, k) == getattr(patched.measures, k) for k in SAME)
+    if same and base.series == patched.series:
+        return NO_EFFECT, f"identical per-tick drain to {base.build}"
+    fixed, worse = _changes(base.measures, patched.measures)
+    met_b, met_p = base.passed, patched.passed
     if (met_b is False and met_p is True) or (fixed and not worse and met_p is not False):
-        return Classification(b, p, FIXED, "; ".join(fixed) or "meets the expectation")
+        return FIXED, "; ".join(fixed) or "meets the expectation"
     if (worse and not fixed) or (met_b is True and met_p is False):
-        return Classification(b, p, REGRESSED, "; ".join(worse) or "misses the expectation")
-    return Classification(b, p, CHANGED, "; ".join(fixed + worse) or "per-tick series differ")
+        return REGRESSED, "; ".join(worse) or "misses the expectation"
+    return CHANGED, "; ".join(fixed + worse) or "per-tick series differ"
 
 
-def _fmt(v: int | None) -> str:
-    return "never" if v is None else str(v)
+def compare_all(sides: dict[str, Side], mode: str | None = None) -> list[Comparison]:
+    return [classify(sides[b], sides[p], mode) for b, p in pairs(sides)]

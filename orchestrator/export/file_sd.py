@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.targets.state import write_json_atomic
+from orchestrator import atomic
 
 FILE_SD_NAME = "prometheus-targets.json"
 SD_DIR = "prometheus-sd"
@@ -38,8 +38,8 @@ def write_file_sd(run_dir: Path | str, metrics_addr: str, lab: str = "") -> Path
     doc = [{"targets": [metrics_addr], "labels": labels}]
     own, shared = sd_paths(run_dir)
     shared.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(own, doc)
-    write_json_atomic(shared, doc)
+    atomic.write_json(own, doc)
+    atomic.write_json(shared, doc)
     return own
 
 

@@ -1,56 +1,66 @@
-"""junit.xml: one testcase per target; a failure carries expectation and measurement."""
+"""junit.xml: one testcase per target; a failure carries expectation and measurement.
+
+A measure the target cannot observe is written as "—" with its reason, never 0;
+an UNRESOLVED target is skipped, with the check it could not measure.
+"""
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+
+from orchestrator import atomic
+from orchestrator.result.measure import Footnotes
+from orchestrator.result.model import RunResult, TargetResult
+
+SHOWN = ("drain_ticks", "free_ticks", "premature_frees", "use_after_free")
 
 
-def render(doc: dict[str, Any]) -> bytes:
-    targets = doc["targets"]
-    fails = sum(t["verdict"] == "FAIL" for t in targets)
-    errors = sum(t["verdict"] == "INFRA-ERROR" for t in targets)
+def _suite(res: RunResult) -> ET.Element:
+    ts = res.targets
     suite = ET.Element(
         "testsuite",
-        name=f"spdlab.{doc['lab']['name']}",
-        tests=str(len(targets)),
-        failures=str(fails),
-        errors=str(errors),
-        timestamp=doc.get("started", ""),
+        name=f"spdlab.{res.lab.name}",
+        tests=str(len(ts)),
+        failures=str(sum(t.verdict == "FAIL" for t in ts)),
+        errors=str(sum(t.verdict == "INFRA-ERROR" for t in ts)),
+        skipped=str(sum(t.verdict == "UNRESOLVED" for t in ts)),
+        timestamp=res.started,
     )
     props = ET.SubElement(suite, "properties")
-    for k in ("run_id", "tick_ms"):
-        ET.SubElement(props, "property", name=k, value=str(doc[k]))
-    ET.SubElement(props, "property", name="delete", value=doc["scenario"]["delete"])
-    for t in targets:
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"spdlab.{t['build']}",
-            name=t["name"],
-            time=f"{(t.get('drain_seconds') or 0):.3f}",
-        )
-        if t["verdict"] == "FAIL":
-            f = ET.SubElement(case, "failure", message=t["reason"], type="expectation")
-            f.text = "\n".join(
-                f"{c['name']}: expected {c['expected']}, measured {c['measured']}"
-                f"{'' if c['ok'] else '  <-- missed'}"
-                for c in t.get("checks", [])
-            )
-        elif t["verdict"] == "INFRA-ERROR":
-            ET.SubElement(case, "error", message=t["reason"], type="infra")
-        out = ET.SubElement(case, "system-out")
-        out.text = (
-            f"drain_ticks={t.get('drain_ticks')} free_ticks={t.get('free_ticks')} "
-            f"premature_frees={t.get('premature_frees')} use_after_free={t.get('use_after_free')}"
-        )
+    for k, v in (("run_id", res.run_id), ("tick_ms", res.tick_ms),
+                 ("delete", res.scenario.delete), ("traffic", res.scenario.traffic)):  # fmt: skip
+        ET.SubElement(props, "property", name=k, value=str(v))
+    return suite
+
+
+def _case(suite: ET.Element, t: TargetResult) -> None:
+    case = ET.SubElement(suite, "testcase", classname=f"spdlab.{t.build}", name=t.name,
+                         time=f"{(t.drain_seconds or 0):.3f}")  # fmt: skip
+    if t.verdict == "FAIL":
+        f = ET.SubElement(case, "failure", message=t.reason, type="expectation")
+        f.text = "\n".join(f"{c.name}: expected {c.expected}, measured {c.measured}"
+                           f"{'' if c.ok else '  <-- ' + c.status}" for c in t.checks)  # fmt: skip
+    elif t.verdict == "INFRA-ERROR":
+        ET.SubElement(case, "error", message=t.reason, type="infra")
+    elif t.verdict == "UNRESOLVED":
+        ET.SubElement(case, "skipped", message=t.reason)
+    ET.SubElement(case, "system-out").text = _measures(t)
+
+
+def _measures(t: TargetResult) -> str:
+    notes = Footnotes()
+    line = " ".join(f"{k}={notes.cell(getattr(t.measures, k))}" for k in SHOWN)
+    return "\n".join([line, *notes.lines()])
+
+
+def render(res: RunResult) -> bytes:
+    suite = _suite(res)
+    for t in res.targets:
+        _case(suite, t)
     ET.indent(suite)
     return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
 
 
-def write(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(render(doc))
-    os.replace(tmp, path)
+def write(path: Path, res: RunResult) -> None:
+    atomic.write_bytes(path, render(res))

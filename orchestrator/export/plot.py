@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
+import io
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+
+from orchestrator import atomic
+from orchestrator.result.model import TargetResult
 
 
-def plot(
-    targets: Iterable[dict[str, Any]], path: Path, logx: bool = False, title: str = ""
-) -> None:
+def plot(targets: Iterable[TargetResult], path: Path, logx: bool = False, title: str = "") -> None:
     """One figure, two panels; each target's first trial, ticks since its delete."""
     import matplotlib
 
@@ -19,16 +19,13 @@ def plot(
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
     for t in targets:
-        if not t["trials"]:
+        if not t.trials:
             continue
-        tr = t["trials"][0]
-        d0 = tr.get("issue_tick", tr["delete_tick"])
-        xs = [r["tick"] - d0 for r in tr["records"]]
-        dead = [
-            r["dead_in"] + r["dead_out"] + r["alive_in"] + r["alive_out"] for r in tr["records"]
-        ]
-        alloc = [r["allocated"] for r in tr["records"]]
-        label = f"{t['name']} ({t['build']})"
+        tr = t.trials[0]
+        xs = [r.tick - tr.issue_tick for r in tr.records]
+        dead = [r.linked for r in tr.records]
+        alloc = [r.allocated for r in tr.records]
+        label = f"{t.name} ({t.build}{', synthetic' if t.synthetic else ''})"
         ax1.step(xs, dead, where="post", label=label)
         ax2.step(xs, alloc, where="post", label=label)
     ax1.set_title("deleted policies still linked")
@@ -43,7 +40,7 @@ def plot(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic.write_bytes(path, buf.getvalue())

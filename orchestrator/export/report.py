@@ -1,22 +1,31 @@
 """report.html: one self-contained page per run, for CI where no Grafana exists.
 
-The versions header, the verdict table, the comparison table and the drain plots
-(runs/<id>/*.png embedded as base64), from result.json. No external resources: the
-page renders from a CI artifact store or a mail attachment as it is.
+Rendered from templates/report.html.j2 (jinja2, autoescaped): the versions header,
+the verdict table with a footnote for every measure the target cannot observe, the
+comparisons and the drain plots (runs/<id>/*.png embedded as base64). No external
+resources: the page renders from a CI artifact store or a mail attachment as it is.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-from html import escape
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ConfigError
+from orchestrator import atomic
+from orchestrator.export import result as store
+from orchestrator.result.describe import title
+from orchestrator.result.measure import Footnotes
+from orchestrator.result.model import RunResult, TargetResult
 
 REPORT_NAME = "report.html"
+TEMPLATES = Path(__file__).with_name("templates")
 VERDICT_CLASS = {"PASS": "pass", "FAIL": "fail", "INFRA-ERROR": "infra"}
+HEAD = ("target", "build", "kind", "hardware", "removed", "drain ticks", "drain s",
+        "free ticks", "premature frees", "use after free", "walked/lookup", "verdict",
+        "reason")  # fmt: skip
+MEASURES = ("removed_by_delete", "drain_ticks", None, "free_ticks", "premature_frees",
+            "use_after_free", "walked_per_lookup")  # fmt: skip
 
 CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1d1d1f; }
@@ -42,122 +51,56 @@ window.addEventListener("load", function () {
 """
 
 
-def _cell(v: Any, num: bool = False) -> str:
-    text = "—" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
-    return f'<td class="num">{escape(text)}</td>' if num else f"<td>{escape(text)}</td>"
+def _env() -> Any:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                              autoescape=True, keep_trailing_newline=True)  # fmt: skip
 
 
-def _table(head: list[str], rows: list[str], ident: str) -> str:
-    ths = "".join(f"<th>{escape(h)}</th>" for h in head)
-    body = "\n".join(rows) or f'<tr><td colspan="{len(head)}">none</td></tr>'
-    return f'<table id="{ident}">\n<thead><tr>{ths}</tr></thead>\n<tbody>\n{body}\n</tbody></table>'
+def _cells(t: TargetResult, notes: Footnotes) -> list[dict[str, Any]]:
+    build = t.build + (" (synthetic)" if t.synthetic else "")
+    out = [{"text": v} for v in (t.name, build, t.kind, t.labels.get("hardware", "—"))]
+    for key in MEASURES:
+        v = t.drain_seconds if key is None else getattr(t.measures, key)
+        fmt = "{:.1f}" if key == "walked_per_lookup" else "{:g}" if key is None else "{}"
+        out.append({"text": notes.cell(v, "—" if key != "drain_ticks" else "never", fmt),
+                    "num": True})  # fmt: skip
+    return out
 
 
-def _header(doc: dict[str, Any]) -> str:
-    v = doc.get("versions") or {}
-    lab = (doc.get("lab") or {}).get("name", "")
-    sc = doc.get("scenario") or {}
-    state = "complete" if doc.get("complete") else f"incomplete ({doc.get('phase', '?')})"
-    what = ""
-    if sc:
-        what = f"{sc.get('delete', '?')} of {sc.get('policies', '?')} in-use policies, "
-    meta = [
-        f"{what}tick {doc.get('tick_ms', '?')} ms; {state}",
-        f"started {doc.get('started', '?')}, finished {doc.get('finished') or '—'}",
-        f"spdlab {v.get('spdlab', '?')}, kernel {v.get('kernel', '?')}, "
-        f"host {v.get('hostname', '?')}, Python {v.get('python', '?')}",
-    ]
-    out = [f"<h1>spdlab run {escape(str(doc.get('run_id', '?')))}: {escape(lab)}</h1>"]
-    out += [f'<p class="meta">{escape(m)}</p>' for m in meta]
-    if doc.get("error"):
-        out.append(f'<p class="meta fail">error: {escape(str(doc["error"]))}</p>')
-    rows = []
-    for name, b in sorted((v.get("builds") or {}).items()):
-        patches = ", ".join(
-            f"{p.get('name')} ({str(p.get('sha256', ''))[:12]})" for p in b.get("patches", [])
-        )
-        sha = str(b.get("netkeyd_sha256") or "")[:12]
-        rows.append(f"<tr>{_cell(name)}{_cell(b.get('tree'))}{_cell(patches or '—')}"
-                    f"<td><code>{escape(sha or '—')}</code></td></tr>")  # fmt: skip
-    out.append(_table(["build", "tree", "patches (sha256)", "netkeyd sha256"], rows, "versions"))
-    return "\n".join(out)
+def _row(t: TargetResult, notes: Footnotes) -> dict[str, Any]:
+    cls = VERDICT_CLASS.get(t.verdict, "other")
+    return {"cells": _cells(t, notes), "cls": cls, "verdict": t.verdict, "reason": t.reason}
 
 
-def _verdicts(doc: dict[str, Any]) -> str:
-    head = ["target", "build", "kind", "hardware", "removed", "drain ticks", "drain s",
-            "free ticks", "premature frees", "use after free", "walked/lookup", "verdict",
-            "reason"]  # fmt: skip
-    rows = []
-    for t in doc.get("targets", []):
-        build = escape(str(t.get("build", "")))
-        if build.startswith("canary"):
-            build += ' <span class="synthetic">(synthetic)</span>'
-        verdict = str(t.get("verdict", "?"))
-        cls = VERDICT_CLASS.get(verdict, "other")
-        wpl = t.get("walked_per_lookup")
-        rows.append(
-            f'<tr class="target">{_cell(t.get("name"))}<td>{build}</td>{_cell(t.get("kind"))}'
-            f"{_cell((t.get('labels') or {}).get('hardware'))}"
-            f"{_cell(t.get('removed_by_delete'), True)}{_cell(t.get('drain_ticks'), True)}"
-            f"{_cell(t.get('drain_seconds'), True)}{_cell(t.get('free_ticks'), True)}"
-            f"{_cell(t.get('premature_frees'), True)}{_cell(t.get('use_after_free'), True)}"
-            f"{_cell(None if wpl is None else round(wpl, 1), True)}"
-            f'<td class="{cls}">{escape(verdict)}</td>{_cell(t.get("reason") or "")}</tr>'
-        )
-    return _table(head, rows, "verdicts")
-
-
-def _comparisons(doc: dict[str, Any]) -> str:
-    rows = [
-        f'<tr class="comparison">{_cell(c.get("patched"))}{_cell(c.get("base"))}'
-        f"{_cell(c.get('verdict'))}{_cell(c.get('detail'))}</tr>"
-        for c in doc.get("comparisons", [])
-    ]
-    return _table(["patched", "base", "verdict", "detail"], rows, "comparisons")
-
-
-def _plots(run_dir: Path) -> str:
+def _plots(run_dir: Path) -> list[dict[str, str]]:
     pngs = sorted(run_dir.glob("*.png"), key=lambda p: (p.name != "drain.png", p.name))
-    if not pngs:
-        return '<p class="meta">no plot in the run folder</p>'
-    out = []
-    for p in pngs:
-        data = base64.b64encode(p.read_bytes()).decode()
-        out.append(f'<figure><img alt="{escape(p.name)}" src="data:image/png;base64,{data}">'
-                   f"<figcaption>{escape(p.name)}</figcaption></figure>")  # fmt: skip
-    return "\n".join(out)
+    return [{"name": p.name, "data": base64.b64encode(p.read_bytes()).decode()} for p in pngs]
+
+
+def render(res: RunResult, run_dir: Path) -> str:
+    notes = Footnotes()
+    rows = [_row(t, notes) for t in res.targets]
+    state = "complete" if res.complete else f"incomplete ({res.phase.value})"
+    return _env().get_template("report.html.j2").render(
+        res=res, v=res.versions, builds=sorted(res.versions.builds.items()), head=HEAD,
+        rows=rows, notes=notes.lines(), plots=_plots(run_dir), css=CSS, script=SCRIPT,
+        title=title(res.scenario), state=state,
+    )  # fmt: skip
 
 
 def render_html(run_dir: Path) -> str:
     """The report page for runs/<id>/ (result.json and its PNG plots).
 
     Raises:
-        ConfigError: result.json is missing or not JSON.
+        ResultError: result.json is missing, not JSON or not a valid result.
     """
-    try:
-        doc = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{run_dir / 'result.json'}: {e}") from e
-    title = f"spdlab run {doc.get('run_id', run_dir.name)}"
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{escape(title)}</title><style>{CSS}</style>",
-        f"<script>{SCRIPT}</script></head><body>",
-        _header(doc),
-        "<h2>Verdicts</h2>",
-        _verdicts(doc),
-        "<h2>Comparisons</h2>",
-        _comparisons(doc),
-        "<h2>Drain</h2>",
-        _plots(run_dir),
-        "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"
+    return render(store.load(run_dir / "result.json"), run_dir)
 
 
 def write_html(run_dir: Path, out: Path | None = None) -> Path:
     """Write the report (default runs/<id>/report.html); returns its path."""
     out = out or run_dir / REPORT_NAME
-    out.write_text(render_html(run_dir), encoding="utf-8")
+    atomic.write_text(out, render_html(run_dir))
     return out

@@ -1,70 +1,98 @@
-"""result.json: one run's scenario, per-target per-tick series and verdicts.
+"""result.json on disk: written atomically from RunResult, read back into it.
 
-Written atomically at every phase, so a run that is interrupted or dies
-leaves a readable file marked incomplete.
+The schema file is generated from the models (`python -m orchestrator.export.result`)
+and versioned by RunResult's `schema` ("spdlab.result/2"); a test keeps them equal.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
-import socket
+import sys
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__
-from orchestrator.drain.compare import build_series
-from orchestrator.lab.builds import binary_path
-from orchestrator.targets.state import write_json_atomic
+from pydantic import ValidationError
 
-SCHEMA = "spdlab.result/1"
+from orchestrator import atomic
+from orchestrator.errors import ConfigError
+from orchestrator.result.model import SCHEMA, RunResult
+
 SCHEMA_FILE = Path(__file__).with_name("result.schema.json")
+OLD_SCHEMAS = {"spdlab.result/1": "written by spdlab before typed results; rerun its lab"}
 
 
-def _sha256(path: Path) -> str | None:
+class ResultError(ConfigError):
+    """A result.json that cannot be read: one line naming the file and the problem."""
+
+
+def dump(res: RunResult) -> dict[str, Any]:
+    return res.model_dump(mode="json", by_alias=True)
+
+
+def write(path: Path, res: RunResult) -> None:
+    atomic.write_json(path, dump(res))
+
+
+def parse(doc: Any, where: str = "result.json") -> RunResult:
+    """A decoded result.json as RunResult.
+
+    Raises:
+        ResultError: an old or unknown schema, or a field that does not validate.
+    """
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    if schema in OLD_SCHEMAS:
+        raise ResultError(f"{where}: schema {schema} is not {SCHEMA}: {OLD_SCHEMAS[schema]}")
+    if schema != SCHEMA:
+        raise ResultError(f"{where}: not a {SCHEMA} file (schema: {schema!r})")
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+        return RunResult.model_validate(doc)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ResultError(f"{where}: {field}: {err['msg']}") from None
 
 
-def versions(builds: list[str]) -> dict[str, Any]:
-    """spdlab, the host, and each netkeyd build with its patch series and hashes."""
-    series = build_series()
-    patches_dir = binary_path("x").parents[2] / "patches"
-    out: dict[str, Any] = {
-        "spdlab": __version__,
-        "kernel": platform.release(),
-        "hostname": socket.gethostname(),
-        "python": platform.python_version(),
-        "builds": {},
-    }
-    for b in sorted(set(builds)):
-        tree, patches = series.get(b, ("unknown", ()))
-        out["builds"][b] = {
-            "tree": tree,
-            "patches": [
-                {"name": p, "sha256": _sha256(patches_dir / f"{p}.patch")} for p in patches
-            ],
-            "netkeyd_sha256": _sha256(binary_path(b)),
-        }
+def load(path: Path) -> RunResult:
+    """Read runs/<id>/result.json.
+
+    Raises:
+        ResultError: missing, not JSON, or not a valid result (one line).
+    """
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ResultError(f"{path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ResultError(f"{path}: not JSON: {e}") from None
+    return parse(doc, str(path))
+
+
+def schema() -> dict[str, Any]:
+    """The JSON schema of result.json, generated from RunResult."""
+    out = RunResult.model_json_schema(by_alias=True, mode="serialization")
+    out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    out["$id"] = SCHEMA
     return out
 
 
-def write(path: Path, doc: dict[str, Any]) -> None:
-    write_json_atomic(path, doc)
-
-
-def load(path: Path) -> dict[str, Any]:
-    doc = json.loads(Path(path).read_text())
-    if doc.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: not a {SCHEMA} file")
-    return doc
-
-
 def validate(doc: dict[str, Any]) -> None:
-    """Raise jsonschema.ValidationError if doc does not match the schema."""
+    """Raise jsonschema.ValidationError if doc does not match the checked-in schema."""
     import jsonschema
 
     jsonschema.validate(doc, json.loads(SCHEMA_FILE.read_text()))
+
+
+def main(argv: list[str]) -> int:
+    """Regenerate the schema file; --check: exit 1 if it is out of date."""
+    text = json.dumps(schema(), indent=1) + "\n"
+    if "--check" in argv:
+        ok = SCHEMA_FILE.exists() and SCHEMA_FILE.read_text() == text
+        if not ok:
+            print(f"{SCHEMA_FILE}: out of date; run python -m orchestrator.export.result")
+        return 0 if ok else 1
+    atomic.write_text(SCHEMA_FILE, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.lab.builds import firmware_dir
-
 
 @dataclass(frozen=True)
 class ExportTarget:
@@ -31,17 +29,9 @@ class ExportTarget:
 
 def build_recipes(conf: Path | None = None) -> dict[str, tuple[str, tuple[str, ...]]]:
     """build → (tree, patches) from firmware/builds.conf; empty if it cannot be read."""
-    conf = conf or firmware_dir() / "builds.conf"
-    try:
-        text = conf.read_text(encoding="utf-8")
-    except OSError:
-        return {}
-    out = {}
-    for raw in text.splitlines():
-        words = raw.split("#", 1)[0].split()
-        if len(words) >= 2:
-            out[words[0]] = (words[1], tuple(words[2:]))
-    return out
+    from orchestrator import buildsconf
+
+    return {b: (r.tree, r.patches) for b, r in buildsconf.read(conf).items()}
 
 
 def _read_json(path: Path) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,29 +10,14 @@ import yaml
 from pydantic import ValidationError
 
 from orchestrator.errors import ConfigError
+from orchestrator.lab.issues import Issue, LabIssues, Loc
 from orchestrator.lab.model import LabDef
+from orchestrator.lab.resolve import ResolvedLab, resolve
 from orchestrator.userfile import UserFileError, read_text
 
-Loc = tuple[str | int, ...]
 MAX_BYTES = 1 << 20  # lab files are a few KB; this bounds the parse
 MAX_NODES = 100_000  # values, aliases expanded
 MAX_DEPTH = 32  # a lab nests 4 levels
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One problem in a lab file, located by its path in the document."""
-
-    loc: Loc
-    message: str
-
-
-class LabIssues(Exception):
-    """Problems found by validation or resolution, before they get line numbers."""
-
-    def __init__(self, issues: Sequence[Issue]):
-        self.issues = list(issues)
-        super().__init__("; ".join(i.message for i in self.issues))
 
 
 class LabError(ConfigError):
@@ -250,7 +234,9 @@ def read_lab(path: str | Path) -> tuple[LabDef, SourceMap]:
     return validate_data(data, smap), smap
 
 
-def load_lab(path: str | Path, *, builds: Sequence[str] | None = None, kinds=None):
+def load_lab(
+    path: str | Path, *, builds: Sequence[str] | None = None, kinds: Sequence[str] | None = None
+) -> ResolvedLab:
     """Read, validate and resolve a lab file (stages 1 and 2).
 
     Args:
@@ -264,8 +250,6 @@ def load_lab(path: str | Path, *, builds: Sequence[str] | None = None, kinds=Non
     Raises:
         LabError: every problem, one `file:line:col: field: message` line each.
     """
-    from orchestrator.lab.resolve import resolve
-
     lab, smap = read_lab(path)
     try:
         return resolve(lab, builds=builds, kinds=kinds, path=str(path))

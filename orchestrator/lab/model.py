@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -88,7 +88,7 @@ class Scenario(Strict):
     traffic: Literal["keepalive", "rate", "none"] = "keepalive"
     keepalive_ticks: Annotated[int, Field(ge=1)] = 5
     rate_pps: Annotated[int, Field(ge=1, le=1_000_000)] = 100
-    delete: Literal["flush", "delete", "delete2", "expire"] = "flush"
+    delete: Literal["flush", "delete", "delete2", "expire", "spdupdate"] = "flush"
     timeout_ticks: Annotated[int, Field(ge=1)] = 3000
     trials: Annotated[int, Field(ge=1, le=1000)] = 1
 
@@ -103,6 +103,20 @@ class Expectation(Strict):
     premature_frees_min: Annotated[int, Field(ge=0)] | None = None
     use_after_free: Annotated[int, Field(ge=0)] | None = None
     same_as: str | None = None
+
+    # The measure each expectation is checked against (docs/MEASURES.md).
+    MEASURES: ClassVar[dict[str, str]] = {
+        "drain_ticks_max": "drain_ticks",
+        "drain_ticks_min": "drain_ticks",
+        "flush_removes": "removed_by_delete",
+        "premature_frees": "premature_frees",
+        "premature_frees_min": "premature_frees",
+        "use_after_free": "use_after_free",
+    }
+
+    def measured(self) -> dict[str, str]:
+        """Set expectation → the measure it checks."""
+        return {k: m for k, m in self.MEASURES.items() if getattr(self, k) is not None}
 
 
 class KernelDef(Strict):

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.lab import ssh
-from orchestrator.lab.load import Issue, LabIssues, Loc
+from orchestrator.lab.issues import Issue, LabIssues, Loc
 from orchestrator.lab.model import Expectation, LabDef, Scenario, TargetDef
 from orchestrator.lab.ssh import SshSpec
 
@@ -326,6 +326,19 @@ class _Resolver:
         return Expectation(**{**base.model_dump(exclude={"same_as"}), **own}, same_as=exp.same_as)
 
 
+def _observable(r: _Resolver, expect: Mapping[str, Expectation], pending: list[_Pending]) -> None:
+    """An expectation on a measure some target of its build cannot observe is an error."""
+    from orchestrator.kinds import unobservable
+
+    kinds = {(p.build, p.kind) for p in pending}
+    for build, exp in expect.items():
+        for key, measure in exp.measured().items():
+            for kind in sorted(k for b, k in kinds if b == build):
+                why = unobservable(kind).get(measure)
+                if why:
+                    r.fail(("expect", build, key), f"not observable on kind {kind}: {why}")
+
+
 def resolve(
     lab: LabDef,
     *,
@@ -358,15 +371,15 @@ def resolve(
 
         builds = known_builds()
     if kinds is None:
-        from orchestrator.targets.registry import supported_kinds
+        from orchestrator.kinds import supported_kinds
 
         kinds = supported_kinds()
     if kind_builds is None:
-        from orchestrator.targets.registry import KIND_BUILDS
+        from orchestrator.kinds import KIND_BUILDS
 
         kind_builds = KIND_BUILDS
     if extra_builds is None:
-        from orchestrator.targets.registry import KIND_EXTRA_BUILDS
+        from orchestrator.kinds import KIND_EXTRA_BUILDS
 
         extra_builds = KIND_EXTRA_BUILDS
     base = str(Path(path).parent) if path else "."
@@ -382,6 +395,7 @@ def resolve(
             first[p.name] = p.loc
             pending.append(p)
     expect = r.expectations()
+    _observable(r, expect, pending)
     kernels = r.kernels(path)
     th = r.addresses(pending)
     if r.issues:

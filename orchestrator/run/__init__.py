@@ -1,1 +1,1 @@
-"""A regression run: up → installed → referenced → deleted → drained → down."""
+"""The run engine: phases as a table (engine.py), one module per phase."""

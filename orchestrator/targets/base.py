@@ -6,9 +6,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from orchestrator.proc import run_env
+from orchestrator.progress import NullProgress, Progress
 
 if TYPE_CHECKING:
     from orchestrator.lab.resolve import ResolvedLab, TargetSpec
@@ -32,22 +33,6 @@ class Health:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class Progress(Protocol):
-    """Where a driver reports progress: one bar per phase."""
-
-    def phase(self, name: str, total: int) -> None: ...
-
-    def advance(self, name: str, n: int = 1) -> None: ...
-
-
-class NullProgress:
-    def phase(self, name: str, total: int) -> None:
-        pass
-
-    def advance(self, name: str, n: int = 1) -> None:
-        pass
 
 
 class TargetDriver(ABC):

@@ -16,7 +16,6 @@ import contextlib
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from orchestrator.targets.dockerapi import (
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
 from orchestrator.targets.labnet import BRIDGE, LabNetwork
 from orchestrator.targets.registry import register_kind
+from orchestrator.wait import WaitTimeout, until
 
 if TYPE_CHECKING:
     from orchestrator.lab.resolve import TargetSpec
@@ -196,22 +196,27 @@ class DockerDriver(TargetDriver):
         from orchestrator.pfkey.client import PfkeyClient
 
         control = str(self.files(name)["control"])
-        deadline, last = time.monotonic() + READY_TIMEOUT, "no answer"
-        while time.monotonic() < deadline:
+        last = ["no answer"]
+
+        def ready() -> bool:
             self._checkpoint()
             try:
                 with PfkeyClient(control, timeout=1.0) as pk:
                     pk.request(messages.register())
-                return
+                return True
             except (SpdlabError, OSError) as e:
-                last = str(e)
+                last[0] = str(e)
             c = self._container(client, name, "start")
             if c.status not in ("created", "running"):
-                raise InfraError(
-                    f"container {c.name} {c.status}: {container_logs(c)}", name, "start"
-                )
-            time.sleep(0.05)
-        raise InfraError(f"{control}: not ready after {READY_TIMEOUT:g}s: {last}", name, "start")
+                raise InfraError(f"container {c.name} {c.status}: {container_logs(c)}", name,
+                                 "start")  # fmt: skip
+            return False
+
+        try:
+            until(ready, f"{control} answers REGISTER", READY_TIMEOUT)
+        except WaitTimeout:
+            raise InfraError(f"{control}: not ready after {READY_TIMEOUT:g}s: {last[0]}", name,
+                             "start") from None  # fmt: skip
 
     def _container(self, client: Any, name: str, step: str) -> Any:
         import docker

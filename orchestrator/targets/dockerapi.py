@@ -64,11 +64,10 @@ def make_static(builds: Sequence[str], env: Mapping[str, str] | None = None) -> 
 
 def _series(build: str) -> tuple[str, list[str]]:
     """(tree, patches) of a build, from firmware/builds.conf."""
-    for raw in (firmware_dir() / "builds.conf").read_text().splitlines():
-        words = raw.split("#", 1)[0].split()
-        if words and words[0] == build:
-            return words[1], words[2:]
-    return "unknown", []
+    from orchestrator import buildsconf
+
+    r = buildsconf.read().get(build)
+    return (r.tree, list(r.patches)) if r else ("unknown", [])
 
 
 def _sha256(path: Path) -> str:

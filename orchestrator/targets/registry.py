@@ -5,26 +5,16 @@ from __future__ import annotations
 import importlib
 
 from orchestrator.errors import ConfigError
-from orchestrator.kernel import conf as kernel_conf
-
-# Declared, not discovered: every kind's module, in one place.
-KIND_MODULES: dict[str, str] = {
-    "docker": "orchestrator.targets.docker",
-    "netns": "orchestrator.targets.netns",
-    "qemu": "orchestrator.targets.qemu",
-    "ssh": "orchestrator.targets.ssh",
-}
-
-# Kinds that do not run a firmware build from builds.conf, and the builds they run
-# instead (a real kernel is its own build). Every other kind runs firmware builds.
-KIND_BUILDS: dict[str, tuple[str, ...]] = {
-    "qemu": ("linux-af_key", *kernel_conf.known_names()),
-}
-
-# Kinds that run firmware builds and these builds as well (`kernel`: the board's own).
-KIND_EXTRA_BUILDS: dict[str, tuple[str, ...]] = {
-    "ssh": ("kernel",),
-}
+from orchestrator.kinds import (  # noqa: F401  (declared there; the registry's public names)
+    KIND_BUILDS,
+    KIND_EXTRA_BUILDS,
+    KIND_MODULES,
+    KIND_TICK,
+    KIND_UNOBSERVABLE,
+    supported_kinds,
+    tick_meaning,
+    unobservable,
+)
 
 _DRIVERS: dict[str, type] = {}
 
@@ -44,11 +34,6 @@ def register_kind(kind: str):
         return cls
 
     return deco
-
-
-def supported_kinds() -> tuple[str, ...]:
-    """Kinds a lab file may use (without importing the drivers)."""
-    return tuple(sorted(KIND_MODULES))
 
 
 def driver_class(kind: str) -> type:

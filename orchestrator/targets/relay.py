@@ -35,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 
+from orchestrator.wait import WaitTimeout, until
+
 FRAME = struct.Struct("<HBBI")
 OPEN, MSG, CLOSE, HELLO = 1, 2, 3, 4
 MAX_CHAN = 64
@@ -64,19 +66,20 @@ class RelayBridge:
 
     def connect(self, timeout: float) -> None:
         """Connect to QEMU's chardev socket, retrying while QEMU starts."""
-        deadline = time.monotonic() + timeout
-        while True:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(self.guest_path)
-            except OSError:
-                s.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-                continue
-            self.guest = s
-            return
+        try:
+            self.guest = until(self._try_connect, f"QEMU's chardev {self.guest_path}", timeout,
+                               0.1)  # fmt: skip
+        except WaitTimeout as e:
+            raise OSError(str(e)) from None
+
+    def _try_connect(self) -> socket.socket | None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(self.guest_path)
+        except OSError:
+            s.close()
+            return None
+        return s
 
     def spawn(self, argv: list[str], pidfile: str | None) -> subprocess.Popen:
         """Run argv with its stdin and stdout on a socketpair: the relay's stream is its stdio."""
@@ -205,9 +208,9 @@ def daemonize(pidfile: str | None) -> None:
     """Fork into a new session (init reaps it); the parent exits once the pidfile is written."""
     pid = os.fork()
     if pid > 0:
-        deadline = time.monotonic() + 10
-        while pidfile and not os.path.exists(pidfile) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        if pidfile:
+            with contextlib.suppress(WaitTimeout):
+                until(lambda: os.path.exists(pidfile), f"the daemon's {pidfile}", 10, 0.01)
         os._exit(0)
     os.setsid()
     if pidfile:

@@ -164,17 +164,6 @@ class LabRun:
                 d.teardown()
         # Whatever no driver removed, and resources recorded before any target was known.
         problems = cleanup.remove_all(self.state.resources())
-        from orchestrator.export.file_sd import remove_file_sd
-
-        remove_file_sd(self.run.path)  # nothing left for Prometheus to scrape
-        if url := self.state.doc.get("pushgateway"):
-            from orchestrator.export.pushgateway import delete_run_summary
-
-            try:
-                delete_run_summary(url, self.run_id)
-                self.state.doc.pop("pushgateway")
-            except InfraError as e:
-                problems.append(str(e))
         self.state.set(phase="down", down_problems=problems)
         return problems
 

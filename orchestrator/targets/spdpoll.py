@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from orchestrator.errors import SpdlabError
+from orchestrator.wait import WaitTimeout, until
 
 RESOLUTION = "spddump-poll"
 RING = 1 << 16
@@ -201,9 +202,8 @@ class SpdPoller:
 
     def serve(self, path: str) -> None:
         """Serve the admin socket (Unix SOCK_STREAM) and run the 1 Hz timer."""
-        deadline = time.monotonic() + 10
-        while not os.path.exists(self.control) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with contextlib.suppress(WaitTimeout):  # the first observation says what is missing
+            until(lambda: os.path.exists(self.control), f"the relay's {self.control}", 10)
         with contextlib.suppress(SpdlabError, OSError):
             self.observe()  # tick 1: the table as the lab found it
         threading.Thread(target=self._timer, daemon=True).start()

@@ -14,12 +14,12 @@ import json
 import socket
 import subprocess
 import threading
-import time
 from typing import Protocol
 
 from orchestrator.errors import ConfigError, InfraError
 from orchestrator.traffic import netns as nsutil
 from orchestrator.traffic.template import Template
+from orchestrator.wait import WaitTimeout, until
 
 SOL_PACKET = 263
 PACKET_QDISC_BYPASS = 20
@@ -111,16 +111,20 @@ def resolve(
     dev, hop = route[0]["dev"], route[0].get("gateway", dst)
     link = _ip_json(netns, "link", "show", "dev", dev)[0]
     src_mac = bytes.fromhex(link["address"].replace(":", ""))
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def resolved() -> bytes | None:
         for n in _ip_json(netns, "neigh", "show", "to", hop, "dev", dev):
             if "lladdr" in n and not {"FAILED", "INCOMPLETE"} & set(n.get("state", [])):
-                return NextHop(dev, src_mac, bytes.fromhex(n["lladdr"].replace(":", "")))
-        if time.monotonic() > deadline:
-            raise InfraError(f"no neighbour entry for {hop} on {dev}", step="link")
+                return bytes.fromhex(n["lladdr"].replace(":", ""))
         if probe is not None:
             probe.sendto(b"", (hop, 9))  # the kernel resolves the neighbour
-        time.sleep(0.05)
+        return None
+
+    try:
+        mac = until(resolved, f"a neighbour entry for {hop} on {dev}", timeout)
+    except WaitTimeout:
+        raise InfraError(f"no neighbour entry for {hop} on {dev}", step="link") from None
+    return NextHop(dev, src_mac, mac)
 
 
 class PacketLink:

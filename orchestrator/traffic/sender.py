@@ -12,7 +12,6 @@ N/R seconds: keepalive pacing is just that rate (`Pacing.keepalive`).
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from orchestrator import atomic
 from orchestrator.errors import ConfigError
 from orchestrator.traffic import fastpath
 from orchestrator.traffic.fastpath import SEQ_MAX
@@ -336,6 +336,4 @@ def save_seq_state(path: Path, state: dict[str, int]) -> None:
 
 def write_json(path: Path, obj: object) -> None:
     """Write `obj` to `path` atomically (a reader sees the old or the new file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj) + "\n")
-    os.replace(tmp, path)
+    atomic.write_json(path, obj, indent=None)

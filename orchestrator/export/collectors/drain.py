@@ -7,16 +7,17 @@ from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from orchestrator.export.collectors.common import TARGET_LABELS, num, read_doc
+from orchestrator.export.collectors.common import TARGET_LABELS
 
-VERDICTS = ("PASS", "FAIL", "INFRA-ERROR")
+VERDICTS = ("PASS", "FAIL", "UNRESOLVED", "INFRA-ERROR")
 
 
 class DrainCollector:
     """Last completed drain (ticks, seconds, when) and the verdict, per target.
 
     Args:
-        path: result.json (schema spdlab.result/1); None or a missing file gives no data.
+        path: result.json (schema spdlab.result/2); None, a missing or unreadable file
+            gives no data. A measure the target cannot observe gives no sample.
     """
 
     name = "drain"
@@ -45,22 +46,31 @@ class DrainCollector:
             "spdlab_verdict", "1 on the target's current verdict, 0 on the others",
             labels=(*TARGET_LABELS, "verdict"),
         )  # fmt: skip
-        doc = read_doc(self.path)
-        for t in doc.get("targets", []) if doc else []:
-            if not isinstance(t, dict) or not t.get("name"):
-                continue
-            labels = (str(t["name"]), str(t.get("build", "")))
-            for family, key in ((ticks, "drain_ticks"), (seconds, "drain_seconds")):
-                v = num(t, key)
-                if v is not None:
-                    family.add_metric(labels, v)
-            v = num(t, "completed_at")
-            if v is not None:
-                completed.add_metric(labels, v)
-            if t.get("verdict") in VERDICTS:
+        for t in _targets(self.path):
+            labels = (t.name, t.build)
+            ticks_v = t.measures.drain_ticks
+            if isinstance(ticks_v, int):
+                ticks.add_metric(labels, float(ticks_v))
+            if t.drain_seconds is not None:
+                seconds.add_metric(labels, t.drain_seconds)
+            if t.completed_at is not None:
+                completed.add_metric(labels, t.completed_at)
+            if t.verdict in VERDICTS:
                 for name in VERDICTS:
-                    verdict.add_metric((*labels, name), 1.0 if t["verdict"] == name else 0.0)
+                    verdict.add_metric((*labels, name), 1.0 if t.verdict == name else 0.0)
         yield ticks
         yield seconds
         yield completed
         yield verdict
+
+
+def _targets(path: Path | None) -> list:
+    """The run's targets, read fresh; none when the file is missing or not a result."""
+    from orchestrator.export import result
+
+    if path is None:
+        return []
+    try:
+        return result.load(path).targets
+    except result.ResultError:
+        return []

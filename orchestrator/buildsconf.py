@@ -1,0 +1,54 @@
+"""firmware/builds.conf read once: each build's tree, patch series and declared flags.
+
+A line is `name tree [patch...] [@flag...]`. `@synthetic` declares a synthetic
+control (a build that exists to prove the testbed can see a slow drain); code asks
+`recipe.synthetic`, never the build's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+FLAGS = ("synthetic",)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One build of builds.conf."""
+
+    name: str
+    tree: str
+    patches: tuple[str, ...] = ()
+    synthetic: bool = False
+
+
+def parse_line(raw: str) -> Recipe | None:
+    words = raw.split("#", 1)[0].split()
+    if len(words) < 2:
+        return None
+    flags = {w[1:] for w in words[2:] if w.startswith("@")}
+    unknown = flags - set(FLAGS)
+    if unknown:
+        raise ValueError(f"builds.conf: {words[0]}: unknown flag @{sorted(unknown)[0]}")
+    patches = tuple(w for w in words[2:] if not w.startswith("@"))
+    return Recipe(words[0], words[1], patches, "synthetic" in flags)
+
+
+def read(conf: Path | None = None) -> dict[str, Recipe]:
+    """build → Recipe, in file order; empty if the file cannot be read."""
+    if conf is None:
+        from orchestrator.lab.builds import firmware_dir
+
+        conf = firmware_dir() / "builds.conf"
+    try:
+        text = conf.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    recipes = (parse_line(raw) for raw in text.splitlines())
+    return {r.name: r for r in recipes if r is not None}
+
+
+def is_synthetic(build: str) -> bool:
+    r = read().get(build)
+    return bool(r and r.synthetic)

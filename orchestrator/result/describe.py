@@ -1,0 +1,32 @@
+"""What a run did, in words: titles say "in-use" only when traffic held the policies."""
+
+from __future__ import annotations
+
+from orchestrator.lab.model import Scenario
+
+VERBS = {
+    "flush": "SPDFLUSH",
+    "delete": "SPDDELETE",
+    "delete2": "SPDDELETE2",
+    "expire": "expiry",
+    "spdupdate": "SPDUPDATE",
+}
+
+
+def held(sc: Scenario) -> bool:
+    """Did traffic hold every policy (a reference per flow) when the delete came?"""
+    return sc.traffic != "none"
+
+
+def title(sc: Scenario) -> str:
+    """ "SPDDELETE of 2000 in-use policies" or "... of 2000 policies (no traffic)"."""
+    what = f"{VERBS.get(sc.delete, sc.delete)} of {sc.policies}"
+    return f"{what} in-use policies" if held(sc) else f"{what} policies (no traffic held them)"
+
+
+def ticks_at_1hz(ticks: object) -> str:
+    """Ticks as the time they take at the kernel's 1 Hz timer."""
+    if not isinstance(ticks, int):
+        return "never" if ticks is None else "—"
+    m, s = divmod(ticks, 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"

@@ -1,0 +1,81 @@
+"""The run engine: one lab's experiment as a table of phases, walked in order.
+
+up → (installed → referenced → deleted → drained) per trial → judged → down.
+Each phase is a module with one entry point, `run(ctx)`. A target that breaks
+becomes INFRA-ERROR (with its phase) and the others carry on; down always runs,
+on Ctrl-C too, and result.json says how far the run got.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orchestrator.errors import SpdlabError
+from orchestrator.result.model import Phase, RunResult
+from orchestrator.run import delete, down, drain, install, judge, reference, traffic, up
+from orchestrator.run.context import RunContext
+
+Step = Callable[[RunContext], None]
+TRIAL: tuple[tuple[Phase, Step], ...] = (
+    (Phase.INSTALLED, install.run),
+    (Phase.REFERENCED, reference.run),
+    (Phase.DELETED, delete.run),
+    (Phase.DRAINED, drain.run),
+)
+
+
+def walk(ctx: RunContext, phase: Phase, fn: Step) -> None:
+    """Enter a phase, run it, leave it; result.json shows each completed phase."""
+    ctx.phases.enter(phase)
+    fn(ctx)
+    ctx.phases.leave(phase)
+    ctx.save()
+
+
+def execute(ctx: RunContext) -> RunResult:
+    """Run every phase; always ends in down (unless kept) with result.json written."""
+    try:
+        walk(ctx, Phase.UP, up.run)
+        for n in range(1, ctx.trials + 1):
+            ctx.trial = n
+            trial(ctx)
+        walk(ctx, Phase.JUDGED, judge.run)
+        assert ctx.result is not None
+        ctx.result.complete = True
+    except KeyboardInterrupt:
+        failed(ctx, "interrupted", interrupted=True)
+        raise
+    except SpdlabError as e:
+        failed(ctx, str(e))
+        raise
+    finally:
+        finish(ctx)
+    return ctx.result
+
+
+def trial(ctx: RunContext) -> None:
+    try:
+        for phase, fn in TRIAL:
+            walk(ctx, phase, fn)
+    finally:
+        traffic.stop(ctx)
+
+
+def failed(ctx: RunContext, reason: str, interrupted: bool = False) -> None:
+    ctx.phases.fail(reason)
+    if ctx.result is not None:
+        ctx.result.interrupted = interrupted
+        ctx.result.error = ctx.phases.failure
+
+
+def finish(ctx: RunContext) -> None:
+    if ctx.result is None:
+        return
+    ctx.phases.current = None
+    ctx.phases.enter(Phase.DOWN)
+    ctx.result.finished = up.now()
+    down.run(ctx)
+    if ctx.opts.keep:
+        return  # the lab is still up: result.json keeps its last completed phase
+    ctx.phases.leave(Phase.DOWN)
+    ctx.save()

@@ -1,0 +1,58 @@
+"""Phase installed: every target gets its SAs and policies, as its delete strategy says.
+
+From the second trial on, the previous trial's SAs and policies go first.
+"""
+
+from __future__ import annotations
+
+from orchestrator.delete import Gateway
+from orchestrator.delete.base import check
+from orchestrator.pfkey import messages
+from orchestrator.run.context import RunContext, Target
+from orchestrator.traffic import scenario as traffic_scenario
+from orchestrator.wait import until
+
+SPI_STRIDE = 0x100000  # each target's SPIs: distinct, so sequence state never collides
+RESET_TIMEOUT_S = 30.0
+
+
+def run(ctx: RunContext) -> None:
+    step = f"install (trial {ctx.trial})"
+    ctx.progress.phase(step, len(ctx.live()))
+    ctx.each(step, lambda t: install(ctx, t))
+
+
+def install(ctx: RunContext, t: Target) -> None:
+    if ctx.trial > 1:
+        reset(ctx, t)
+    sc = scenario(ctx, t)
+    ep = ctx.lr.pfkey_endpoint(t.name)
+    t.gw = Gateway(ep.connect, ctx.stats(t), t.spec.tick_ms, sc.policy_msgs, sc.delete_msgs)
+    t.gw.plan["scenario"] = sc
+    t.drain = None
+    with ep.connect() as c:
+        check(c.pipeline(sc.sa_msgs), "ADD")
+    ctx.strategy.install(t.gw)
+
+
+def scenario(ctx: RunContext, t: Target) -> traffic_scenario.Scenario:
+    sc = ctx.lab.scenario
+    return traffic_scenario.generate(
+        sc.policies,
+        str(ctx.lab.traffic_host.address),
+        str(t.spec.address),
+        alg=sc.algorithm,
+        mode=sc.mode,
+        natt=sc.natt,
+        spi_base=traffic_scenario.SPI_BASE + t.spec.index * SPI_STRIDE,
+    )
+
+
+def reset(ctx: RunContext, t: Target) -> None:
+    """Remove every SA and policy, and wait until nothing is allocated."""
+    with ctx.lr.pfkey_endpoint(t.name).connect() as c:
+        c.request(messages.spdflush())
+        c.request(messages.flush_sa())
+    stats = ctx.stats(t)
+    until(lambda: stats.request("stats")["spd"]["allocated"] == 0,
+          f"{t.name}: every policy of the last trial freed", RESET_TIMEOUT_S)  # fmt: skip

@@ -1,0 +1,46 @@
+"""Phase referenced: traffic holds every policy (refcnt >= 2 in SPDDUMP) on every target.
+
+With `traffic: none` nothing holds them, and the phase only records the dump.
+"""
+
+from __future__ import annotations
+
+from orchestrator.pfkey.fmt import format_spd_dump
+from orchestrator.run import traffic
+from orchestrator.run.context import RunContext, Target
+from orchestrator.wait import WaitTimeout, until
+
+TIMEOUT_S = 60.0
+
+
+def run(ctx: RunContext) -> None:
+    traffic.start(ctx)
+    step = f"reference (trial {ctx.trial})"
+    ctx.progress.phase(step, len(ctx.live()))
+    if ctx.lab.scenario.traffic != "none":
+        ctx.each(step, lambda t: wait_referenced(ctx, t))
+    if ctx.trial == 1:
+        ctx.each("spddump before", lambda t: dump(ctx, t, "before"))
+
+
+def wait_referenced(ctx: RunContext, t: Target) -> None:
+    try:
+        until(lambda: referenced(ctx, t), f"every policy of {t.name} referenced", TIMEOUT_S,
+              interval=0.5)  # fmt: skip
+    except WaitTimeout:
+        raise RuntimeError(f"not every policy referenced in {TIMEOUT_S:.0f}s") from None
+
+
+def referenced(ctx: RunContext, t: Target) -> bool:
+    with ctx.lr.pfkey_endpoint(t.name).connect() as c:
+        entries = c.spddump()
+    traffic.check_running(ctx)
+    traffic.write_json(ctx)
+    n = ctx.lab.scenario.policies
+    return len(entries) >= n and all(e.reserved >= 2 for e in entries)
+
+
+def dump(ctx: RunContext, t: Target, when: str) -> None:
+    with ctx.lr.pfkey_endpoint(t.name).connect() as c:
+        text = format_spd_dump(c.spddump())
+    ctx.write_text(ctx.target_dir(t) / f"spddump-{when}.txt", text)

@@ -1,0 +1,33 @@
+"""Phase up: bring the lab up and start result.json."""
+
+from __future__ import annotations
+
+import time
+
+from orchestrator.progress import Prefixed
+from orchestrator.result import versions
+from orchestrator.result.model import LabRef, RunResult
+from orchestrator.run.context import RunContext
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def run(ctx: RunContext) -> None:
+    from orchestrator.targets.session import LabRun
+
+    # The drivers report up's steps ("up: network") and, later, down's under the same object.
+    ctx.driver_progress = Prefixed(ctx.progress, "up: ")
+    ctx.lr = LabRun.up(ctx.lab, progress=ctx.driver_progress)
+    ctx.result = RunResult(
+        run_id=ctx.lr.run_id,
+        started=now(),
+        tick_ms=ctx.tick_ms,
+        lab=LabRef(name=ctx.lab.name, file=ctx.lab.path),
+        scenario=ctx.lab.scenario.model_copy(update={"trials": ctx.trials}),
+        versions=versions.collect([t.spec.build for t in ctx.targets]),
+    )
+    ctx.save()
+    if ctx.opts.on_up:
+        ctx.opts.on_up(ctx.lr)
