@@ -30,9 +30,9 @@ def test_registry_knows_netns_and_rejects_unknown_kinds():
     assert registry.driver_class("netns") is NetnsDriver
     assert issubclass(NetnsDriver, TargetDriver) and NetnsDriver.kind == "netns"
     with pytest.raises(
-        ConfigError, match=r"unknown kind 'ssh'. Supported kinds are: docker, netns, qemu"
+        ConfigError, match=r"unknown kind 'lxc'. Supported kinds are: docker, netns, qemu, ssh"
     ):
-        registry.driver_class("ssh")
+        registry.driver_class("lxc")
 
 
 def test_registry_duplicate_kind_raises():

@@ -8,6 +8,8 @@ on Ctrl-C too, and result.json says how far the run got.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 
 from orchestrator.errors import SpdlabError
@@ -27,9 +29,22 @@ TRIAL: tuple[tuple[Phase, Step], ...] = (
 def walk(ctx: RunContext, phase: Phase, fn: Step) -> None:
     """Enter a phase, run it, leave it; result.json shows each completed phase."""
     ctx.phases.enter(phase)
+    hold(f"{phase.value}:start")
     fn(ctx)
+    hold(phase.value)
     ctx.phases.leave(phase)
     ctx.save()
+
+
+def hold(point: str) -> None:
+    """A breakpoint: SPDLAB_STOP_AT=PHASE stops spdlab (SIGSTOP) once PHASE's work is done,
+    before it is recorded; PHASE:start, as PHASE begins.
+
+    Inspect the targets there, then `kill -CONT` to go on, or `kill -9` to check that
+    `spdlab down` cleans up after a crash at that point.
+    """
+    if os.environ.get("SPDLAB_STOP_AT") == point:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def execute(ctx: RunContext) -> RunResult:
