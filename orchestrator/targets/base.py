@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from orchestrator.errors import InfraError
 from orchestrator.proc import run_env
 from orchestrator.progress import NullProgress, Progress
 
@@ -104,6 +105,19 @@ class TargetDriver(ABC):
 
     @abstractmethod
     def stats_endpoint(self, name: str) -> StatsEndpoint: ...
+
+    def stats_health(self, h: Health, name: str, timeout: float = 2.0) -> Health:
+        """Fill `h` from the target's `stats` answer: every kind's last health step."""
+        try:
+            stats = self.stats_endpoint(name).request("stats", timeout=timeout)
+        except InfraError as e:
+            h.reason = f"admin socket: {e}"
+            return h
+        spd = stats.get("spd", {})
+        h.policies = sum(spd["alive"].values()) if "alive" in spd else None
+        h.dead = sum(spd["dead"].values()) if "dead" in spd else None
+        h.healthy, h.reason = "error" not in stats, stats.get("error", "")
+        return h
 
     @abstractmethod
     def health(self, name: str) -> Health: ...

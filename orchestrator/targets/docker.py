@@ -249,16 +249,7 @@ class DockerDriver(TargetDriver):
         if c.status != "running":
             h.reason = f"container {c.name} is {c.status}"
             return h
-        try:
-            stats = self.stats_endpoint(name).request("stats", timeout=2.0)
-        except InfraError as e:
-            h.reason = f"admin socket: {e}"
-            return h
-        spd = stats.get("spd", {})
-        h.policies = sum(spd.get("alive", {}).values()) if "alive" in spd else None
-        h.dead = sum(spd.get("dead", {}).values()) if "dead" in spd else None
-        h.healthy, h.reason = "error" not in stats, stats.get("error", "")
-        return h
+        return self.stats_health(h, name)
 
     def collect(self, name: str, dest: Path) -> list[Path]:
         """Copy the log and the container's output; dump stats and policies if it answers."""

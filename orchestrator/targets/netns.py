@@ -232,16 +232,7 @@ class NetnsDriver(TargetDriver):
         elif not cleanup.process_matches(h.pid, control):
             h.reason = f"netkeyd (pid {h.pid}) is not running"
         else:
-            try:
-                stats = self.stats_endpoint(name).request("stats", timeout=2.0)
-            except InfraError as e:
-                h.reason = f"admin socket: {e}"
-                return h
-            spd = stats.get("spd", {})
-            h.policies = sum(spd.get("alive", {}).values()) if "alive" in spd else None
-            h.dead = sum(spd.get("dead", {}).values()) if "dead" in spd else None
-            h.healthy = "error" not in stats
-            h.reason = stats.get("error", "")
+            self.stats_health(h, name)
         return h
 
     def collect(self, name: str, dest: Path) -> list[Path]:

@@ -250,16 +250,7 @@ class QemuDriver(TargetDriver):
         elif not cleanup.process_matches(h.pid, self._match(name, "qemu")):
             h.reason = f"qemu (pid {h.pid}) is not running"
         else:
-            try:
-                stats = self.stats_endpoint(name).request("stats", timeout=10.0)
-            except InfraError as e:
-                h.reason = f"admin socket: {e}"
-                return h
-            spd = stats.get("spd", {})
-            h.policies = sum(spd["alive"].values()) if "alive" in spd else None
-            h.dead = sum(spd["dead"].values()) if "dead" in spd else None
-            h.healthy = "error" not in stats
-            h.reason = stats.get("error", "")
+            self.stats_health(h, name, timeout=10.0)
         return h
 
     def collect(self, name: str, dest: Path) -> list[Path]:

@@ -317,16 +317,7 @@ class SshDriver(TargetDriver):
         if not self._running(name, "bridge") or not self._running(name, "ssh"):
             h.reason = "the relay's ssh connection is not running"
             return h
-        try:
-            stats = self.stats_endpoint(name).request("stats", timeout=10.0)
-        except InfraError as e:
-            h.reason = f"admin socket: {e}"
-            return h
-        spd = stats.get("spd", {})
-        h.policies = sum(spd["alive"].values()) if "alive" in spd else None
-        h.dead = sum(spd["dead"].values()) if "dead" in spd else None
-        h.healthy, h.reason = "error" not in stats, stats.get("error", "")
-        return h
+        return self.stats_health(h, name, timeout=10.0)
 
     def collect(self, name: str, dest: Path) -> list[Path]:
         """The bridge's log, board.json, netkeyd's log from the board; version, stats, policies."""
