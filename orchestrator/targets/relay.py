@@ -35,6 +35,7 @@ import threading
 import time
 from pathlib import Path
 
+from orchestrator import atomic
 from orchestrator.wait import WaitTimeout, until
 
 FRAME = struct.Struct("<HBBI")
@@ -87,8 +88,7 @@ class RelayBridge:
         child = subprocess.Popen(argv, stdin=theirs, stdout=theirs, close_fds=True)
         theirs.close()
         if pidfile:
-            Path(f"{pidfile}.tmp").write_text(f"{child.pid}\n")
-            os.replace(f"{pidfile}.tmp", pidfile)
+            atomic.write_text(pidfile, f"{child.pid}\n")
         self.guest = mine
         return child
 
@@ -214,9 +214,7 @@ def daemonize(pidfile: str | None) -> None:
         os._exit(0)
     os.setsid()
     if pidfile:
-        tmp = f"{pidfile}.tmp"
-        Path(tmp).write_text(f"{os.getpid()}\n")
-        os.replace(tmp, pidfile)
+        atomic.write_text(pidfile, f"{os.getpid()}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

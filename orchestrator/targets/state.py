@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
+
+from orchestrator import atomic
 
 STATE_VERSION = 1
 
 
 def write_json_atomic(path: Path, doc: Any) -> None:
-    """Write tmp, fsync, rename: a reader sees the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """state.json's layout (sorted, indent 1), written through orchestrator.atomic."""
+    atomic.write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
 class StateFile:
