@@ -155,7 +155,7 @@ def test_spdlab_run_of_linux_kernels_passes(runs, vms):
     verdicts = {t["name"]: (t["build"], t["verdict"]) for t in doc["targets"]}
     assert len(verdicts) == 8 and {v for _, v in verdicts.values()} == {"PASS"}, verdicts
     canary = [t for t in doc["targets"] if t["build"] == "linux-canary"]
-    assert [t["removed_by_delete"] for t in canary] == [1, 1]
+    assert [t["measures"]["removed_by_delete"] for t in canary] == [1, 1]
     got = {(c["base"], c["patched"], c["verdict"]) for c in doc["comparisons"]}
     assert got == {
         ("linux", "linux+loop-rewrite", "no effect"),
