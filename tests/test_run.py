@@ -154,6 +154,10 @@ def test_demo_artifacts(demo: Any) -> None:
     assert before.count("refcnt=") == N
     assert all(int(x.split("=")[1]) >= 2 for x in before.split() if x.startswith("refcnt="))
     assert (gw / "netkeyd.log").stat().st_size > 0
+    # collected before down: the target's own answers
+    assert json.loads((gw / gw.name / "version.json").read_text())["build"] == "canary"
+    assert "spd" in json.loads((gw / gw.name / "stats.json").read_text())
+    assert "policies" in json.loads((gw / gw.name / "policies.json").read_text())
     pkts = rdpcap(str(run_dir / "esp-sample.pcap"))
     assert len(pkts) > 0 and all(p[IP].proto == 50 for p in pkts)
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from orchestrator import atomic
 from orchestrator.errors import InfraError
 from orchestrator.proc import run_env
 from orchestrator.progress import NullProgress, Progress
@@ -105,6 +106,18 @@ class TargetDriver(ABC):
 
     @abstractmethod
     def stats_endpoint(self, name: str) -> StatsEndpoint: ...
+
+    def collect_answers(self, name: str, out_dir: Path) -> list[Path]:
+        """version, stats and policies as a healthy target answers them: every kind's
+        last collect step."""
+        if not self.health(name).healthy:
+            return []
+        got = []
+        for what in ("version", "stats", "policies"):
+            doc = self.stats_endpoint(name).request(what, timeout=10.0)
+            atomic.write_json(out_dir / f"{what}.json", doc, indent=1)
+            got.append(out_dir / f"{what}.json")
+        return got
 
     def stats_health(self, h: Health, name: str, timeout: float = 2.0) -> Health:
         """Fill `h` from the target's `stats` answer: every kind's last health step."""

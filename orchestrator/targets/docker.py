@@ -13,7 +13,6 @@ docker-only lab still has its traffic host.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -264,13 +263,7 @@ class DockerDriver(TargetDriver):
             path = out_dir / "container.log"
             path.write_text(container_logs(c, tail="all"))
             got.append(path)
-        if self.health(name).healthy:
-            for what in ("version", "stats", "policies"):
-                doc = self.stats_endpoint(name).request(what, timeout=10.0)
-                path = out_dir / f"{what}.json"
-                path.write_text(json.dumps(doc, indent=1) + "\n")
-                got.append(path)
-        return got
+        return got + self.collect_answers(name, out_dir)
 
     # ------------------------------------------------------------ down
 

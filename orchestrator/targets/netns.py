@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -243,13 +242,7 @@ class NetnsDriver(TargetDriver):
         log = self.run.target_dir(name) / "netkeyd.log"
         if log.exists():
             got.append(Path(shutil.copy2(log, out_dir / log.name)))
-        if self.health(name).healthy:
-            for what in ("version", "stats", "policies"):
-                doc = self.stats_endpoint(name).request(what, timeout=10.0)
-                path = out_dir / f"{what}.json"
-                path.write_text(json.dumps(doc, indent=1) + "\n")
-                got.append(path)
-        return got
+        return got + self.collect_answers(name, out_dir)
 
     # ------------------------------------------------------------ down
 

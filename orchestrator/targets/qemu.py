@@ -262,13 +262,7 @@ class QemuDriver(TargetDriver):
         for k in ("console", "console_err", "bridge_log", "boot"):
             if f[k].exists() and f[k].parent != out_dir:
                 got.append(Path(shutil.copy2(f[k], out_dir / f[k].name)))
-        if self.health(name).healthy:
-            for what in ("version", "stats", "policies"):
-                doc = self.stats_endpoint(name).request(what, timeout=10.0)
-                path = out_dir / f"{what}.json"
-                path.write_text(json.dumps(doc, indent=1) + "\n")
-                got.append(path)
-        return got
+        return got + self.collect_answers(name, out_dir)
 
     # ------------------------------------------------------------ down
 

@@ -332,12 +332,7 @@ class SshDriver(TargetDriver):
             if rc == 0:
                 (out_dir / "netkeyd.log").write_text(out)
                 got.append(out_dir / "netkeyd.log")
-        if self.health(name).healthy:
-            for what in ("version", "stats", "policies"):
-                doc = self.stats_endpoint(name).request(what, timeout=10.0)
-                (out_dir / f"{what}.json").write_text(json.dumps(doc, indent=1) + "\n")
-                got.append(out_dir / f"{what}.json")
-        return got
+        return got + self.collect_answers(name, out_dir)
 
     # ------------------------------------------------------------ down
 
