@@ -168,7 +168,8 @@ def test_spdlab_run_on_the_board_passes(runs, board):
     doc = json.loads((runs / rid / "result.json").read_text())
     [t] = doc["targets"]
     assert (t["kind"], t["build"], t["verdict"]) == ("ssh", "netkey", "PASS")
-    assert t["removed_by_delete"] == 50 and t["drain_ticks"] <= 1
+    m = t["measures"]
+    assert m["removed_by_delete"] == 50 and m["drain_ticks"] <= 1
     assert (runs / rid / "targets/nk/nk/netkeyd.log").exists()  # fetched from the board
     assert_down(runs, rid, board)
 
