@@ -7,10 +7,16 @@ recorded: the check must see what state.json failed to list.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+from orchestrator.lab.load import load_lab
 from orchestrator.runs import RunDir, list_runs
+from orchestrator.targets import cleanup
+from orchestrator.targets.session import LabRun
 
 DOCKER_SOCK = "/var/run/docker.sock"
 
@@ -81,3 +87,25 @@ def processes(runs: Path) -> list[str]:
 def leftovers(runs: Path) -> list[str]:
     """Everything any run under `runs` left behind."""
     return namespaces(runs) + links(runs) + containers(runs) + processes(runs)
+
+
+def short_runs(prefix: str) -> Iterator[Path]:
+    """A module's runs folder under /tmp (Unix socket paths stay under 108 bytes): every
+    run in it taken down afterwards, and nothing left behind."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    yield d
+    for rid in list_runs(d):
+        LabRun.open(rid, base=d).down()
+    assert leftovers(d) == []
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def lab_up(lab_file: Path, runs: Path) -> Iterator[LabRun]:
+    """A lab brought up for a module, torn down from state.json alone, as after a crash."""
+    lr = LabRun.up(load_lab(lab_file), base=runs)
+    try:
+        yield lr
+    finally:
+        again = LabRun.open(lr.run_id, base=runs)
+        assert again.down() == []
+        assert not any(cleanup.still_there(r) for r in again.state.resources())

@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
-from leftovers import leftovers
+from leftovers import lab_up, short_runs
 from test_kernel_build import user_patch
 
 from orchestrator.kernel import build as kbuild
 from orchestrator.kernel import conf, tree
-from orchestrator.lab import load_lab
 from orchestrator.pfkey import messages
 from orchestrator.pfkey.wire import MsgType
 from orchestrator.runs import list_runs
-from orchestrator.targets import cleanup
 from orchestrator.targets.session import LabRun
 from orchestrator.traffic import scenario as traffic_scenario
 
@@ -57,12 +53,7 @@ def name(prefix: str, build: str) -> str:
 
 @pytest.fixture(scope="module")
 def runs():
-    d = Path(tempfile.mkdtemp(prefix="spdk", dir="/tmp"))
-    yield d
-    for rid in list_runs(d):
-        LabRun.open(rid, base=d).down()
-    assert leftovers(d) == []
-    shutil.rmtree(d, ignore_errors=True)
+    yield from short_runs("spdk")
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +68,7 @@ def lab_file(runs):
 
 @pytest.fixture(scope="module")
 def vms(runs, lab_file):
-    lr = LabRun.up(load_lab(lab_file), base=runs)
-    try:
-        yield lr
-    finally:
-        again = LabRun.open(lr.run_id, base=runs)
-        assert again.down() == []
-        assert not any(cleanup.still_there(r) for r in again.state.resources())
+    yield from lab_up(lab_file, runs)
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from leftovers import lab_up
 
 from orchestrator.drain.record import Drain, poll
-from orchestrator.lab import load_lab
 from orchestrator.pfkey import messages, wire
 from orchestrator.pfkey.wire import ExtType, MsgType
 from orchestrator.runs import list_runs
@@ -90,13 +90,7 @@ def lab_file(runs):
 @pytest.fixture(scope="module")
 def vm(runs, lab_file):
     """One booted VM: the LabRun. Torn down from state.json alone, as after a crash."""
-    lr = LabRun.up(load_lab(lab_file), base=runs)
-    try:
-        yield lr
-    finally:
-        again = LabRun.open(lr.run_id, base=runs)
-        assert again.down() == []
-        assert not any(cleanup.still_there(r) for r in again.state.resources())
+    yield from lab_up(lab_file, runs)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from leftovers import leftovers
+from leftovers import leftovers, short_runs
 from sshboard import Board, keygen
 
 from orchestrator.runs import list_runs
@@ -52,13 +52,7 @@ expect:
 
 @pytest.fixture(scope="module")
 def runs():
-    """A short runs dir (Unix socket paths stay under 108 bytes)."""
-    d = Path(tempfile.mkdtemp(prefix="spds", dir="/tmp"))
-    yield d
-    for rid in list_runs(d):
-        LabRun.open(rid, base=d).down()
-    assert leftovers(d) == []
-    shutil.rmtree(d, ignore_errors=True)
+    yield from short_runs("spds")
 
 
 @pytest.fixture(scope="module")

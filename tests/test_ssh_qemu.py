@@ -22,12 +22,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from leftovers import leftovers
+from leftovers import leftovers, short_runs
 from sshboard import QemuBoard
 
 from orchestrator.runs import list_runs
 from orchestrator.targets import cleanup
-from orchestrator.targets.session import LabRun
 from orchestrator.wait import until
 
 pytestmark = [pytest.mark.ssh, pytest.mark.qemu]
@@ -51,12 +50,7 @@ expect:
 
 @pytest.fixture(scope="module")
 def runs():
-    d = Path(tempfile.mkdtemp(prefix="spdk", dir="/tmp"))
-    yield d
-    for rid in list_runs(d):
-        LabRun.open(rid, base=d).down()
-    assert leftovers(d) == []
-    shutil.rmtree(d, ignore_errors=True)
+    yield from short_runs("spdk")
 
 
 @pytest.fixture(scope="module")
