@@ -51,6 +51,7 @@ class Options:
     logx: bool = False
     on_up: Callable[[Any], None] | None = None
     before_down: Callable[[], object] | None = None  # result.json is final; an exporter lingers
+    baseline: RunResult | None = None  # `--baseline RUN`: compared with at judged
 
 
 @dataclass

@@ -8,7 +8,7 @@ from orchestrator import buildsconf
 from orchestrator import kinds as registry
 from orchestrator.drain import compare
 from orchestrator.drain import verdict as V
-from orchestrator.result.model import Measures, TargetResult
+from orchestrator.result.model import Baseline, Measures, RunResult, TargetResult
 from orchestrator.run.context import RunContext, Target
 
 
@@ -20,9 +20,16 @@ def summarise(ctx: RunContext) -> None:
     """Verdicts and comparisons from the trials so far, into result.json."""
     assert ctx.result is not None
     ctx.result.targets = [target_result(ctx, t) for t in ctx.targets]
-    sides = compare.measured_by_build(ctx.result.targets)
-    ctx.result.comparisons = compare.compare_all(sides)
+    ctx.result.comparisons = compare.comparisons(ctx.result.targets)
+    if ctx.opts.baseline is not None:
+        ctx.result.baseline = baseline(ctx.result.targets, ctx.opts.baseline)
     ctx.save()
+
+
+def baseline(targets: list[TargetResult], base: RunResult) -> Baseline:
+    """Every (build, hardware) against the same in the baseline run."""
+    return compare.against_baseline(compare.measured(targets), compare.measured(base.targets),
+                                    base.run_id)  # fmt: skip
 
 
 def target_result(ctx: RunContext, t: Target) -> TargetResult:
@@ -31,11 +38,19 @@ def target_result(ctx: RunContext, t: Target) -> TargetResult:
         name=s.name, build=s.build, kind=s.kind, labels=dict(s.labels), tick_ms=s.tick_ms,
         address=str(s.address), synthetic=buildsconf.is_synthetic(s.build),
         tick_meaning=registry.tick_meaning(s.kind), infra=t.infra, trials=t.trials,
+        deterministic=deterministic(ctx, t),
     )  # fmt: skip
     _verdict(ctx, t, out)
     if t.trials:
         _summary(out)
     return out
+
+
+def deterministic(ctx: RunContext, t: Target) -> bool:
+    """Whether the target's series repeat exactly run to run: declared by its spec or the
+    scenario (`deterministic`), for targets whose clock is driven tick by tick."""
+    return bool(getattr(t.spec, "deterministic", False)
+                or getattr(ctx.lab.scenario, "deterministic", False))  # fmt: skip
 
 
 def _verdict(ctx: RunContext, t: Target, out: TargetResult) -> None:
