@@ -59,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--builds: no measured target of build {', '.join(missing)}")
         comparisons = [compare.classify(sides[args.builds[0]], sides[args.builds[1]])]
     else:
-        comparisons = compare.comparisons(targets)
+        from orchestrator.result.versions import recipes
+
+        known = {b: r for _, res in loaded for b, r in recipes(res.versions).items()}
+        comparisons = compare.comparisons(targets, recipes=known)
     out = args.plot or loaded[0][0] / "compare.png"
     plot.plot(targets, out, args.logx, "compare: " + ", ".join(r.run_id for _, r in loaded))
     from orchestrator.run.judge import baseline
@@ -180,7 +183,7 @@ def stats_line(c: Any) -> str:
     parts = [f"K={c.k[0]}/{c.k[1]}"]
     for t in c.tests:
         p = "—" if t.p_value is None else f"{t.p_value:.3g}"
-        ci = "—" if t.interval is None else f"[{t.interval[0]:g}, {t.interval[1]:g}]"
+        ci = "—" if t.interval is None else f"[{t.interval[0]:.3g}, {t.interval[1]:.3g}]"
         parts.append(f"{t.measure.replace('_', ' ')} p={p} Δ{ci}")
     return "; ".join(parts)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from orchestrator import buildsconf
@@ -34,12 +34,14 @@ LABELS = {
 }
 
 
-def pairs(builds: Iterable[str]) -> list[tuple[str, str]]:
+def pairs(builds: Iterable[str], extra: Mapping[str, buildsconf.Recipe] | None = None,
+          ) -> list[tuple[str, str]]:  # fmt: skip
     """(base, patched) where patched is base plus patches on the same tree.
 
-    The closest base wins: canary+nextsp pairs with canary, not netkey.
+    The closest base wins: canary+nextsp pairs with canary, not netkey. `extra`: builds
+    beyond the builds.conf files (a lab file's own, as a run recorded them).
     """
-    recipes = _recipes()
+    recipes = {**_recipes(), **(extra or {})}
     present = [b for b in builds if b in recipes]
     out = []
     for p in present:
@@ -124,6 +126,8 @@ def _worse(a: object, b: object) -> bool:
 
 
 def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
     return "never" if v is None else "—" if isinstance(v, NotObservable) else str(v)
 
 
@@ -231,19 +235,24 @@ def _direction(base: Side, patched: Side, keys: Iterable[str]) -> tuple[str, str
     return CHANGED, "; ".join(fixed + worse) or "per-tick series differ"
 
 
-def compare_all(sides: dict[tuple[str, str], Side], mode: str | None = None) -> list[Comparison]:
+Recipes = Mapping[str, buildsconf.Recipe] | None
+
+
+def compare_all(sides: dict[tuple[str, str], Side], mode: str | None = None,
+                recipes: Recipes = None) -> list[Comparison]:  # fmt: skip
     """Every patched build against its base on the same hardware label."""
     out = []
     for hw in sorted({h for _, h in sides}):
         on = {b: s for (b, h), s in sides.items() if h == hw}
-        out += [classify(on[b], on[p], mode) for b, p in pairs(on)]
+        out += [classify(on[b], on[p], mode) for b, p in pairs(on, recipes)]
     return out
 
 
-def comparisons(targets: Iterable[TargetResult], mode: str | None = None) -> list[Comparison]:
+def comparisons(targets: Iterable[TargetResult], mode: str | None = None,
+                recipes: Recipes = None) -> list[Comparison]:  # fmt: skip
     """Patched against base on each hardware label, then each build across labels."""
     sides = measured(targets)
-    return compare_all(sides, mode) + across_hardware(sides, mode)
+    return compare_all(sides, mode, recipes) + across_hardware(sides, mode)
 
 
 def across_hardware(sides: dict[tuple[str, str], Side], mode: str | None = None,

@@ -8,6 +8,7 @@ from orchestrator import buildsconf
 from orchestrator import kinds as registry
 from orchestrator.drain import compare
 from orchestrator.drain import verdict as V
+from orchestrator.result import versions
 from orchestrator.result.model import Baseline, Measures, RunResult, TargetResult
 from orchestrator.run.context import RunContext, Target
 
@@ -20,7 +21,8 @@ def summarise(ctx: RunContext) -> None:
     """Verdicts and comparisons from the trials so far, into result.json."""
     assert ctx.result is not None
     ctx.result.targets = [target_result(ctx, t) for t in ctx.targets]
-    ctx.result.comparisons = compare.comparisons(ctx.result.targets)
+    recipes = versions.recipes(ctx.result.versions)
+    ctx.result.comparisons = compare.comparisons(ctx.result.targets, recipes=recipes)
     if ctx.opts.baseline is not None:
         ctx.result.baseline = baseline(ctx.result.targets, ctx.opts.baseline)
     ctx.save()
@@ -34,9 +36,10 @@ def baseline(targets: list[TargetResult], base: RunResult) -> Baseline:
 
 def target_result(ctx: RunContext, t: Target) -> TargetResult:
     s = t.spec
+    own = buildsconf.lab_recipes(ctx.lab.firmware)
     out = TargetResult(
         name=s.name, build=s.build, kind=s.kind, labels=dict(s.labels), tick_ms=s.tick_ms,
-        address=str(s.address), synthetic=buildsconf.is_synthetic(s.build),
+        address=str(s.address), synthetic=buildsconf.is_synthetic(s.build, own),
         tick_meaning=registry.tick_meaning(s.kind), infra=t.infra, trials=t.trials,
         deterministic=deterministic(ctx, t),
     )  # fmt: skip

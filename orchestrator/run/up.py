@@ -26,7 +26,7 @@ def run(ctx: RunContext) -> None:
         tick_ms=ctx.tick_ms,
         lab=LabRef(name=ctx.lab.name, file=ctx.lab.path),
         scenario=ctx.lab.scenario.model_copy(update={"trials": ctx.trials}),
-        versions=versions.collect([t.spec.build for t in ctx.targets]),
+        versions=versions.collect([t.spec.build for t in ctx.targets], ctx.lab.firmware),
     )
     ctx.save()
     if ctx.opts.on_up:
