@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--plot", type=Path, help="combined plot (default: compare.png in the first run)"
     )
-    p.add_argument("--logx", action="store_true")
+    p.add_argument("--linear", action="store_true",
+                   help="a linear tick axis in the plot (default: symlog)")  # fmt: skip
     p.add_argument("--json", action="store_true")
     p.add_argument("--baseline", metavar="RUN",
                    help="also compare every build and hardware label with this run's; "
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from orchestrator.drain import compare
+    from orchestrator.drain import compare, stats
     from orchestrator.export import plot
 
     loaded = [load(s) for s in args.runs]
@@ -62,12 +63,14 @@ def run(args: argparse.Namespace) -> int:
         from orchestrator.result.versions import recipes
 
         known = {b: r for _, res in loaded for b, r in recipes(res.versions).items()}
-        comparisons = compare.comparisons(targets, recipes=known)
+        tol = stats.tolerances(first.scenario)
+        comparisons = compare.comparisons(targets, recipes=known, tolerance=tol)
     out = args.plot or loaded[0][0] / "compare.png"
-    plot.plot(targets, out, args.logx, "compare: " + ", ".join(r.run_id for _, r in loaded))
+    plot.plot(targets, out, "compare: " + ", ".join(r.run_id for _, r in loaded), args.linear)
     from orchestrator.run.judge import baseline
 
-    against = baseline(targets, base) if base is not None else None
+    merged = first.model_copy(update={"targets": targets, "comparisons": comparisons})
+    against = baseline(merged, base) if base is not None else None
     code = EXIT_CHANGED if against is not None and against.changed else 0
     if args.json:
         doc = {"comparisons": [c.model_dump(mode="json") for c in comparisons], "plot": str(out)}
@@ -75,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
             doc["baseline"] = against.model_dump(mode="json")
         print(json.dumps(doc, indent=1))
         return code
-    merged = first.model_copy(
-        update={"targets": targets, "comparisons": comparisons, "baseline": against}
-    )
+    merged.baseline = against
     render(merged, Console(width=None if sys.stdout.isatty() else 140), None, out)
     return code
 
@@ -149,8 +150,9 @@ def _verdicts(res: Any, console: Any) -> None:
         _baseline(res.baseline, console)
     for m in methods:
         console.print(f"  [dim]method: {m}[/]")
-    if methods:
-        console.print(f"  [dim]no effect within: {_tolerances()}[/]")
+    tol = {t.measure: t.tolerance for c in res.comparisons for t in c.tests}
+    if tol:
+        console.print(f"  [dim]no effect within: {_tolerances(tol)}[/]")
 
 
 def comparison_line(c: Any) -> str:
@@ -188,10 +190,8 @@ def stats_line(c: Any) -> str:
     return "; ".join(parts)
 
 
-def _tolerances() -> str:
-    from orchestrator.drain.stats import TOLERANCE
-
-    return ", ".join(f"{k.replace('_', ' ')} ±{v:g}" for k, v in TOLERANCE.items())
+def _tolerances(tol: dict[str, float]) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} ±{v:g}" for k, v in tol.items())
 
 
 def _baseline(b: Any, console: Any) -> None:

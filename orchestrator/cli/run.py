@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("lab", metavar="LAB", help="the lab file (YAML)")
     p.add_argument("--trials", type=int, help="repeat the measured phases K times")
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
-    p.add_argument("--logx", action="store_true", help="log-scale ticks in drain.png")
+    p.add_argument("--linear", action="store_true",
+                   help="a linear tick axis in drain.png (default: symlog)")  # fmt: skip
     p.add_argument(
         "--metrics-addr",
         default="127.0.0.1:9464",
@@ -77,7 +78,7 @@ def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int
     from orchestrator.run.context import Options, RunContext
 
     exporter = _Exporter(args.metrics_addr, console)
-    opts = Options(trials=args.trials, keep=args.keep, logx=args.logx, on_up=exporter.start,
+    opts = Options(trials=args.trials, keep=args.keep, linear=args.linear, on_up=exporter.start,
                    before_down=exporter.linger, baseline=args.baseline or None)  # fmt: skip
     ctx = RunContext(lab, opts)
     try:

@@ -77,6 +77,7 @@ class Side:
     hardware: str = ""
     deterministic: bool = False
     drain_seconds: float | None = None
+    tolerance: dict[str, float] | None = None  # "no effect" within; default stats.TOLERANCE
 
     @classmethod
     def of(cls, targets: list[TargetResult]) -> Side:
@@ -101,13 +102,17 @@ def hardware_of(t: TargetResult) -> str:
     return t.labels.get("hardware", "")
 
 
-def measured(targets: Iterable[TargetResult]) -> dict[tuple[str, str], Side]:
+def measured(targets: Iterable[TargetResult], tolerance: dict[str, float] | None = None,
+             ) -> dict[tuple[str, str], Side]:  # fmt: skip
     """(build, hardware label) → the measured targets of that build on that label."""
     groups: dict[tuple[str, str], list[TargetResult]] = {}
     for t in targets:
         if t.trials and t.verdict != "INFRA-ERROR":
             groups.setdefault((t.build, hardware_of(t)), []).append(t)
-    return {k: Side.of(ts) for k, ts in groups.items()}
+    sides = {k: Side.of(ts) for k, ts in groups.items()}
+    for side in sides.values():
+        side.tolerance = tolerance
+    return sides
 
 
 def measured_by_build(targets: Iterable[TargetResult]) -> dict[str, Side]:
@@ -164,7 +169,8 @@ def _num(key: str, v: float) -> float | int:
 def classify(base: Side, patched: Side, mode: str | None = None, across: str = "patch",
              ) -> Comparison:  # fmt: skip
     """What the patch changed (or the hardware, or the baseline), with its statistics."""
-    tests = stats.compare([t.measures for t in base.trials], [t.measures for t in patched.trials])
+    tests = stats.compare([t.measures for t in base.trials], [t.measures for t in patched.trials],
+                          base.tolerance)  # fmt: skip
     exact = base.deterministic and patched.deterministic
     d = _exact(base, patched) if exact else _tested(base, patched, tests)
     c = Comparison(base=base.build, patched=patched.build, verdict=d.verdict, detail=d.detail,
@@ -249,9 +255,10 @@ def compare_all(sides: dict[tuple[str, str], Side], mode: str | None = None,
 
 
 def comparisons(targets: Iterable[TargetResult], mode: str | None = None,
-                recipes: Recipes = None) -> list[Comparison]:  # fmt: skip
+                recipes: Recipes = None, tolerance: dict[str, float] | None = None,
+                ) -> list[Comparison]:  # fmt: skip
     """Patched against base on each hardware label, then each build across labels."""
-    sides = measured(targets)
+    sides = measured(targets, tolerance)
     return compare_all(sides, mode, recipes) + across_hardware(sides, mode)
 
 

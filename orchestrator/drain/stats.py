@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from orchestrator.result.measure import NotObservable
 from orchestrator.result.model import Measures, MeasureTest
@@ -28,6 +29,22 @@ TOLERANCE: dict[str, float] = {
     "use_after_free": 0,
     "walked_per_lookup": 0.5,
 }
+
+
+def tolerances(scenario: Any | None) -> dict[str, float]:
+    """The tolerances for a scenario. With traffic, frees wait for each flow's next packet,
+    so free ticks move by up to one keepalive period; and the few lookups made during a
+    short drain walk what they meet, so walked per lookup moves by up to a quarter of the
+    policies (a canary walks half of them)."""
+    if scenario is None or scenario.traffic == "none":
+        return dict(TOLERANCE)
+    return {
+        **TOLERANCE,
+        "free_ticks": TOLERANCE["free_ticks"] + scenario.keepalive_ticks,
+        "walked_per_lookup": max(TOLERANCE["walked_per_lookup"], scenario.policies / 4),
+    }
+
+
 MEASURES = tuple(TOLERANCE)
 METHOD = (
     f"two-sided Mann-Whitney U (exact permutation p), α={ALPHA}; bootstrap "
@@ -104,11 +121,11 @@ def _json(vs: list[float]) -> list[float | None]:
     return [_never(v) for v in vs]
 
 
-def test(measure: str, a: list[float], b: list[float], alpha: float = ALPHA) -> MeasureTest:
+def test(measure: str, a: list[float], b: list[float], tol: float, alpha: float = ALPHA,
+         ) -> MeasureTest:  # fmt: skip
     """One measure's rank test and interval; a the base's trials, b the patched's."""
     p = _p_value(a, b)
     ci = _interval(a, b)
-    tol = TOLERANCE[measure]
     within = ci is not None and -tol <= ci[0] and ci[1] <= tol
     return MeasureTest(
         measure=measure, base=_json(a), patched=_json(b),
@@ -118,11 +135,13 @@ def test(measure: str, a: list[float], b: list[float], alpha: float = ALPHA) -> 
     )  # fmt: skip
 
 
-def compare(base: Sequence[Measures], patched: Sequence[Measures]) -> list[MeasureTest]:
+def compare(base: Sequence[Measures], patched: Sequence[Measures],
+            tolerance: Mapping[str, float] | None = None) -> list[MeasureTest]:  # fmt: skip
     """Every measure both sides observed in every trial."""
+    tol = {**TOLERANCE, **(tolerance or {})}
     out = []
     for measure in MEASURES:
         a, b = values(base, measure), values(patched, measure)
         if a is not None and b is not None:
-            out.append(test(measure, a, b))
+            out.append(test(measure, a, b, tol[measure]))
     return out

@@ -48,7 +48,7 @@ class Options:
 
     trials: int | None = None
     keep: bool = False
-    logx: bool = False
+    linear: bool = False  # drain.png's tick axis; default symlog
     on_up: Callable[[Any], None] | None = None
     before_down: Callable[[], object] | None = None  # result.json is final; an exporter lingers
     baseline: RunResult | None = None  # `--baseline RUN`: compared with at judged

@@ -6,7 +6,7 @@ import statistics
 
 from orchestrator import buildsconf
 from orchestrator import kinds as registry
-from orchestrator.drain import compare
+from orchestrator.drain import compare, stats
 from orchestrator.drain import verdict as V
 from orchestrator.result import versions
 from orchestrator.result.model import Baseline, Measures, RunResult, TargetResult
@@ -22,16 +22,18 @@ def summarise(ctx: RunContext) -> None:
     assert ctx.result is not None
     ctx.result.targets = [target_result(ctx, t) for t in ctx.targets]
     recipes = versions.recipes(ctx.result.versions)
-    ctx.result.comparisons = compare.comparisons(ctx.result.targets, recipes=recipes)
+    tol = stats.tolerances(ctx.lab.scenario)
+    ctx.result.comparisons = compare.comparisons(ctx.result.targets, recipes=recipes, tolerance=tol)
     if ctx.opts.baseline is not None:
-        ctx.result.baseline = baseline(ctx.result.targets, ctx.opts.baseline)
+        ctx.result.baseline = baseline(ctx.result, ctx.opts.baseline)
     ctx.save()
 
 
-def baseline(targets: list[TargetResult], base: RunResult) -> Baseline:
+def baseline(res: RunResult, base: RunResult) -> Baseline:
     """Every (build, hardware) against the same in the baseline run."""
-    return compare.against_baseline(compare.measured(targets), compare.measured(base.targets),
-                                    base.run_id)  # fmt: skip
+    tol = stats.tolerances(res.scenario)
+    return compare.against_baseline(compare.measured(res.targets, tol),
+                                    compare.measured(base.targets, tol), base.run_id)  # fmt: skip
 
 
 def target_result(ctx: RunContext, t: Target) -> TargetResult:
