@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError
+from orchestrator.result.describe import stats_line
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -178,16 +179,6 @@ def _at(hw: str | None) -> str:
 
 def _secs(v: float | None) -> str:
     return "never" if v is None else f"{v:g} s"
-
-
-def stats_line(c: Any) -> str:
-    """K, and each measure's p-value and interval of the difference of medians."""
-    parts = [f"K={c.k[0]}/{c.k[1]}"]
-    for t in c.tests:
-        p = "—" if t.p_value is None else f"{t.p_value:.3g}"
-        ci = "—" if t.interval is None else f"[{t.interval[0]:.3g}, {t.interval[1]:.3g}]"
-        parts.append(f"{t.measure.replace('_', ' ')} p={p} Δ{ci}")
-    return "; ".join(parts)
 
 
 def _tolerances(tol: dict[str, float]) -> str:

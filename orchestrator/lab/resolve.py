@@ -270,6 +270,8 @@ class _Resolver:
             for j, p in enumerate(files):
                 if not p.is_file():
                     self.fail(("firmware", name, "patches", j), f"no such patch file: {p}")
+                elif any(c.isspace() for c in str(p)):  # builds.conf words are space-separated
+                    self.fail(("firmware", name, "patches", j), f"a path with a space: {p}")
             tree = base.tree if base else str(f.tree)
             series = (*(base.patches if base else ()), *map(str, files))
             synthetic = f.synthetic or bool(base and base.synthetic)
