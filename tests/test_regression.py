@@ -21,7 +21,7 @@ from orchestrator.lab import LabError, load_lab, read_lab
 from orchestrator.run import bisect
 
 ROOT = Path(__file__).resolve().parents[1]
-PATCHES = ROOT / "tests" / "patches"
+PATCHES = ROOT / "labs" / "patches"
 CANARY = ROOT / "firmware" / "patches" / "canary-earlyexit.patch"
 SPDLAB = [sys.executable, "-m", "orchestrator.cli.main"]
 SERIES = ["comment-freesp.patch", "canary-earlyexit.patch", "comment-getsp.patch"]

@@ -21,12 +21,26 @@ def summarise(ctx: RunContext) -> None:
     """Verdicts and comparisons from the trials so far, into result.json."""
     assert ctx.result is not None
     ctx.result.targets = [target_result(ctx, t) for t in ctx.targets]
-    recipes = versions.recipes(ctx.result.versions)
+    recipes = {**versions.recipes(ctx.result.versions), **kernel_recipes(ctx)}
     tol = stats.tolerances(ctx.lab.scenario)
     ctx.result.comparisons = compare.comparisons(ctx.result.targets, recipes=recipes, tolerance=tol)
     if ctx.opts.baseline is not None:
         ctx.result.baseline = baseline(ctx.result, ctx.opts.baseline)
     ctx.save()
+
+
+def kernel_recipes(ctx: RunContext) -> dict[str, buildsconf.Recipe]:
+    """Kernel builds, kernels/builds.conf's and the lab file's own, as comparisons pair them."""
+    from orchestrator.kernel.conf import series
+    from orchestrator.targets.qemuboot import kernel_build
+
+    out = {k: buildsconf.Recipe(k, tree, patches, synthetic)
+           for k, (tree, patches, synthetic) in series().items()}  # fmt: skip
+    for name in ctx.lab.kernels:
+        kb = kernel_build(ctx.lab, name)
+        out[name] = buildsconf.Recipe(name, f"{kb.source}:{kb.config}",
+                                      tuple(p.name for p in kb.patches), kb.synthetic)  # fmt: skip
+    return out
 
 
 def baseline(res: RunResult, base: RunResult) -> Baseline:
@@ -38,7 +52,7 @@ def baseline(res: RunResult, base: RunResult) -> Baseline:
 
 def target_result(ctx: RunContext, t: Target) -> TargetResult:
     s = t.spec
-    own = buildsconf.lab_recipes(ctx.lab.firmware)
+    own = {**buildsconf.lab_recipes(ctx.lab.firmware), **kernel_recipes(ctx)}
     out = TargetResult(
         name=s.name, build=s.build, kind=s.kind, labels=dict(s.labels), tick_ms=s.tick_ms,
         address=str(s.address), synthetic=buildsconf.is_synthetic(s.build, own),
