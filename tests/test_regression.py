@@ -12,10 +12,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from leftovers import leftovers
+from leftovers import leftovers, short_runs
 
 from orchestrator.lab import LabError, load_lab, read_lab
 from orchestrator.run import bisect
@@ -112,9 +113,13 @@ def test_bisect_takes_a_kernel_series_the_same_way() -> None:
     assert {(t.kind, t.arch) for t in blab.targets} == {("qemu", "x86_64")}
 
 
+@pytest.fixture
+def runs() -> Iterator[Path]:
+    yield from short_runs("spr-")
+
+
 @pytest.mark.netns
-def test_bisect_finds_the_canary_patch_planted_among_harmless_ones(tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
+def test_bisect_finds_the_canary_patch_planted_among_harmless_ones(runs: Path, tmp_path: Path):
     path = lab_file(tmp_path, PLANTED, "netkey, planted")
     try:
         r = spdlab(runs, "bisect", str(path), "--build", "planted")
@@ -137,8 +142,7 @@ def test_bisect_finds_the_canary_patch_planted_among_harmless_ones(tmp_path: Pat
 
 
 @pytest.mark.netns
-def test_baseline_flags_the_deliberately_changed_build_and_nothing_else(tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
+def test_baseline_flags_the_deliberately_changed_build_and_nothing_else(runs: Path, tmp_path):
     mine = "  mine: {base: netkey, patches: [comment-freesp.patch]}"
     path = lab_file(tmp_path, mine, "netkey, mine", "10.95.0.0/16")
     try:

@@ -126,6 +126,25 @@ def test_better_on_one_measure_and_worse_on_another_is_changed() -> None:
     assert c.detail == "premature frees 2000 → 0; drain ticks 2 → 5"
 
 
+def test_free_ticks_alone_make_a_change_never_a_fix() -> None:
+    def frees(build: str, ticks: list[int]) -> Side:
+        s = side(build, [0] * len(ticks))
+        for tr, f in zip(s.trials, ticks, strict=True):
+            tr.measures = m(drain_ticks=0, free_ticks=f)
+        return s
+
+    c = classify(frees("netipsec", [1, 1, 2, 1, 1]), frees("netipsec+split", [90, 94, 91, 93, 95]))
+    assert (c.verdict, c.detail) == ("changed", "free ticks 1 → 93")
+
+
+def test_walked_per_lookup_without_lookups_is_no_evidence() -> None:
+    a, b = side("a", [0, 0, 0, 0]), side("b", [0, 0, 0, 0])
+    for tr in a.trials:
+        tr.measures = m(drain_ticks=0, walked_per_lookup=None)
+    assert "walked_per_lookup" not in {t.measure for t in classify(a, b).tests}
+    assert classify(a, b).verdict == "no effect"
+
+
 def test_an_unobserved_measure_is_not_tested() -> None:
     c = classify(side("a", [0, 0, 0, 0], premature=NO), side("b", [0, 0, 0, 0], premature=5))
     assert "premature_frees" not in {t.measure for t in c.tests}

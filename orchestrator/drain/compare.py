@@ -24,6 +24,7 @@ FIXED = "fixed"
 REGRESSED = "regressed"
 CHANGED = "changed"
 UNDECIDED = "undecided"
+UNDIRECTED = ("free_ticks",)
 SAME = ("premature_frees", "use_after_free")
 LABELS = {
     "drain_ticks": "drain ticks",
@@ -157,8 +158,8 @@ def medians(side: Side) -> dict[str, object]:
         if vs is not None and vs:
             med = statistics.median(vs)
             out[key] = None if med == math.inf else _num(key, med)
-        elif side.trials:
-            out[key] = getattr(side.trials[0].measures, key)
+        elif side.trials:  # not measured in some trial: no evidence either way
+            out[key] = NotObservable(not_observable="not measured in every trial")
     return out
 
 
@@ -231,14 +232,24 @@ def _ci(t: MeasureTest) -> str:
 
 
 def _direction(base: Side, patched: Side, keys: Iterable[str]) -> tuple[str, str]:
-    """fixed, regressed or changed from the medians of the measures that differ."""
-    fixed, worse = _changes(medians(base), medians(patched), keys)
+    """fixed, regressed or changed from the medians of the measures that differ.
+
+    Free ticks follow the traffic (and come early when frees are premature): they never
+    make a patch fixed or regressed, and a change in them alone is "changed".
+    """
+    keys = list(keys)
+    mb, mp = medians(base), medians(patched)
+    fixed, worse = _changes(mb, mp, [k for k in keys if k not in UNDIRECTED])
+    earlier, later = _changes(mb, mp, [k for k in keys if k in UNDIRECTED])
+    moved = earlier + later
+    if not fixed and not worse and moved and base.passed == patched.passed:
+        return CHANGED, "; ".join(moved)
     met_b, met_p = base.passed, patched.passed
     if (met_b is False and met_p is True) or (fixed and not worse and met_p is not False):
         return FIXED, "; ".join(fixed) or "meets the expectation"
     if (worse and not fixed) or (met_b is True and met_p is False):
         return REGRESSED, "; ".join(worse) or "misses the expectation"
-    return CHANGED, "; ".join(fixed + worse) or "per-tick series differ"
+    return CHANGED, "; ".join(fixed + worse + moved) or "per-tick series differ"
 
 
 Recipes = Mapping[str, buildsconf.Recipe] | None

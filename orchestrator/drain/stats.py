@@ -61,16 +61,21 @@ def min_trials(alpha: float = ALPHA) -> int:
     return k
 
 
-def _value(v: object) -> float | None:
-    """A trial's measure as a number: inf for never, None when not observable."""
-    if isinstance(v, NotObservable):
+# Measures where None means "never happened within the timeout"; for the others (walked
+# per lookup) None means there was nothing to measure.
+NEVER_IS_INF = ("drain_ticks", "free_ticks")
+
+
+def _value(measure: str, v: object) -> float | None:
+    """A trial's measure as a number: inf for never, None when not measured."""
+    if isinstance(v, NotObservable) or (v is None and measure not in NEVER_IS_INF):
         return None
     return math.inf if v is None else float(v)  # type: ignore[arg-type]
 
 
 def values(trials: Sequence[Measures], measure: str) -> list[float] | None:
-    """The measure over trials; None when a trial could not observe it."""
-    vs = [_value(getattr(m, measure)) for m in trials]
+    """The measure over trials; None when a trial could not measure it."""
+    vs = [_value(measure, getattr(m, measure)) for m in trials]
     return None if any(v is None for v in vs) else vs  # type: ignore[return-value]
 
 
