@@ -165,3 +165,28 @@ def test_baseline_flags_the_deliberately_changed_build_and_nothing_else(runs: Pa
         assert same.returncode == 0 and json.loads(same.stdout)["baseline"]["changed"] == []
     finally:
         assert leftovers(runs) == []
+
+
+@pytest.mark.netns
+def test_one_build_on_two_hardware_labels_is_one_comparison_row(runs: Path, tmp_path: Path):
+    path = tmp_path / "hw.yaml"
+    path.write_text("""\
+name: hardware
+range: 10.98.0.0/16
+defaults: {kind: netns, tick_ms: 15, build: netkey}
+targets:
+  - {name: a, labels: {hardware: board-a}}
+  - {name: b, labels: {hardware: board-b}, tick_ms: 30}
+scenario: {policies: 40, traffic: none, delete: flush, timeout_ticks: 100, trials: 4}
+""")
+    r = spdlab(runs, "run", str(path), "--metrics-addr", "")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (row,) = json.loads(r.stdout)["comparisons"]
+    assert (row["across"], row["base"], row["patched"]) == ("hardware", "netkey", "netkey")
+    assert (row["base_hardware"], row["patched_hardware"], row["k"]) == ("board-a", "board-b",
+                                                                        [4, 4])  # fmt: skip
+    assert row["verdict"] == "no effect" and set(row["timing"]) == {"board-a", "board-b"}
+    env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
+    text = subprocess.run([*SPDLAB, "compare", json.loads(r.stdout)["run_id"]], cwd=ROOT,
+                          env=env, text=True, capture_output=True, timeout=300).stdout  # fmt: skip
+    assert "netkey on board-a vs board-b: same drain" in text.replace("\n", " ")
