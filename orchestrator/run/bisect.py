@@ -102,9 +102,9 @@ def prefix_names(build: str, s: Series) -> list[str]:
 def _target(d: LabDef, build: str) -> TargetDef:
     """The lab's first target definition that runs build."""
     for t in d.targets:
-        inherited = t.build or (d.groups[t.group].build if t.group in d.groups else None)
-        if build in (t.builds or []) or (t.builds is None and (inherited or d.defaults.build)
-                                         == build):  # fmt: skip
+        group = d.groups[t.group].build if t.group in d.groups else None
+        runs = t.builds if t.builds is not None else [t.build or group or d.defaults.build]
+        if build in runs:
             return t
     raise ConfigError(f"bisect: --build: no target of the lab runs {build}")
 
