@@ -28,6 +28,7 @@ SPDLAB = [sys.executable, "-m", "orchestrator.cli.main"]
 SERIES = ["comment-freesp.patch", "canary-earlyexit.patch", "comment-getsp.patch"]
 N = 40
 K = 5
+LONG_S = 2400  # K trials a build, twice for the baseline, on a host shared with other jobs
 
 
 def lab_file(tmp: Path, firmware: str, builds: str, range_: str = "10.94.0.0/16") -> Path:
@@ -57,7 +58,7 @@ PLANTED = "  planted: {base: netkey, patches: [" + ", ".join(SERIES) + "]}"
 def spdlab(runs: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
     return subprocess.run([*SPDLAB, *args, "--json"], cwd=ROOT, env=env, text=True,
-                          capture_output=True, timeout=1200)  # fmt: skip
+                          capture_output=True, timeout=LONG_S)  # fmt: skip
 
 
 def test_lab_builds_take_patch_paths_next_to_the_lab(tmp_path: Path) -> None:
@@ -119,6 +120,7 @@ def runs() -> Iterator[Path]:
 
 
 @pytest.mark.netns
+@pytest.mark.timeout(LONG_S)
 def test_bisect_finds_the_canary_patch_planted_among_harmless_ones(runs: Path, tmp_path: Path):
     path = lab_file(tmp_path, PLANTED, "netkey, planted")
     try:
@@ -142,6 +144,7 @@ def test_bisect_finds_the_canary_patch_planted_among_harmless_ones(runs: Path, t
 
 
 @pytest.mark.netns
+@pytest.mark.timeout(LONG_S)
 def test_baseline_flags_the_deliberately_changed_build_and_nothing_else(runs: Path, tmp_path):
     mine = "  mine: {base: netkey, patches: [comment-freesp.patch]}"
     path = lab_file(tmp_path, mine, "netkey, mine", "10.95.0.0/16")

@@ -71,7 +71,7 @@ def lab(tmp: Path, mode: str) -> Path:
 def spdlab(runs: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
     return subprocess.run([*SPDLAB, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+                          timeout=2400)  # fmt: skip
 
 
 def checked(run_dir: Path) -> Any:
@@ -80,6 +80,7 @@ def checked(run_dir: Path) -> Any:
     return result.load(run_dir / "result.json")
 
 
+@pytest.mark.timeout(2400)  # K trials of six builds on a host shared with other jobs
 @pytest.mark.parametrize("mode", sorted(EXPECTED))
 def test_every_delete_mode_classifies_the_demo_builds(mode: str, runs: Path, tmp_path: Path):
     p = spdlab(runs, "run", str(lab(tmp_path, mode)), "--metrics-addr", "")
