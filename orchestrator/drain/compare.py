@@ -25,6 +25,8 @@ REGRESSED = "regressed"
 CHANGED = "changed"
 UNDECIDED = "undecided"
 UNDIRECTED = ("free_ticks",)
+# Measures that follow when the traffic's packets and lookups fall: alone they decide nothing.
+SECONDARY = ("free_ticks", "walked_per_lookup")
 SAME = ("premature_frees", "use_after_free")
 LABELS = {
     "drain_ticks": "drain ticks",
@@ -209,10 +211,14 @@ def _exact(base: Side, patched: Side) -> Decision:
 def _tested(base: Side, patched: Side, tests: list[MeasureTest]) -> Decision:
     """A significant measure decides; else enough trials and narrow intervals are no effect."""
     differs = [t.measure for t in tests if t.significant]
-    if differs:
-        return Decision(*_direction(base, patched, differs))
-    seen, shown = _direction(base, patched, stats.MEASURES)
+    seen, shown = _direction(base, patched, differs or stats.MEASURES)
     observed = None if medians(base) == medians(patched) else seen
+    if any(m not in SECONDARY for m in differs):
+        return Decision(seen, shown)
+    if differs:
+        names = " and ".join(LABELS[m] for m in differs)
+        why = f"only {names} differ significantly, and they follow the traffic ({shown})"
+        return Decision(UNDECIDED, why, seen)
     k, need = min(len(base.trials), len(patched.trials)), stats.min_trials()
     if k < need:
         why = f"{k} trial{'s' if k != 1 else ''}; the rank test needs {need} per side"
