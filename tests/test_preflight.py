@@ -277,6 +277,63 @@ def test_pushgateway_unreachable(runs, labs) -> None:
     assert leftovers(runs) == []
 
 
+class Pushgateway:
+    """Debian's Pushgateway on a port of its own, started and stopped by PID."""
+
+    BIN = ROOT / ".cache" / "pushgateway" / "usr" / "bin" / "prometheus-pushgateway"
+
+    def __init__(self, port: int):
+        self.url = f"http://127.0.0.1:{port}"
+        argv = [str(self.BIN), f"--web.listen-address=127.0.0.1:{port}"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        until(self.answers, "the Pushgateway to answer", 60, alive=lambda: self.proc.poll() is None)
+
+    def answers(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/healthy", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+@pytest.mark.prometheus
+def test_pushgateway_gone_before_down(runs, labs) -> None:
+    """A kept run's group stays on a Pushgateway that went away: `down` says so in one line,
+    exits 3, and removes it once the Pushgateway answers again."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    gw = Pushgateway(port)
+    try:
+        code, _, err = spdlab(runs, "run", str(labs["netns"]), "--metrics-addr", "",
+                              "--pushgateway", gw.url, "--keep")  # fmt: skip
+        assert code == 0, err
+    finally:
+        gw.stop()
+    (run,) = run_dirs(runs)
+    rid = run.name
+    code, out, err = spdlab(runs, "down", rid)
+    why = f"--pushgateway {gw.url}: Connection refused: the group run={rid} stays; " \
+          f"spdlab down {rid} again once it answers"  # fmt: skip
+    assert (code, out.strip(), lines(err)) == (3, f"{rid}: down, 1 left over", [f"  {why}"])
+    code, out, _ = spdlab(runs, "status", rid)
+    assert code == 1 and out.rstrip().endswith(f"1 left over: spdlab down {rid}")
+    gw = Pushgateway(port)
+    try:
+        code, out, err = spdlab(runs, "down", rid)
+        assert (code, out.strip()) == (0, f"{rid}: down"), err
+    finally:
+        gw.stop()
+    assert leftovers(runs) == []
+
+
 # ------------------------------------------------------------------ a lab already up
 
 
