@@ -416,3 +416,23 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
     except (OSError, IndexError):
         return True
+
+
+# ------------------------------------------------------------------ the bridge's names free
+
+
+def test_names_a_namespace_holds_are_not_free() -> None:
+    """A switch namespace left with a run's names (its folder removed): LabRun.up never
+    picks a run id whose short id gives those names (RunDir.create(free=names_free))."""
+    from orchestrator.runs import run_short
+    from orchestrator.targets.labnet import names_free
+
+    taken = run_short(f"left-{os.getpid()}")
+    ns = f"spdlab-{taken}-sw"
+    assert names_free(taken)
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        assert not names_free(taken)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+    assert names_free(taken)
