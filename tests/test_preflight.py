@@ -180,6 +180,21 @@ def test_qemu_missing_from_path_one_line(runs, labs, path_without_qemu) -> None:
     assert leftovers(runs) == []
 
 
+# ------------------------------------------------------------------ root's capabilities
+
+
+def test_without_root_capabilities_one_line(runs, labs) -> None:
+    """Root without CAP_NET_ADMIN and CAP_SYS_ADMIN (dropped from the bounding set)."""
+    drop = ("setpriv", "--bounding-set=-net_admin,-sys_admin", "--")
+    line = ("spdlab: network namespaces need CAP_NET_ADMIN and CAP_SYS_ADMIN; "
+            "fix: run spdlab as root (sudo spdlab …)")  # fmt: skip
+    for verb in (["validate", "--preflight", str(labs["netns"]), "--metrics-addr", ""],
+                 ["up", str(labs["netns"])]):  # fmt: skip
+        code, _, err = spdlab(runs, *verb, prefix=drop)
+        assert (code, lines(err)) == (3, [line]), verb
+    assert run_dirs(runs) == [] and leftovers(runs) == []
+
+
 # ------------------------------------------------------------------ runs/ read-only
 
 
