@@ -94,7 +94,6 @@ class DockerDriver(TargetDriver):
                     "build": t.build,
                     "address": str(t.address),
                     "container": self.container_name(t.name),
-                    "image": image_tag(t.build),
                     "dir": str(self.run.target_dir(t.name)),
                 }
                 for t in self.specs
@@ -109,6 +108,8 @@ class DockerDriver(TargetDriver):
             self._checkpoint()
             ensure_image(client, b)
             self.progress.advance("build")
+        for t in self.specs:
+            self.state.set_target(t.name, image=image_tag(t.build))
         self.progress.phase("network", len(self.specs) + 1)
         self.state.record(*self.network.resources())
         self.network.up(self.lab, self.spawn_env)
