@@ -46,6 +46,7 @@ def run(ctx: RunContext) -> None:
 def record(ctx: RunContext, err: pf.PreflightError) -> None:
     """A run folder with result.json (every target INFRA-ERROR in preflight) and state.json
     (down, nothing recorded to remove); nothing at all where runs/ cannot take them."""
+    from orchestrator.export import result as store
     from orchestrator.run import judge, up
     from orchestrator.targets.state import StateFile
 
@@ -63,6 +64,4 @@ def record(ctx: RunContext, err: pf.PreflightError) -> None:
     ctx.result.error = f"preflight: {why}"
     ctx.result.finished = ctx.result.started
     ctx.result.targets = [judge.target_result(ctx, t) for t in ctx.targets]
-    from orchestrator.export import result as store
-
     store.write(run.path / "result.json", ctx.result)

@@ -1,8 +1,8 @@
 """Preconditions: what the machine must offer before `up` creates anything.
 
 Each driver declares its kind's (TargetDriver.preconditions); the run engine's preflight
-phase (orchestrator/run/preflight.py) adds the run's own (runs/, ports, Pushgateway,
-address range) and `spdlab validate --preflight` runs the same list. A check returns an
+phase (orchestrator/run/preflight.py) adds the run's own (runs/, ports, Pushgateway)
+and `spdlab validate --preflight` runs the same list. A check returns an
 Unmet, or None when the machine is ready: one line naming what is missing and the
 command that fixes it.
 """
@@ -143,6 +143,10 @@ def reachable(url: str, what: str, fix: str, timeout: float = 3.0) -> Unmet | No
     except urllib.error.HTTPError:
         return None  # it answered
     except (OSError, ValueError) as e:
-        reason = getattr(e, "reason", e)
-        why = getattr(reason, "strerror", None) or str(reason)
-        return Unmet(f"{what} {url} does not answer: {why}", fix)
+        return Unmet(f"{what} {url} does not answer: {url_why(e)}", fix)
+
+
+def url_why(e: Exception) -> str:
+    """urllib's error in a few words ("Connection refused")."""
+    reason = getattr(e, "reason", e)
+    return getattr(reason, "strerror", None) or str(reason)
