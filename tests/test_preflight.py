@@ -246,7 +246,7 @@ def test_a_run_id_that_does_not_exist(runs, labs, verb) -> None:
 
 def test_metrics_addr_busy_before_anything_is_created(runs, labs) -> None:
     busy, addr = listening()
-    fix = "give a free one (--metrics-addr 127.0.0.1:0: any), or --metrics-addr '' for none"
+    fix = "give a free one (--metrics-addr 127.0.0.1:0 picks any), or --metrics-addr '' for none"
     line = f"--metrics-addr {addr}: in use"
     try:
         code, _, err = spdlab(runs, "validate", "--preflight", str(labs["netns"]),
