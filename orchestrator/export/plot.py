@@ -47,8 +47,9 @@ def plot(targets: Iterable[TargetResult], path: Path, title: str = "", linear: b
         fig.suptitle(title)
     handles, labels = ax1.get_legend_handles_labels()
     rows = (len(labels) + 3) // 4
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4) or 1,
-               fontsize="small")  # fmt: skip
+    if labels:  # no trial (a run that never started): no legend
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4),
+                   fontsize="small")  # fmt: skip
     fig.tight_layout(rect=(0, 0.06 * rows, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
