@@ -139,8 +139,9 @@ def test_demo_measurements(demo: Any) -> None:
     canary = by["canary"].trials[0]
     m = canary.measures
     # One unlink per tick, from the first SPDDELETE on; the delete's messages unlink none
-    # of the in-use policies, and whatever the timer did meanwhile is counted apart.
-    assert abs(m.drain_ticks_from_issue - N) <= 1
+    # of the in-use policies, and whatever the timer did meanwhile is counted apart. A
+    # delete that spans ticks (a loaded host) leaves the timer less to unlink in them.
+    assert N - 1 <= m.drain_ticks_from_issue <= N + m.delete_span_ticks
     assert m.removed_by_delete == 0
     # Timer work happens only in ticks: the stats reads around the delete bracket exactly
     # the records of the ticks it spanned.
