@@ -16,7 +16,6 @@ prints a Markdown section (BENCHMARKS.md) and optionally writes it to --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -29,6 +28,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchlib import publish  # noqa: E402
 
 from orchestrator.lab import load_lab  # noqa: E402
 from orchestrator.lab.builds import firmware_dir  # noqa: E402
@@ -236,14 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         for rid in list_runs(runs):
             LabRun.open(rid, base=runs).down()
         shutil.rmtree(work, ignore_errors=True)
-    md = markdown(rows, rss)
-    print(md)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(md)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "rss_kb": rss}, indent=1))
-    return 0
+    return publish(markdown(rows, rss), args.out, {"rows": rows, "rss_kb": rss}, args.json)
 
 
 if __name__ == "__main__":

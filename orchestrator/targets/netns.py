@@ -26,9 +26,12 @@ RESERVED = ("sw", "th")
 PHASE_OF_TASK = {
     "Build the firmware builds the lab uses": "build",
     "Switch namespace, bridge and traffic host": "network",
-    "Gateway namespace, veth and address": "network",
-    "Start netkeyd and wait for PF_KEY REGISTER": "start",
+    "Every gateway's namespace, veth and address": "network",
+    "Start every netkeyd and wait for PF_KEY REGISTER": "start",
 }
+# The tasks that do one step for every gateway at once: progress by the gateway count.
+BATCH_TASKS = {"Every gateway's namespace, veth and address",
+               "Start every netkeyd and wait for PF_KEY REGISTER"}  # fmt: skip
 MAX_UNIX_PATH = 107
 
 
@@ -186,7 +189,7 @@ class NetnsDriver(TargetDriver):
         def on_task(host: str, task: str, status: str) -> None:
             phase = PHASE_OF_TASK.get(task)
             if phase is not None and status in ("ok", "failed", "unreachable"):
-                self.progress.advance(phase)
+                self.progress.advance(phase, len(self.specs) if task in BATCH_TASKS else 1)
 
         result = run_playbook(
             playbook,
