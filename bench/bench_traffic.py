@@ -211,13 +211,18 @@ def _fast_rate(lab: Lab, link: str, seconds: float, seq_base: int, tmp: Path) ->
     }
 
 
-def _native_rate(lab: Lab, procs: int, seconds: float, seq_base: int, tmp: Path) -> dict:
+def _native_rate(
+    lab: Lab, procs: int, seconds: float, seq_base: int, tmp: Path, profile: bool = False
+) -> dict:
     """espgen with `procs` processes for `seconds`; what netkeyd accepted of it, and how
-    many of the frames they sent scapy decrypted."""
+    many of the frames they sent scapy decrypted. `profile`: perf on the first process."""
     before, ok0 = lab.settle(), lab.esp()["ok"]
     flood = NativeFlood(lab.sc.spec, tmp, lab.tr, procs=procs, duration=seconds,
                         seq_base=seq_base)  # fmt: skip
-    st = flood.start().wait(seconds + 60)
+    flood.start()
+    perf = _perf_start(flood.procs[0].pid, tmp / "espgen.perf") if profile else None
+    st = flood.wait(seconds + 60)
+    prof = _perf_shares(perf, tmp / "espgen.perf")
     handled = lab.settle() - before
     return {
         "procs": st.procs,
@@ -231,6 +236,7 @@ def _native_rate(lab: Lab, procs: int, seconds: float, seq_base: int, tmp: Path)
         "handled": handled,
         "lost": st.sent - handled,  # netkeyd's receive buffer overflowed
         "decrypted": flood.check_samples(st),
+        "profile": prof,
     }
 
 
@@ -386,6 +392,8 @@ def collect(
         for n in (1, len(os.sched_getaffinity(0))):
             best(f"native_{n}", lambda b, t, n=n: _native_rate(lab, n, seconds, b, t))
         res["native_procs"] = len(os.sched_getaffinity(0))
+        res["native_profile"] = _native_rate(lab, 1, seconds, seq[0], tmp / "prof", True)
+        seq[0] += res["native_profile"]["sent"] // policies + 2
         res["input_live"] = _input_rate(lab, seconds, seq[0], tmp, "live")
         seq[0] += res["input_live"]["sent"] // policies + 2
         res["capacity"] = _capacity(lab, capacity_rounds, capacity_packets, seq[0], tmp)
@@ -489,7 +497,28 @@ def _native_md(r: dict) -> list[str]:
         f"{per_cpu:,.0f} pps: the wall rate is bounded by the cores it shares with netkeyd, "
         "the gateway's receive path and the machine's other load.",
         "",
+        *_sender_profile_md(r["native_profile"]),
     ]  # fmt: skip
+
+
+def _sender_profile_md(x: dict) -> list[str]:
+    """What bounds one espgen process: its perf samples by object and the top symbols."""
+    prof = x.get("profile") or {}
+    if not prof:
+        return ["(perf is not available here: no profile of the sender.)", ""]
+    d = prof["dso"]
+    shares = ", ".join(f"{k} {v:.0f}%" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
+    top = ", ".join(f"`{n.split()[-1]}` {p:.1f}%" for p, n in prof["top"])
+    kern = d.get("kernel", 0.0)
+    return [
+        f"What bounds one process (`perf record -e cpu-clock` on espgen, "
+        f"{x['cpu_pps']:,.0f} pps per CPU-second in that run): {shares}. Top symbols: {top}. "
+        "The kernel's share is the transmit path of every frame (sendmmsg copies it into "
+        "an skb, the veth hands it to the gateway's receive queue); at that share, "
+        f"sending alone allows at most {x['cpu_pps'] / max(kern / 100, 1e-9):,.0f} pps per "
+        "CPU-second, whatever the encryption costs.",
+        "",
+    ]
 
 
 def _capacity_md(r: dict) -> list[str]:
