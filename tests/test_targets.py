@@ -67,16 +67,17 @@ def test_state_file_is_atomic_and_records_once(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary left
 
 
-def test_netns_inventory_names_fit_linux_limits(tmp_path):
-    lab = load_lab(ROOT / "labs" / "scale.yaml")
+@pytest.mark.parametrize("name, n", [("scale.yaml", 64), ("scale-256.yaml", 256)])
+def test_netns_inventory_names_fit_linux_limits(tmp_path, name, n):
+    lab = load_lab(ROOT / "labs" / name)
     run = RunDir.create(tmp_path)
     drv = NetnsDriver(run, StateFile.create(run.state_file), lab)
     inv = drv.inventory()["all"]
     hosts = inv["children"]["netns_gateway"]["hosts"]
-    assert len(hosts) == 64
+    assert len(hosts) == n
     veths = {h["spdlab_veth"] for h in hosts.values()} | {inv["vars"]["spdlab_traffic_veth"]}
-    assert len(veths) == 65 and all(len(v) <= 15 for v in veths)
-    assert len({h["spdlab_ns"] for h in hosts.values()}) == 64
+    assert len(veths) == n + 1 and all(len(v) <= 15 for v in veths)
+    assert len({h["spdlab_ns"] for h in hosts.values()}) == n
     assert inv["vars"]["ansible_connection"] == "local"
     path = drv.write_inventory()
     assert yaml.safe_load(path.read_text())["all"]["children"]["controller"]["hosts"]
