@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator import atomic
 from orchestrator.errors import InfraError
 from orchestrator.lab.builds import firmware_dir
 from orchestrator.runs import project_root
@@ -125,9 +126,26 @@ class NetnsDriver(TargetDriver):
         }
 
     def write_inventory(self) -> Path:
-        """runs/<id>/inventory.yml: usable by ansible-playbook on its own."""
-        self.run.inventory.write_text(yaml.safe_dump(self.inventory(), sort_keys=False))
+        """runs/<id>/inventory.yml, usable by ansible-playbook on its own, and next to it
+        the gateway list the batched tasks read (a template task would cost a module run)."""
+        inv = self.inventory()
+        hosts = inv["all"]["children"]["netns_gateway"]["hosts"]
+        fw = firmware_dir() / "build"
+        rows = [
+            (name, h["spdlab_ns"], h["spdlab_veth"], h["spdlab_address"],
+             h["spdlab_target_dir"], str(fw / h["spdlab_build"] / "netkeyd"),
+             str(h["spdlab_tick_ms"]), str(h["spdlab_flow_idle_ticks"]))
+            for name, h in hosts.items()
+        ]  # fmt: skip
+        atomic.write_text(self.gateway_list, "".join("\t".join(r) + "\n" for r in rows))
+        inv["all"]["vars"]["spdlab_gateway_list"] = str(self.gateway_list)
+        atomic.write_text(self.run.inventory, yaml.safe_dump(inv, sort_keys=False))
         return self.run.inventory
+
+    @property
+    def gateway_list(self) -> Path:
+        """gateways.sh's list: a gateway a line, NAME NS VETH ADDR TDIR BIN TICK_MS IDLE."""
+        return self.run.path / "netns_gateways.tsv"
 
     def _record_network(self) -> None:
         sw = self.switch_ns
