@@ -32,7 +32,8 @@ PHASE_OF_TASK = {
 }
 # The tasks that do one step for every gateway at once: progress by the gateway count.
 BATCH_TASKS = {"Every gateway's namespace, veth and address",
-               "Start every netkeyd and wait for PF_KEY REGISTER"}  # fmt: skip
+               "Start every netkeyd and wait for PF_KEY REGISTER",
+               "Stop every netkeyd, remove the gateway namespaces and their veths"}  # fmt: skip
 MAX_UNIX_PATH = 107
 
 
@@ -293,7 +294,7 @@ class NetnsDriver(TargetDriver):
             ident = f"down-{len(list(self.run.ansible_dir.glob('artifacts/down*')))}"
 
             def on_task(host: str, task: str, status: str) -> None:
-                self.progress.advance("down")
+                self.progress.advance("down", len(self.names()) if task in BATCH_TASKS else 1)
 
             # the sweep below removes whatever the playbook did not
             with contextlib.suppress(Exception):
