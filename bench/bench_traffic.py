@@ -217,12 +217,13 @@ def _native_rate(
     """espgen with `procs` processes for `seconds`; what netkeyd accepted of it, and how
     many of the frames they sent scapy decrypted. `profile`: perf on the first process."""
     before, ok0 = lab.settle(), lab.esp()["ok"]
+    # perf starts espgen: here it cannot attach to a task already running (ESRCH)
+    perf = tmp / "espgen.perf"
+    wrap = ("perf", "record", "-q", "-e", "cpu-clock", "-o", str(perf), "--") if profile else ()
     flood = NativeFlood(lab.sc.spec, tmp, lab.tr, procs=procs, duration=seconds,
-                        seq_base=seq_base)  # fmt: skip
-    flood.start()
-    perf = _perf_start(flood.procs[0].pid, tmp / "espgen.perf") if profile else None
-    st = flood.wait(seconds + 60)
-    prof = _perf_shares(perf, tmp / "espgen.perf")
+                        seq_base=seq_base, wrap=wrap)  # fmt: skip
+    st = flood.start().wait(seconds + 60)
+    prof = _perf_report(perf) if profile else {}
     handled = lab.settle() - before
     return {
         "procs": st.procs,
@@ -289,6 +290,11 @@ def _perf_shares(proc: subprocess.Popen[bytes] | None, out: Path) -> dict[str, A
         return {}
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
+    return _perf_report(out)
+
+
+def _perf_report(out: Path) -> dict[str, Any]:
+    """A perf.data file's samples by object and its top symbols, in percent."""
 
     def report(sort: str) -> list[tuple[float, str]]:
         text = subprocess.run(["perf", "report", "-i", str(out), "--no-children", "--sort",
@@ -489,8 +495,9 @@ def _native_md(r: dict) -> list[str]:
         f"{all_['pps'] / one['pps']:.2f}x. Each process has its own SAs (dealt round "
         "robin), so sequence numbers never cross processes; netkeyd accepted every packet "
         f"it read ({all_['accepted']:,} of {all_['handled']:,} read, no replay, ICV or "
-        f"policy drop); {all_['lost']:,} of {all_['sent']:,} overflowed its receive buffer "
-        "(one netkeyd on one core cannot read at this rate). scapy decrypted the "
+        f"policy drop); {all_['lost']:,} of {all_['sent']:,} overflowed its receive buffer"
+        + (" (one netkeyd on one core cannot read at this rate)" if all_["lost"] else "")
+        + ". scapy decrypted the "
         f"{all_['decrypted']} frames the processes kept of their first and last batches. "
         f"Goal ≥ 1M pps across the cores (wall): {verdict}; at its own CPU rate, "
         f"{all_['cpu_pps']:,.0f} pps per CPU-second, {n} free cores would send "
@@ -504,7 +511,7 @@ def _native_md(r: dict) -> list[str]:
 def _sender_profile_md(x: dict) -> list[str]:
     """What bounds one espgen process: its perf samples by object and the top symbols."""
     prof = x.get("profile") or {}
-    if not prof:
+    if not prof.get("dso"):
         return ["(perf is not available here: no profile of the sender.)", ""]
     d = prof["dso"]
     shares = ", ".join(f"{k} {v:.0f}%" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))

@@ -162,12 +162,15 @@ def shell_round(lab_path: Path, runs: Path) -> dict[str, float]:
         down.append(f"{assign} sh {ROLE_FILES}/gateway.sh down")
     down.append(f"sh {ROLE_FILES}/lab.sh down")
     env = {**os.environ, **base}
+    up_sh, down_sh = run.path / "shell-up.sh", run.path / "shell-down.sh"
+    up_sh.write_text("\n".join(lines) + "\n")  # a file: 256 gateways exceed one argument
+    down_sh.write_text("\n".join(down) + "\n")
     try:
         t0 = time.monotonic()
-        subprocess.run(["sh", "-ec", "\n".join(lines)], env=env, check=True)
+        subprocess.run(["sh", "-e", str(up_sh)], env=env, check=True)
         up = time.monotonic() - t0
         t0 = time.monotonic()
-        subprocess.run(["sh", "-ec", "\n".join(down)], env=env, check=True)
+        subprocess.run(["sh", "-e", str(down_sh)], env=env, check=True)
         down_s = time.monotonic() - t0
     finally:
         LabRun.open(run.run_id, base=runs).down()

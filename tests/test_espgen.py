@@ -111,3 +111,21 @@ def test_a_bad_job_file_is_one_line_naming_the_byte(tmp_path, cut, msg):
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(msg, lines[0]), r.stderr
+
+
+def test_an_unknown_namespace_is_one_line_naming_it(tmp_path):
+    sc = scenario.generate(1, TR, GW)
+    job = tmp_path / "job.bin"
+    job.write_bytes(native.job_bytes(sc.spec.sas, template_all(sc), {}))
+    r = subprocess.run([str(native.gen_binary(asan=True)), "-N", "spdt-none-x", "-i", "lo",
+                        str(job)], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == ["espgen: -N spdt-none-x: No such file or directory"], (
+        r.stderr
+    )
+
+
+def template_all(sc: scenario.Scenario) -> list:
+    from orchestrator.traffic import template
+
+    return template.build_all(sc.spec.flows)

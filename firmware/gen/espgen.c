@@ -1,14 +1,16 @@
 /*
  * espgen: one core's ESP flood, AES-GCM-16 (RFC 4106) encrypted per packet.
  *
- *	espgen [-C cpu] [-n count] [-t seconds] [-k sample] [-w file] -i ifname job
+ *	espgen [-C cpu] [-N netns] [-n count] [-t seconds] [-k sample] [-w file]
+ *	    -i ifname job
  *
  * The job file (orchestrator/traffic/native.py writes it) holds this process's SAs,
  * each with the last sequence number already used, and its flows: the link, IPv4 (and
  * NAT-T UDP) headers, constant per flow, and the ESP payload before encryption.  Flows
  * are served round-robin; every packet gets its SA's next sequence number, its IV is
  * that number (64 bits, unique per SA), AAD is SPI || seq.  Frames leave by AF_PACKET
- * with the queueing discipline bypassed, 64 per sendmmsg().
+ * with the queueing discipline bypassed, 64 per sendmmsg(), from the network namespace
+ * -N names (as `ip netns add` made it; entered with setns, so the process keeps its pid).
  *
  * Stops after `count` packets, `seconds` seconds, SIGTERM or SIGINT, or when an SA
  * reaches 2^32-1; prints one JSON line: what was sent, the wall and CPU seconds, and
@@ -87,8 +89,8 @@ on_signal(int sig)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: espgen [-C cpu] [-n count] [-t seconds] [-k sample] "
-	    "[-w file] -i ifname job\n");
+	fprintf(stderr, "usage: espgen [-C cpu] [-N netns] [-n count] [-t seconds] "
+	    "[-k sample] [-w file] -i ifname job\n");
 	exit(2);
 }
 
@@ -278,6 +280,25 @@ esp_frame(const struct flow *fl, struct sa *sa, uint32_t seq, uint8_t *out)
 	return ((size_t)fl->hdr_len + ESP_HDR + GCM_IV + fl->pt_len + GCM_ICV);
 }
 
+static void
+netns_enter(const char *name)
+{
+	char path[256];
+	int fd;
+
+	if (strchr(name, '/') != NULL || (size_t)snprintf(path, sizeof(path),
+	    "/run/netns/%s", name) >= sizeof(path)) {
+		fprintf(stderr, "espgen: -N %s: not a namespace name\n", name);
+		exit(2);
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    setns(fd, CLONE_NEWNET) == -1) {
+		fprintf(stderr, "espgen: -N %s: %s\n", name, strerror(errno));
+		exit(2);
+	}
+	close(fd);
+}
+
 static int
 link_open(const char *ifname)
 {
@@ -443,7 +464,7 @@ main(int argc, char **argv)
 	struct stats st;
 	cpu_set_t set;
 	FILE *samples = NULL;
-	const char *ifname = NULL, *wpath = NULL;
+	const char *ifname = NULL, *wpath = NULL, *netns = NULL;
 	long long count = -1, cpu = -1;
 	double seconds = -1, t0, c0;
 	unsigned int k = 0, i, want;
@@ -451,10 +472,13 @@ main(int argc, char **argv)
 	char *end;
 	int ch, fd;
 
-	while ((ch = getopt(argc, argv, "C:i:k:n:t:w:")) != -1) {
+	while ((ch = getopt(argc, argv, "C:N:i:k:n:t:w:")) != -1) {
 		switch (ch) {
 		case 'C':
 			cpu = number(optarg, "-C", CPU_SETSIZE - 1);
+			break;
+		case 'N':
+			netns = optarg;
 			break;
 		case 'i':
 			ifname = optarg;
@@ -495,6 +519,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "espgen: -w %s: %s\n", wpath, strerror(errno));
 		exit(2);
 	}
+	if (netns != NULL)
+		netns_enter(netns);
 	fd = link_open(ifname);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);

@@ -116,6 +116,7 @@ class NativeFlood:
         count: packets in all (split evenly); duration: seconds; neither = until stop().
         seq_start: per SA key, the last sequence number already used; seq_base otherwise.
         sample: frames each process keeps from its first and from its last batch.
+        wrap: a command the first process runs under (a profiler: `perf record ... --`).
     """
 
     def __init__(
@@ -130,6 +131,7 @@ class NativeFlood:
         seq_base: int = 1,
         sample: int = 4,
         asan: bool = False,
+        wrap: tuple[str, ...] = (),
     ):
         self.cpus = sorted(os.sched_getaffinity(0))
         self.parts = split(spec, procs or len(self.cpus))
@@ -139,6 +141,7 @@ class NativeFlood:
         self.last = {sa.key: max((seq_start or {}).get(sa.key, 0), seq_base - 1)
                      for sa in spec.sas}  # fmt: skip
         self.sample = sample
+        self.wrap = wrap
         self.binary = gen_binary(asan)
         self.procs: list[subprocess.Popen[bytes]] = []
         self._l2 = 0
@@ -178,15 +181,16 @@ class NativeFlood:
                 with os.fdopen(fd, "wb") as f:
                     f.write(job_bytes(part.sas, frames, self.last))
                 cpu = self.cpus[k % len(self.cpus)]
-                argv = [str(self.binary), "-C", str(cpu), "-i", dev, "-k", str(self.sample),
-                        "-w", str(self.workdir / f"sample{k}.bin")]  # fmt: skip
+                sample = self.workdir / f"sample{k}.bin"
+                argv = [str(self.binary), "-C", str(cpu), "-N", self.netns, "-i", dev,
+                        "-k", str(self.sample), "-w", str(sample)]  # fmt: skip
                 if self.count is not None:
                     argv += ["-n", str(self.count // n + (k < self.count % n))]
                 if self.duration is not None:
                     argv += ["-t", f"{self.duration:g}"]
                 with open(self.workdir / f"gen{k}.log", "wb") as log:
                     self.procs.append(subprocess.Popen(
-                        ["ip", "netns", "exec", self.netns, *argv, str(job)],
+                        [*(self.wrap if k == 0 else ()), *argv, str(job)],
                         stdout=subprocess.PIPE, stderr=log,
                     ))  # fmt: skip
         except BaseException:
