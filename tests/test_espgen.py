@@ -9,6 +9,7 @@ one (no replay, ICV or policy drop), and scapy must decrypt the frames the proce
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -18,7 +19,7 @@ import traffic_fixtures
 from traffic_fixtures import GW, TR, TrafficLab, needs_netns
 
 from orchestrator.errors import ConfigError
-from orchestrator.traffic import native, scenario
+from orchestrator.traffic import native, scenario, template
 from orchestrator.traffic.native import NativeFlood
 
 traffic_lab = traffic_fixtures.traffic_lab  # the fixture, by name
@@ -97,10 +98,6 @@ def test_cbc_is_refused_before_anything_is_sent():
      (30, "truncated at byte \\d+ \\(key\\)"), (-3, "truncated at byte \\d+ \\(payload\\)")],
 )  # fmt: skip
 def test_a_bad_job_file_is_one_line_naming_the_byte(tmp_path, cut, msg):
-    import re
-
-    from orchestrator.traffic import template
-
     sc = scenario.generate(1, TR, GW)
     t = template.build_all(sc.spec.flows)
     data = native.job_bytes(sc.spec.sas, t, {})
@@ -116,16 +113,10 @@ def test_a_bad_job_file_is_one_line_naming_the_byte(tmp_path, cut, msg):
 def test_an_unknown_namespace_is_one_line_naming_it(tmp_path):
     sc = scenario.generate(1, TR, GW)
     job = tmp_path / "job.bin"
-    job.write_bytes(native.job_bytes(sc.spec.sas, template_all(sc), {}))
+    job.write_bytes(native.job_bytes(sc.spec.sas, template.build_all(sc.spec.flows), {}))
     r = subprocess.run([str(native.gen_binary(asan=True)), "-N", "spdt-none-x", "-i", "lo",
                         str(job)], capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == ["espgen: -N spdt-none-x: No such file or directory"], (
         r.stderr
     )
-
-
-def template_all(sc: scenario.Scenario) -> list:
-    from orchestrator.traffic import template
-
-    return template.build_all(sc.spec.flows)
