@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,11 +180,11 @@ class NetnsDriver(TargetDriver):
 
     def start(self) -> None:
         """Start netkeyd in every gateway; returns when each answers PF_KEY REGISTER."""
-        for t in self.specs:
-            f = self.files(t.name)
-            self.state.record(
-                *({"type": "file", "path": str(f[k])} for k in ("control", "admin", "pid"))
-            )
+        # one record for all: each save rewrites state.json, so one per target is O(N^2)
+        self.state.record(*(
+            {"type": "file", "path": str(self.files(t.name)[k])}
+            for t in self.specs for k in ("control", "admin", "pid")
+        ))  # fmt: skip
         self.progress.phase("start", len(self.specs))
         try:
             self._playbook("up.yml", "up-start", ["start"], "start")
@@ -192,17 +192,24 @@ class NetnsDriver(TargetDriver):
             self._record_processes()
 
     def _record_processes(self) -> None:
-        """Record every started netkeyd by PID (read back from its pidfile)."""
-        for t in self.specs:
-            f = self.files(t.name)
+        """Record every started netkeyd by PID (read back from its pidfile), in one save."""
+        found = self._pids(t.name for t in self.specs)
+        self.state.record(*(
+            {"type": "process", "pid": pid, "match": str(self.files(name)["control"]),
+             "target": name}
+            for name, pid in found.items()
+        ))  # fmt: skip
+        self.state.set_targets({name: {"pid": pid} for name, pid in found.items()})
+
+    def _pids(self, names: Iterable[str]) -> dict[str, int]:
+        """Target name → the PID its pidfile names, for the targets that have one."""
+        out = {}
+        for name in names:
             try:
-                pid = int(f["pid"].read_text().split()[0])
+                out[name] = int(self.files(name)["pid"].read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
-            self.state.record(
-                {"type": "process", "pid": pid, "match": str(f["control"]), "target": t.name}
-            )
-            self.state.set_target(t.name, pid=pid)
+        return out
 
     def _playbook(self, playbook: str, ident: str, tags: Sequence[str], step: str) -> None:
         def on_task(host: str, task: str, status: str) -> None:
@@ -276,15 +283,11 @@ class NetnsDriver(TargetDriver):
 
     def _record_processes_from_state(self) -> None:
         """After a crash mid-start: pick up PIDs from pidfiles that were never recorded."""
-        for name in self.names():
-            d = self.run.target_dir(name)
-            try:
-                pid = int((d / "netkeyd.pid").read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-            self.state.record(
-                {"type": "process", "pid": pid, "match": str(d / "control.sock"), "target": name}
-            )
+        self.state.record(*(
+            {"type": "process", "pid": pid, "match": str(self.files(name)["control"]),
+             "target": name}
+            for name, pid in self._pids(self.names()).items()
+        ))  # fmt: skip
 
     def teardown(self) -> list[str]:
         """down.yml through ansible, then remove whatever state.json still lists."""
