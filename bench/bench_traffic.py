@@ -197,7 +197,7 @@ def _fast_rate(lab: Lab, link: str, seconds: float, seq_base: int, tmp: Path) ->
         lab.sc.spec, tmp / f"fast-{link}", lab.tr, Pacing("flood", duration=seconds),
         link=link, seq_base=seq_base, check=8,
     )  # fmt: skip
-    run.start()
+    run.start(timeout=600)  # scapy builds the templates first: slow on a loaded machine
     _pin(run.pid, 0)  # type: ignore[arg-type]
     stats = run.wait(seconds + 60)
     return {

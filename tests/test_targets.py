@@ -141,7 +141,7 @@ def test_admin_client_one_line_one_json(tmp_path):
 def test_runner_events_name_the_failed_host():
     seen = []
     failures: dict[str, str] = {}
-    handle = _handler(lambda h, t, s: seen.append((h, s)), failures)
+    handle = _handler(lambda h, t, s: seen.append((h, s)), failures, set())
     ok = {"event": "runner_on_ok", "event_data": {"host": "gw-1", "task": "Start"}}
     bad = {
         "event": "runner_on_failed",
@@ -156,6 +156,20 @@ def test_runner_events_name_the_failed_host():
     assert failures == {"gw-2": "Start netkeyd: non-zero return code: /bin/netkeyd: no such build"}
     r = PlaybookResult("failed", 2, {"failures": {"gw-2": 1}, "dark": {"gw-3": 1}}, failures)
     assert r.failed_hosts() == ["gw-2", "gw-3"] and not r.ok
+
+
+def test_a_batched_task_names_the_hosts_it_failed_for():
+    failures: dict[str, str] = {}
+    batch: set[str] = set()
+    handle = _handler(None, failures, batch)
+    stderr = "failed gw-2: /bin/gone: no such firmware build\nfailed gw-5: not ready\n"
+    handle({"event": "runner_on_failed", "event_data": {
+        "host": "_controller", "task": "Start every netkeyd",
+        "res": {"msg": "non-zero return code", "stderr": stderr}}})  # fmt: skip
+    assert failures == {"gw-2": "Start every netkeyd: /bin/gone: no such firmware build",
+                        "gw-5": "Start every netkeyd: not ready"}  # fmt: skip
+    r = PlaybookResult("failed", 2, {"failures": {"_controller": 1}}, failures, "", batch)
+    assert r.failed_hosts() == ["gw-2", "gw-5"]  # not the host that ran the batch
 
 
 def test_forks_are_sized_to_the_machine():
