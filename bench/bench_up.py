@@ -212,6 +212,11 @@ def markdown(rows: list[dict[str, Any]], rss: list[int]) -> str:
             f"| {net / s['up_s']:.2f}x | {a['down_s']:.1f} | {s['down_s']:.1f} "
             f"| {a['down_s'] / max(s['down_s'], 1e-9):.2f}x |"
         )
+    ran = [r for r in rows if r["shell"] is not None]
+    if ran and len(ran) < len(rows):
+        r = ran[-1]
+        out += ["", f"The shell loop is serial and was run up to {r['n']} gateways "
+                f"(`--shell-max`): it took {r['shell']['up_s']:.1f} s there."]  # fmt: skip
     big = max(rows, key=lambda r: r["n"])
     n, a = big["n"], big["ansible"]
     ok = a["up_s"] < GOAL_UP_S and a["healthy"] == n
