@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # the HTML report in Chromium, Prometheus and the fuzz harnesses.
 DEMO_GROUPS := base
 TEST_GROUPS := base prometheus fuzz chromium docker qemu kernel ssh
-ALL_GROUPS := $(TEST_GROUPS) fresh
+ALL_GROUPS := $(TEST_GROUPS) fresh bench
 
 .PHONY: all setup deps deps-demo deps-test venv firmware firmware-asan kernels test demo bench \
 	lint fmt clean dashboards check-fresh
