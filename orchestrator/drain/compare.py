@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from orchestrator import buildsconf
@@ -17,12 +17,16 @@ SAME = ("removed_by_delete", "premature_frees", "use_after_free")
 LABELS = (("drain_ticks", "drain ticks"), ("premature_frees", "premature frees"))
 
 
-def pairs(builds: Iterable[str]) -> list[tuple[str, str]]:
+def pairs(builds: Iterable[str], recipes: Mapping[str, buildsconf.Recipe] | None = None,
+          ) -> list[tuple[str, str]]:  # fmt: skip
     """(base, patched) where patched is base plus patches on the same tree.
 
     The closest base wins: canary+nextsp pairs with canary, not netkey.
+
+    Args:
+        recipes: every build (buildsconf.every); default: those of the two builds.conf.
     """
-    recipes = _recipes()
+    recipes = buildsconf.every() if recipes is None else recipes
     present = [b for b in builds if b in recipes]
     out = []
     for p in present:
@@ -32,18 +36,10 @@ def pairs(builds: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _recipes() -> dict[str, buildsconf.Recipe]:
-    """Firmware builds and kernel builds (kernels/builds.conf), as comparisons pair them."""
-    from orchestrator.kernel.conf import series as kernel_series
-
-    kernels = {k: buildsconf.Recipe(k, tree, tuple(patches), synthetic)
-               for k, (tree, patches, synthetic) in kernel_series().items()}  # fmt: skip
-    return {**buildsconf.read(), **kernels}
-
-
 def _extends(p: buildsconf.Recipe, b: buildsconf.Recipe) -> bool:
     n = len(b.patches)
-    return p.tree == b.tree and n < len(p.patches) and p.patches[:n] == b.patches
+    same = (p.tree, p.config) == (b.tree, b.config)
+    return same and n < len(p.patches) and p.patches[:n] == b.patches
 
 
 @dataclass
@@ -114,5 +110,8 @@ def _verdict(base: Side, patched: Side) -> tuple[str, str]:
     return CHANGED, "; ".join(fixed + worse) or "per-tick series differ"
 
 
-def compare_all(sides: dict[str, Side], mode: str | None = None) -> list[Comparison]:
-    return [classify(sides[b], sides[p], mode) for b, p in pairs(sides)]
+def compare_all(
+    sides: dict[str, Side], mode: str | None = None,
+    recipes: Mapping[str, buildsconf.Recipe] | None = None,
+) -> list[Comparison]:  # fmt: skip
+    return [classify(sides[b], sides[p], mode) for b, p in pairs(sides, recipes)]

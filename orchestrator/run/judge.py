@@ -19,17 +19,20 @@ def run(ctx: RunContext) -> None:
 def summarise(ctx: RunContext) -> None:
     """Verdicts and comparisons from the trials so far, into result.json."""
     assert ctx.result is not None
-    ctx.result.targets = [target_result(ctx, t) for t in ctx.targets]
+    recipes = buildsconf.every(ctx.lab.kernels)  # kernel builds too, the lab's own included
+    ctx.result.targets = [target_result(ctx, t, recipes) for t in ctx.targets]
     sides = compare.measured_by_build(ctx.result.targets)
-    ctx.result.comparisons = compare.compare_all(sides)
+    ctx.result.comparisons = compare.compare_all(sides, recipes=recipes)
     ctx.save()
 
 
-def target_result(ctx: RunContext, t: Target) -> TargetResult:
+def target_result(ctx: RunContext, t: Target,
+                  recipes: dict[str, buildsconf.Recipe] | None = None) -> TargetResult:  # fmt: skip
     s = t.spec
+    r = (buildsconf.every(ctx.lab.kernels) if recipes is None else recipes).get(s.build)
     out = TargetResult(
         name=s.name, build=s.build, kind=s.kind, labels=dict(s.labels), tick_ms=s.tick_ms,
-        address=str(s.address), synthetic=buildsconf.is_synthetic(s.build),
+        address=str(s.address), synthetic=bool(r and r.synthetic),
         tick_meaning=registry.tick_meaning(s.kind), infra=t.infra, trials=t.trials,
     )  # fmt: skip
     _verdict(ctx, t, out)
