@@ -22,7 +22,8 @@ def summarise(ctx: RunContext) -> None:
     recipes = buildsconf.every(ctx.lab.kernels)  # kernel builds too, the lab's own included
     ctx.result.targets = [target_result(ctx, t, recipes) for t in ctx.targets]
     sides = compare.measured_by_build(ctx.result.targets)
-    ctx.result.comparisons = compare.compare_all(sides, recipes=recipes)
+    mode = ctx.lab.scenario.delete if len(ctx.lab.modes) > 1 else None  # one of several runs
+    ctx.result.comparisons = compare.compare_all(sides, mode, recipes)
     ctx.save()
 
 
@@ -45,7 +46,9 @@ def _verdict(ctx: RunContext, t: Target, out: TargetResult) -> None:
     if not t.trials and t.infra is None:
         return  # PENDING
     infra = f"{t.infra.phase}: {t.infra.message}" if t.infra else None
-    v = V.judge(ctx.lab.expect.get(t.spec.build), [tr.measures for tr in t.trials], infra)
+    exp = ctx.lab.expect.get(t.spec.build)
+    exp = exp.for_mode(ctx.lab.scenario.delete) if exp is not None else None
+    v = V.judge(exp, [tr.measures for tr in t.trials], infra)
     out.verdict, out.reason, out.checks = v.verdict, v.reason, v.checks  # type: ignore[assignment]
 
 
