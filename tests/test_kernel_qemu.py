@@ -10,10 +10,12 @@ Needs `scripts/deps.sh qemu kernel`; the kernels come from the shared build cach
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -125,7 +127,19 @@ def test_a_users_patch_builds_and_boots(vms, sc):
     assert fill_then_flush(vms, "u", sc, 1) == [0]
 
 
-def test_spdlab_run_of_linux_kernels_passes(runs, vms):
+MODES = ("flush", "delete", "delete2", "spdupdate", "expire")
+# Only a flush goes through xfrm_policy_flush(), the loop the canary patches.
+UNTOUCHED = {("linux", "linux+loop-rewrite"): "no effect", ("linux", "linux-canary"): "no effect",
+             ("linux-canary", "linux-canary+fix"): "no effect"}  # fmt: skip
+COMPARED = {"flush": {("linux", "linux+loop-rewrite"): "no effect",
+                      ("linux", "linux-canary"): "regressed",
+                      ("linux-canary", "linux-canary+fix"): "fixed"},
+            **{m: UNTOUCHED for m in MODES[1:]}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kernels_run(runs, vms):
+    """`spdlab run labs/linux-kernels.yaml` with N policies: one run per delete mode."""
     text = (ROOT / "labs" / "linux-kernels.yaml").read_text()
     lab = runs / "linux-kernels.yaml"
     lab.write_text(text.replace("policies: 2000", f"policies: {N}").replace(
@@ -133,17 +147,89 @@ def test_spdlab_run_of_linux_kernels_passes(runs, vms):
     known = set(list_runs(runs))
     env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
     cmd = [sys.executable, "-m", "orchestrator.cli.main", "run", str(lab), "--metrics-addr", ""]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800)
-    [run_id] = set(list_runs(runs)) - known
-    doc = json.loads((runs / run_id / "result.json").read_text())
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600)
+    ids = sorted(set(list_runs(runs)) - known)  # run ids begin with their start time
+    return r, {json.loads((runs / i / "result.json").read_text())["scenario"]["delete"]: runs / i
+               for i in ids}  # fmt: skip
+
+
+def test_spdlab_run_of_linux_kernels_passes_in_every_mode(kernels_run):
+    r, by_mode = kernels_run
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    verdicts = {t["name"]: (t["build"], t["verdict"]) for t in doc["targets"]}
-    assert len(verdicts) == 8 and {v for _, v in verdicts.values()} == {"PASS"}, verdicts
-    canary = [t for t in doc["targets"] if t["build"] == "linux-canary"]
-    assert [t["measures"]["removed_by_delete"] for t in canary] == [1, 1]
-    got = {(c["base"], c["patched"], c["verdict"]) for c in doc["comparisons"]}
-    assert got == {
-        ("linux", "linux+loop-rewrite", "no effect"),
-        ("linux", "linux-canary", "regressed"),
-        ("linux-canary", "linux-canary+fix", "fixed"),
-    }, doc["comparisons"]
+    assert tuple(by_mode) == MODES
+    for mode, run_dir in by_mode.items():
+        doc = json.loads((run_dir / "result.json").read_text())
+        verdicts = {t["name"]: (t["build"], t["verdict"]) for t in doc["targets"]}
+        assert len(verdicts) == 8 and {v for _, v in verdicts.values()} == {"PASS"}, verdicts
+        got = {(c["base"], c["patched"]): c["verdict"] for c in doc["comparisons"]}
+        assert got == COMPARED[mode], (mode, doc["comparisons"])
+        assert {c["mode"] for c in doc["comparisons"]} == {mode}
+        control = {(c["base"], c["patched"]) for c in doc["comparisons"] if c["control"]}
+        assert control == {("linux", "linux-canary")}
+        removed = {t["measures"]["removed_by_delete"] for t in doc["targets"]}
+        if mode == "flush":  # the canary's flush removes one policy, the others every one
+            canary = [t for t in doc["targets"] if t["build"] == "linux-canary"]
+            assert [t["measures"]["removed_by_delete"] for t in canary] == [1, 1]
+            assert [t["trials"][0]["linked_after_delete"] for t in canary] == [N - 1, N - 1]
+        elif mode == "spdupdate":  # replaced in place: the dump cannot count the replaced
+            assert [set(x) for x in removed] == [{"not_observable"}]  # type: ignore[arg-type]
+        elif mode == "expire":  # no message; gone by the first observation after their second
+            assert removed == {0}
+            assert {t["measures"]["drain_ticks"] for t in doc["targets"]} == {1}
+        else:
+            assert removed == {N}
+    lines = r.stdout.splitlines()
+    control = "flush: linux-canary vs linux: regressed (drain ticks 0 → never) — the synthetic"
+    assert any(ln.startswith(control) for ln in lines), r.stdout[-3000:]
+    assert "flush: linux+loop-rewrite vs linux: no effect (identical per-tick drain to linux)" \
+        in lines  # fmt: skip
+
+
+def test_kernel_builds_are_named_like_netkeyd_builds_in_the_result(kernels_run, vms):
+    """result.json's versions: the source package and its version, the config, every
+    patch's sha256 and, per arch, the config's hash and the image booted."""
+    from orchestrator.kernel import config
+
+    _, by_mode = kernels_run
+    run_dir = by_mode["flush"]
+    doc = json.loads((run_dir / "result.json").read_text())
+    version = kbuild.cache.source_version("linux-source-6.1")
+    for b in BUILDS:
+        v = doc["versions"]["builds"][b]
+        assert (v["tree"], v["source_version"], v["config"]) == ("linux-source-6.1", version,
+                                                                "spdlab")  # fmt: skip
+        assert v["patches"] == [{"name": p.name, "sha256": p.sha256()}
+                                for p in conf.get(b).patches]  # fmt: skip
+        assert v["synthetic"] == conf.get(b).synthetic and v["netkeyd_sha256"] is None
+        assert set(v["arches"]) == {"x86_64", "arm64"}
+        for arch, k in v["arches"].items():
+            assert k["config_sha256"] == config.config_hash("spdlab", arch)
+            boot = json.loads((run_dir / "targets" / f"{'x86' if arch == 'x86_64' else 'arm'}-"
+                               f"{b.replace('+', '-')}" / "boot.json").read_text())  # fmt: skip
+            image = Path(boot["kernel"])
+            assert k["image"] == image.name
+            assert k["image_sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+    synthetic = {t["build"] for t in doc["targets"] if t["synthetic"]}
+    assert synthetic == {"linux-canary", "linux-canary+fix"}
+
+
+def test_the_kernel_control_is_labelled_synthetic_everywhere(kernels_run):
+    """Target rows, the report, JUnit and the exporter's build labels."""
+    from orchestrator.export.report import render_html
+    from orchestrator.export.targets import targets_from_run
+
+    _, by_mode = kernels_run
+    for run_dir in by_mode.values():
+        suite = ET.parse(run_dir / "junit.xml").getroot()
+        flag = "properties/property[@name='synthetic'][@value='true']"
+        marked = {c.get("classname") for c in suite.iter("testcase") if c.find(flag) is not None}
+        assert marked == {"spdlab.linux-canary", "spdlab.linux-canary+fix"}
+    run_dir = by_mode["flush"]
+    page = render_html(run_dir)
+    assert page.count("linux-canary (synthetic)") == 2  # its two target rows
+    assert "(synthetic control)" in page
+    version = kbuild.cache.source_version("linux-source-6.1")
+    assert f"linux-source-6.1 {version}" in page
+    exported = {(t.build, t.tree, t.patches, t.synthetic) for t in targets_from_run(run_dir)}
+    assert exported == {(b, "linux-source-6.1", tuple(p.name for p in conf.get(b).patches),
+                         conf.get(b).synthetic) for b in BUILDS}  # fmt: skip
