@@ -178,11 +178,6 @@ class Expectation(Checks):
         own = self.model_dump(exclude={*DELETE_MODES})
         return Expectation(**{**own, **block.model_dump(exclude_unset=True)})
 
-    def blocks(self) -> list[tuple[tuple[str, ...], Checks]]:
-        """(where in the build's entry, checks): its own, then each mode's block."""
-        modes = [((m,), b) for m in DELETE_MODES if (b := getattr(self, m)) is not None]
-        return [((), self), *modes]
-
 
 class KernelDef(Strict):
     """A kernel build of the user's own patches (paths relative to the lab file), after base's."""
