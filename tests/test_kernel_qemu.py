@@ -138,7 +138,7 @@ COMPARED = {"flush": {("linux", "linux+loop-rewrite"): "no effect",
 
 
 @pytest.fixture(scope="module")
-def kernels_run(runs, vms):
+def kernels_run(runs):
     """`spdlab run labs/linux-kernels.yaml` with N policies: one run per delete mode."""
     text = (ROOT / "labs" / "linux-kernels.yaml").read_text()
     lab = runs / "linux-kernels.yaml"
@@ -148,6 +148,7 @@ def kernels_run(runs, vms):
     env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
     cmd = [sys.executable, "-m", "orchestrator.cli.main", "run", str(lab), "--metrics-addr", ""]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ids = sorted(set(list_runs(runs)) - known)  # run ids begin with their start time
     return r, {json.loads((runs / i / "result.json").read_text())["scenario"]["delete"]: runs / i
                for i in ids}  # fmt: skip
@@ -155,7 +156,6 @@ def kernels_run(runs, vms):
 
 def test_spdlab_run_of_linux_kernels_passes_in_every_mode(kernels_run):
     r, by_mode = kernels_run
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert tuple(by_mode) == MODES
     for mode, run_dir in by_mode.items():
         doc = json.loads((run_dir / "result.json").read_text())
@@ -185,7 +185,7 @@ def test_spdlab_run_of_linux_kernels_passes_in_every_mode(kernels_run):
         in lines  # fmt: skip
 
 
-def test_kernel_builds_are_named_like_netkeyd_builds_in_the_result(kernels_run, vms):
+def test_kernel_builds_are_named_like_netkeyd_builds_in_the_result(kernels_run):
     """result.json's versions: the source package and its version, the config, every
     patch's sha256 and, per arch, the config's hash and the image booted."""
     from orchestrator.kernel import config
