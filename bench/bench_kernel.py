@@ -77,12 +77,13 @@ def boots(rounds: int) -> dict[str, tuple[float, float]]:
         cases = (("linux", "x86_64"), ("linux", "arm64"), ("linux-af_key", "x86_64"))
         for b, a in cases:  # warm the caches: builds and the stock initramfs
             boot_s(runs, b, a)
-        out = {}
-        for b, a in cases:
-            got = [boot_s(runs, b, a) for _ in range(rounds)]
-            out[f"{b} {a}"] = (statistics.median(u for u, _ in got),
-                               statistics.median(s for _, s in got))  # fmt: skip
-        return out
+        # Rounds interleave the kernels, so a change in the machine's load falls on each alike.
+        got: dict[str, list[tuple[float, float]]] = {f"{b} {a}": [] for b, a in cases}
+        for _ in range(rounds):
+            for b, a in cases:
+                got[f"{b} {a}"].append(boot_s(runs, b, a))
+        return {k: (statistics.median(u for u, _ in v), statistics.median(s for _, s in v))
+                for k, v in got.items()}  # fmt: skip
     finally:
         for rid in list_runs(runs):
             LabRun.open(rid, base=runs).down()
