@@ -210,7 +210,7 @@ def daemonize(pidfile: str | None) -> None:
     if pid > 0:
         if pidfile:
             with contextlib.suppress(WaitTimeout):
-                until(lambda: os.path.exists(pidfile), f"the daemon's {pidfile}", 10, 0.01)
+                until(lambda: os.path.exists(pidfile), f"the daemon's {pidfile}", 60, 0.01)
         os._exit(0)
     os.setsid()
     if pidfile:
