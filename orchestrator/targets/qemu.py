@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 PORT_NAME = "spdlab.pfkey"
 MEMORY_MB = 256
-BOOT_TIMEOUT_S = 120.0
+BOOT_TIMEOUT_S = 300.0  # every VM of the lab, under TCG on a loaded machine
 # A TCG guest dumping thousands of policies on a loaded machine answers in seconds, not
 # milliseconds: a generous limit per answer, for a stuck guest only.
 ANSWER_TIMEOUT_S = 120.0
