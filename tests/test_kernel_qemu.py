@@ -137,6 +137,10 @@ COMPARED = {"flush": {("linux", "linux+loop-rewrite"): "no effect",
             **{m: UNTOUCHED for m in MODES[1:]}}  # fmt: skip
 
 
+# One `spdlab run` of five modes, eight VMs each: the first test to use it pays for it.
+RUN_TIMEOUT = pytest.mark.timeout(3600)
+
+
 @pytest.fixture(scope="module")
 def kernels_run(runs):
     """`spdlab run labs/linux-kernels.yaml` with N policies: one run per delete mode."""
@@ -154,6 +158,7 @@ def kernels_run(runs):
                for i in ids}  # fmt: skip
 
 
+@RUN_TIMEOUT
 def test_spdlab_run_of_linux_kernels_passes_in_every_mode(kernels_run):
     r, by_mode = kernels_run
     assert tuple(by_mode) == MODES
@@ -185,6 +190,7 @@ def test_spdlab_run_of_linux_kernels_passes_in_every_mode(kernels_run):
         in lines  # fmt: skip
 
 
+@RUN_TIMEOUT
 def test_kernel_builds_are_named_like_netkeyd_builds_in_the_result(kernels_run):
     """result.json's versions: the source package and its version, the config, every
     patch's sha256 and, per arch, the config's hash and the image booted."""
@@ -213,6 +219,7 @@ def test_kernel_builds_are_named_like_netkeyd_builds_in_the_result(kernels_run):
     assert synthetic == {"linux-canary", "linux-canary+fix"}
 
 
+@RUN_TIMEOUT
 def test_the_kernel_control_is_labelled_synthetic_everywhere(kernels_run):
     """Target rows, the report, JUnit and the exporter's build labels."""
     from orchestrator.export.report import render_html
