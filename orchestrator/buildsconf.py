@@ -2,7 +2,9 @@
 
 A line is `name tree [patch...] [@flag...]`. `@synthetic` declares a synthetic
 control (a build that exists to prove the testbed can see a slow drain); code asks
-`recipe.synthetic`, never the build's name.
+`recipe.synthetic`, never the build's name. `every()` adds the kernel builds
+(kernels/builds.conf and a lab file's own), so a result, a report and a metric name a
+kernel build as they name a netkeyd one.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ FLAGS = ("synthetic",)
 
 @dataclass(frozen=True)
 class Recipe:
-    """One build of builds.conf."""
+    """One build of builds.conf; a kernel build's tree is its source package."""
 
     name: str
     tree: str
     patches: tuple[str, ...] = ()
     synthetic: bool = False
+    config: str = ""  # a kernel build's config (kernels/config/); firmware has none
 
 
 def parse_line(raw: str) -> Recipe | None:
@@ -51,8 +54,16 @@ def read(conf: Path | None = None) -> dict[str, Recipe]:
     return {r.name: r for r in recipes if r is not None}
 
 
+def every(kernels: Mapping[str, Any] | None = None) -> dict[str, Recipe]:
+    """Firmware builds, kernels/builds.conf's and the lab's own `kernels:` (resolved)."""
+    from orchestrator.kernel.conf import recipes
+
+    return {**read(), **recipes(kernels)}
+
+
 def is_synthetic(build: str, extra: Mapping[str, Recipe] | None = None) -> bool:
-    r = {**read(), **(extra or {})}.get(build)
+    """`extra`: builds beyond the builds.conf files (a lab file's own)."""
+    r = {**every(), **(extra or {})}.get(build)
     return bool(r and r.synthetic)
 
 

@@ -43,6 +43,14 @@ KIND_UNOBSERVABLE: dict[str, dict[str, str]] = {
     },
 }
 
+# What a kind cannot observe under one delete mode only, (kind, mode) → measure → why.
+KIND_MODE_UNOBSERVABLE: dict[tuple[str, str], dict[str, str]] = {
+    ("qemu", "spdupdate"): {
+        "removed_by_delete": "Linux replaces a policy in place, under its old index: "
+        "SPDDUMP cannot tell the replaced policy from its replacement",
+    },
+}
+
 # What one tick is on each kind; the default is netkeyd's timer.
 KIND_TICK: dict[str, str] = {"qemu": "one SPDDUMP observation"}
 DEFAULT_TICK = "one netkeyd timer tick"
@@ -53,9 +61,9 @@ def supported_kinds() -> tuple[str, ...]:
     return tuple(sorted(KIND_MODULES))
 
 
-def unobservable(kind: str) -> dict[str, str]:
-    """Measures a kind's targets cannot show, each with the reason."""
-    return KIND_UNOBSERVABLE.get(kind, {})
+def unobservable(kind: str, mode: str | None = None) -> dict[str, str]:
+    """Measures a kind's targets cannot show (under that delete mode), each with the reason."""
+    return {**KIND_UNOBSERVABLE.get(kind, {}), **KIND_MODE_UNOBSERVABLE.get((kind, mode or ""), {})}
 
 
 def tick_meaning(kind: str) -> str:

@@ -222,3 +222,65 @@ def test_an_expectation_the_kind_cannot_observe_is_a_validate_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "validate", str(path)],
                        capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert p.returncode == 2 and p.stderr.strip() == line and "Traceback" not in p.stderr
+
+
+MODES_LAB = """\
+name: modes
+defaults: {build: netkey}
+targets:
+  - {name: a, builds: [netkey, canary]}
+scenario: {delete: [flush, delete, expire]}
+expect:
+  netkey:
+    drain_ticks_max: 1
+    flush: {flush_removes: 40}
+  canary:
+    same_as: netkey
+    drain_ticks_min: 5
+    delete: {drain_ticks_max: null}
+"""
+
+
+def test_a_list_of_delete_modes_is_one_lab_per_mode(tmp_path):
+    lab = load_lab(write(tmp_path, MODES_LAB))
+    assert lab.modes == ("flush", "delete", "expire") and lab.scenario.delete == "flush"
+    runs = lab.each_mode()
+    assert [r.scenario.delete for r in runs] == ["flush", "delete", "expire"]
+    assert all(r.targets == lab.targets for r in runs)
+
+    def checks(build, mode):
+        e = lab.expect[build].for_mode(mode)
+        return {k: getattr(e, k) for k in e.measured()}
+
+    # A mode's block adds to the build's own checks, for that mode only; same_as copies it.
+    assert checks("netkey", "flush") == {"drain_ticks_max": 1, "flush_removes": 40}
+    assert checks("netkey", "expire") == {"drain_ticks_max": 1}
+    assert checks("canary", "flush") == {"drain_ticks_max": 1, "drain_ticks_min": 5,
+                                         "flush_removes": 40}  # fmt: skip
+    assert checks("canary", "delete") == {"drain_ticks_min": 5}  # null drops a check
+    single = load_lab(write(tmp_path, MODES_LAB.replace("[flush, delete, expire]", "delete")))
+    assert single.modes == ("delete",) and len(single.each_mode()) == 1
+
+
+def test_a_mode_listed_twice_is_one_line(tmp_path):
+    path = write(tmp_path, MODES_LAB.replace("[flush, delete, expire]", "[flush, delete, flush]"))
+    with pytest.raises(LabError) as e:
+        load_lab(path)
+    (line,) = e.value.lines
+    assert line.startswith(f"{path}:5:") and "delete: mode flush listed twice" in line
+
+
+def test_an_unobservable_measure_under_one_mode_names_its_key(tmp_path):
+    """Linux replaces a policy in place on SPDUPDATE: the dump cannot count the replaced."""
+    text = "name: vm\ndefaults: {kind: qemu, build: linux}\ntargets:\n  - {name: a}\n"
+    text += "scenario: {delete: [flush, spdupdate]}\n"
+    text += "expect:\n  linux:\n    flush_removes: 100\n    spdupdate: {drain_ticks_max: 0}\n"
+    path = write(tmp_path, text)
+    with pytest.raises(LabError) as e:
+        load_lab(path)
+    (line,) = e.value.lines
+    assert line.startswith(f"{path}:8:")
+    assert "expect.linux.flush_removes: not observable on kind qemu under delete spdupdate: " \
+           "Linux replaces a policy in place" in line  # fmt: skip
+    ok = text.replace("    flush_removes: 100\n", "    flush: {flush_removes: 100}\n")
+    assert load_lab(write(tmp_path, ok)).modes == ("flush", "spdupdate")

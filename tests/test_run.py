@@ -168,6 +168,9 @@ def test_demo_artifacts(demo: Any) -> None:
     assert suite.get("tests") == "6" and suite.get("failures") == "0"
     builds = ("canary", "canary+nextsp", "netipsec", "netipsec+split", "netkey", "netkey+nextsp")
     assert {c.get("classname") for c in suite.iter("testcase")} == {f"spdlab.{b}" for b in builds}
+    flag = "properties/property[@name='synthetic'][@value='true']"
+    synthetic = {c.get("name") for c in suite.iter("testcase") if c.find(flag) is not None}
+    assert synthetic == {"gw-canary", "gw-canary-nextsp"}
     assert (run_dir / "drain.png").read_bytes()[:4] == b"\x89PNG"
     gw = run_dir / "targets" / "gw-canary"
     before = (gw / "spddump-before.txt").read_text()

@@ -102,7 +102,9 @@ def render(res: Any, console: Any, run_dir: Path | None, plot: Path | None = Non
     notes = Footnotes()
     t = Table(caption=CAPTION, title=_title(res))
     for c in COLUMNS:
-        t.add_column(c, justify="left" if c in ("target", "build", "verdict") else "right")
+        # Never cut a name or a verdict: "linux-cana…" could be linux-canary or its fix.
+        words = c in ("target", "build", "verdict")
+        t.add_column(c, justify="left" if words else "right", no_wrap=words)
     for td in res.targets:
         t.add_row(*_row(td, notes))
     console.print(t)

@@ -1,4 +1,7 @@
-"""`spdlab run LAB`: up, install, reference, mass delete, measure the drain, judge, down."""
+"""`spdlab run LAB`: up, install, reference, mass delete, measure the drain, judge, down.
+
+A lab whose `delete:` lists several modes runs once per mode, each a run of its own.
+"""
 
 from __future__ import annotations
 
@@ -35,15 +38,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def exit_code(res: Any) -> int:
+def exit_code(*results: Any) -> int:
     """0 when every target passed, 1 on any FAIL, 3 otherwise (INFRA-ERROR, UNRESOLVED);
     4 when all passed but a build changed from the baseline."""
-    verdicts = {t.verdict for t in res.targets}
+    verdicts = {t.verdict for res in results for t in res.targets}
     if "FAIL" in verdicts:
         return EXIT_FAIL
     if verdicts - {"PASS"}:
         return EXIT_INFRA
-    return EXIT_CHANGED if res.baseline is not None and res.baseline.changed else EXIT_PASS
+    changed = any(res.baseline is not None and res.baseline.changed for res in results)
+    return EXIT_CHANGED if changed else EXIT_PASS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,14 +63,23 @@ def run(args: argparse.Namespace) -> int:
         from orchestrator.cli.compare import load
 
         args.baseline = load(args.baseline)[1]
+    if args.keep and len(lab.modes) > 1:
+        print(f"spdlab: --keep: scenario.delete lists {len(lab.modes)} modes, each a lab of its "
+              "own; keep one mode", file=sys.stderr)  # fmt: skip
+        return 2
     from rich.console import Console
 
     console = Console(stderr=True)
-    ctx, code = _execute(lab, args, console)
-    if code is not None:
-        return code
-    _report(ctx, args, console)
-    return exit_code(ctx.result)
+    done, docs = [], []
+    for one in lab.each_mode():
+        ctx, code = _execute(one, args, console)
+        if code is not None:
+            return code
+        docs.append(_report(ctx, args, console))
+        done.append(ctx.result)
+    if args.json:
+        print(json.dumps(docs[0] if len(docs) == 1 else {"runs": docs}, indent=1))
+    return exit_code(*done)
 
 
 def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int | None]:
@@ -95,7 +108,8 @@ def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int
     return ctx, None
 
 
-def _report(ctx: Any, args: argparse.Namespace, console: Any) -> None:
+def _report(ctx: Any, args: argparse.Namespace, console: Any) -> dict[str, Any] | None:
+    """The run's table and comparisons; with --json, its verdicts as a document instead."""
     from rich.console import Console
 
     res = ctx.result
@@ -105,15 +119,16 @@ def _report(ctx: Any, args: argparse.Namespace, console: Any) -> None:
         targets = [t.model_dump(mode="json", include=set(BRIEF)) | {
             "measures": t.measures.model_dump(mode="json")} for t in res.targets]  # fmt: skip
         cs = [c.model_dump(mode="json") for c in res.comparisons]
-        doc = {"run_id": res.run_id, "complete": res.complete, "comparisons": cs}
+        doc = {"run_id": res.run_id, "complete": res.complete, "delete": res.scenario.delete,
+               "comparisons": cs}  # fmt: skip
         if res.baseline is not None:
             doc["baseline"] = res.baseline.model_dump(mode="json")
-        print(json.dumps(doc | {"targets": targets}, indent=1))
-        return
+        return doc | {"targets": targets}
     from orchestrator.cli.compare import render
 
     # Logs and CI capture output too: keep the table readable there.
     render(res, Console(width=None if sys.stdout.isatty() else 140), ctx.run_dir)
+    return None
 
 
 class _Exporter:

@@ -37,14 +37,17 @@ LABELS = {
 }
 
 
-def pairs(builds: Iterable[str], extra: Mapping[str, buildsconf.Recipe] | None = None,
+def pairs(builds: Iterable[str], recipes: Mapping[str, buildsconf.Recipe] | None = None,
           ) -> list[tuple[str, str]]:  # fmt: skip
     """(base, patched) where patched is base plus patches on the same tree.
 
-    The closest base wins: canary+nextsp pairs with canary, not netkey. `extra`: builds
-    beyond the builds.conf files (a lab file's own, as a run recorded them).
+    The closest base wins: canary+nextsp pairs with canary, not netkey.
+
+    Args:
+        recipes: builds beyond the builds.conf files and kernels/builds.conf (a lab file's
+            own, as a run recorded them); they win over a build of the same name.
     """
-    recipes = {**_recipes(), **(extra or {})}
+    recipes = {**buildsconf.every(), **(recipes or {})}
     present = [b for b in builds if b in recipes]
     out = []
     for p in present:
@@ -54,18 +57,10 @@ def pairs(builds: Iterable[str], extra: Mapping[str, buildsconf.Recipe] | None =
     return out
 
 
-def _recipes() -> dict[str, buildsconf.Recipe]:
-    """Firmware builds and kernel builds (kernels/builds.conf), as comparisons pair them."""
-    from orchestrator.kernel.conf import series as kernel_series
-
-    kernels = {k: buildsconf.Recipe(k, tree, tuple(patches), synthetic)
-               for k, (tree, patches, synthetic) in kernel_series().items()}  # fmt: skip
-    return {**buildsconf.read(), **kernels}
-
-
 def _extends(p: buildsconf.Recipe, b: buildsconf.Recipe) -> bool:
     n = len(b.patches)
-    return p.tree == b.tree and n < len(p.patches) and p.patches[:n] == b.patches
+    same = (p.tree, p.config) == (b.tree, b.config)
+    return same and n < len(p.patches) and p.patches[:n] == b.patches
 
 
 @dataclass

@@ -152,14 +152,28 @@ def build() -> dict[str, Any]:
               "between hardware labels", "s",
               f"max by (build, hardware) (spdlab_drain_seconds{{{SEL}}}{HW_LABEL})", BY_HW),
         table.Panel().id(10).title("Verdicts")
-        .description("Each target's verdict from the run's result.json")
+        .description("Each target's verdict from the run's result.json; synthetic: the "
+                     "build is a synthetic positive control")
         .height(8).span(12)
         .with_target(_q(f"spdlab_verdict{{{SEL}}} == 1", "", instant=True, table=True))
         .with_transformation(DataTransformerConfig(
             id_val="organize",
             options={"excludeByName": {"Time": True, "Value": True, "__name__": True,
                                        "job": True, "instance": True, "lab": True},
-                     "indexByName": {"target": 0, "build": 1, "verdict": 2}},
+                     "indexByName": {"target": 0, "build": 1, "synthetic": 2, "verdict": 3}},
+        )),
+        table.Panel().id(11).title("Builds")
+        .description("What each target runs, named alike for netkeyd and kernel builds: the "
+                     "tree (a kernel's source package), the patch series, synthetic or not")
+        .height(8).span(12)
+        .with_target(_q(f'spdlab_build_info{{{SEL}, hardware=~"$hardware"}}', "",
+                        instant=True, table=True))
+        .with_transformation(DataTransformerConfig(
+            id_val="organize",
+            options={"excludeByName": {"Time": True, "Value": True, "__name__": True,
+                                       "job": True, "instance": True, "lab": True},
+                     "indexByName": {"target": 0, "build": 1, "tree": 2, "patches": 3,
+                                     "synthetic": 4, "kind": 5, "hardware": 6}},
         )),
     ]  # fmt: skip
     d = (

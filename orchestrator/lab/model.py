@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,23}$")]
 Label = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,63}$")]
 BuildName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+_.-]{0,47}$")]
 Count = Annotated[int, Field(ge=1, le=1024)]
+DeleteMode = Literal["flush", "delete", "delete2", "expire", "spdupdate"]
+DELETE_MODES: tuple[str, ...] = get_args(DeleteMode)
 
 
 class Strict(BaseModel):
@@ -88,13 +97,45 @@ class Scenario(Strict):
     traffic: Literal["keepalive", "rate", "none"] = "keepalive"
     keepalive_ticks: Annotated[int, Field(ge=1)] = 5
     rate_pps: Annotated[int, Field(ge=1, le=1_000_000)] = 100
-    delete: Literal["flush", "delete", "delete2", "expire", "spdupdate"] = "flush"
+    delete: DeleteMode = "flush"
     timeout_ticks: Annotated[int, Field(ge=1)] = 3000
     trials: Annotated[int, Field(ge=1, le=1000)] = 1
 
 
-class Expectation(Strict):
-    """What one build must show after the mass delete; `same_as` copies another build's."""
+def _one_or_more_modes(v: object) -> object:
+    """`delete: flush` is `delete: [flush]`; a bad single mode is one error, at delete."""
+    if not isinstance(v, str):
+        return v
+    if v not in DELETE_MODES:
+        names = [f"'{m}'" for m in DELETE_MODES]
+        raise ValueError(f"input should be {', '.join(names[:-1])} or {names[-1]}")
+    return [v]
+
+
+class ScenarioDef(Scenario):
+    """The lab file's scenario: `delete:` is one mode, or a list of modes run one by one."""
+
+    delete: Annotated[  # type: ignore[assignment]
+        list[DeleteMode], Field(min_length=1), BeforeValidator(_one_or_more_modes)
+    ] = ["flush"]
+
+    @model_validator(mode="after")
+    def _each_mode_once(self) -> ScenarioDef:
+        modes = self.modes()
+        twice = sorted({m for m in modes if modes.count(m) > 1})
+        if twice:
+            raise ValueError(f"delete: mode {twice[0]} listed twice")
+        return self
+
+    def modes(self) -> tuple[str, ...]:
+        return tuple(self.delete)
+
+    def for_mode(self, mode: str) -> Scenario:
+        return Scenario(**{**self.model_dump(), "delete": mode})
+
+
+class Checks(Strict):
+    """What one build must show after the mass delete, measure by measure."""
 
     drain_ticks_max: Annotated[int, Field(ge=0)] | None = None
     drain_ticks_min: Annotated[int, Field(ge=0)] | None = None
@@ -102,7 +143,6 @@ class Expectation(Strict):
     premature_frees: Annotated[int, Field(ge=0)] | None = None
     premature_frees_min: Annotated[int, Field(ge=0)] | None = None
     use_after_free: Annotated[int, Field(ge=0)] | None = None
-    same_as: str | None = None
 
     # The measure each expectation is checked against (docs/MEASURES.md).
     MEASURES: ClassVar[dict[str, str]] = {
@@ -117,6 +157,26 @@ class Expectation(Strict):
     def measured(self) -> dict[str, str]:
         """Set expectation → the measure it checks."""
         return {k: m for k, m in self.MEASURES.items() if getattr(self, k) is not None}
+
+
+class Expectation(Checks):
+    """A build's checks; `same_as` copies another build's. A block named after a delete
+    mode (`flush:`) sets checks for that mode only, over the build's own."""
+
+    same_as: str | None = None
+    flush: Checks | None = None
+    delete: Checks | None = None
+    delete2: Checks | None = None
+    expire: Checks | None = None
+    spdupdate: Checks | None = None
+
+    def for_mode(self, mode: str) -> Expectation:
+        """The checks that hold when `mode` runs."""
+        block = getattr(self, mode, None)
+        if block is None:
+            return self
+        own = self.model_dump(exclude={*DELETE_MODES})
+        return Expectation(**{**own, **block.model_dump(exclude_unset=True)})
 
 
 class KernelDef(Strict):
@@ -152,7 +212,7 @@ class LabDef(Strict):
     groups: dict[Name, TargetSettings] = {}
     targets: Annotated[list[TargetDef], Field(min_length=1)]
     traffic_host: TrafficHostDef = TrafficHostDef()
-    scenario: Scenario = Scenario()
+    scenario: ScenarioDef = ScenarioDef()
     expect: dict[str, Expectation] = {}
     kernels: dict[BuildName, KernelDef] = {}
     firmware: dict[BuildName, FirmwareDef] = {}

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.lab import ssh
 from orchestrator.lab.issues import Issue, LabIssues, Loc
-from orchestrator.lab.model import Expectation, LabDef, Scenario, TargetDef
+from orchestrator.lab.model import Checks, Expectation, LabDef, Scenario, TargetDef
 from orchestrator.lab.ssh import SshSpec
 
 DEFAULT_KIND = "netns"
@@ -84,6 +84,12 @@ class ResolvedLab(BaseModel):
     expect: dict[str, Expectation] = {}
     kernels: dict[str, ResolvedKernel] = {}
     firmware: dict[str, ResolvedFirmware] = {}
+    modes: tuple[str, ...] = ()  # the lab file's delete modes, each a run of its own
+
+    def each_mode(self) -> list[ResolvedLab]:
+        """One lab per delete mode, in the lab file's order."""
+        return [self.model_copy(update={"scenario": self.scenario.model_copy(update={"delete": m})})
+                for m in self.modes or (self.scenario.delete,)]  # fmt: skip
 
     @property
     def builds(self) -> tuple[str, ...]:
@@ -361,20 +367,35 @@ class _Resolver:
         if base is None:
             return None
         own = exp.model_dump(exclude_unset=True, exclude={"same_as"})
-        return Expectation(**{**base.model_dump(exclude={"same_as"}), **own}, same_as=exp.same_as)
+        base_set = base.model_dump(exclude={"same_as"}, exclude_unset=True)  # a mode block too
+        return Expectation(**{**base_set, **own}, same_as=exp.same_as)
 
 
 def _observable(r: _Resolver, expect: Mapping[str, Expectation], pending: list[_Pending]) -> None:
-    """An expectation on a measure some target of its build cannot observe is an error."""
-    from orchestrator.kinds import unobservable
-
+    """An expectation on a measure some target of its build cannot observe (under a delete
+    mode the lab runs) is an error, at the key that set it."""
     kinds = {(p.build, p.kind) for p in pending}
+    found: dict[Loc, str] = {}
     for build, exp in expect.items():
-        for key, measure in exp.measured().items():
+        for mode in r.lab.scenario.modes():
             for kind in sorted(k for b, k in kinds if b == build):
-                why = unobservable(kind).get(measure)
-                if why:
-                    r.fail(("expect", build, key), f"not observable on kind {kind}: {why}")
+                for loc, message in _unseen(build, exp, mode, kind):
+                    found.setdefault(loc, message)
+    for loc, message in found.items():
+        r.fail(loc, message)
+
+
+def _unseen(build: str, exp: Expectation, mode: str, kind: str) -> Iterator[tuple[Loc, str]]:
+    """The checks of exp under mode on a measure kind cannot see: where each is set, why."""
+    from orchestrator.kinds import KIND_MODE_UNOBSERVABLE, unobservable
+
+    block = getattr(exp, mode) or Checks()
+    under = f" under delete {mode}" if (kind, mode) in KIND_MODE_UNOBSERVABLE else ""
+    for key, measure in exp.for_mode(mode).measured().items():
+        why = unobservable(kind, mode).get(measure)
+        if why:
+            where = (mode, key) if key in block.model_fields_set else (key,)
+            yield ("expect", build, *where), f"not observable on kind {kind}{under}: {why}"
 
 
 def resolve(
@@ -465,8 +486,9 @@ def resolve(
         range=lab.range,
         traffic_host=TrafficHostSpec(address=th, prefixlen=plen),
         targets=specs,
-        scenario=lab.scenario,
+        scenario=lab.scenario.for_mode(lab.scenario.modes()[0]),
         expect=expect,
         kernels=kernels,
         firmware=firmware,
+        modes=lab.scenario.modes(),
     )

@@ -37,9 +37,8 @@ class Target:
     def alive(self) -> bool:
         return self.infra is None
 
-    @property
-    def unobservable(self) -> dict[str, str]:
-        return registry.unobservable(self.spec.kind)
+    def unobservable(self, mode: str) -> dict[str, str]:
+        return registry.unobservable(self.spec.kind, mode)
 
 
 @dataclass

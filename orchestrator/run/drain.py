@@ -27,7 +27,7 @@ def run(ctx: RunContext) -> None:
     traffic.stop(ctx)
     for t in ctx.live():
         if t.drain is not None:
-            t.trials.append(trial(ctx.trial, t.drain, t.unobservable))
+            t.trials.append(trial(ctx.trial, t.drain, t.unobservable(ctx.lab.scenario.delete)))
     if ctx.trial == 1:
         ctx.each("spddump after", lambda t: reference.dump(ctx, t, "after"))
     judge.summarise(ctx)  # the exporter shows this drain while the lab is still up

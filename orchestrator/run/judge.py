@@ -8,7 +8,6 @@ from orchestrator import buildsconf
 from orchestrator import kinds as registry
 from orchestrator.drain import compare, stats
 from orchestrator.drain import verdict as V
-from orchestrator.result import versions
 from orchestrator.result.model import Baseline, Measures, RunResult, TargetResult
 from orchestrator.run.context import RunContext, Target
 
@@ -20,27 +19,20 @@ def run(ctx: RunContext) -> None:
 def summarise(ctx: RunContext) -> None:
     """Verdicts and comparisons from the trials so far, into result.json."""
     assert ctx.result is not None
-    ctx.result.targets = [target_result(ctx, t) for t in ctx.targets]
-    recipes = {**versions.recipes(ctx.result.versions), **kernel_recipes(ctx)}
+    recipes = all_recipes(ctx)
+    ctx.result.targets = [target_result(ctx, t, recipes) for t in ctx.targets]
     tol = stats.tolerances(ctx.lab.scenario)
-    ctx.result.comparisons = compare.comparisons(ctx.result.targets, recipes=recipes, tolerance=tol)
+    mode = ctx.lab.scenario.delete if len(ctx.lab.modes) > 1 else None  # one of several runs
+    ctx.result.comparisons = compare.comparisons(ctx.result.targets, mode, recipes, tol)
     if ctx.opts.baseline is not None:
         ctx.result.baseline = baseline(ctx.result, ctx.opts.baseline)
     ctx.save()
 
 
-def kernel_recipes(ctx: RunContext) -> dict[str, buildsconf.Recipe]:
-    """Kernel builds, kernels/builds.conf's and the lab file's own, as comparisons pair them."""
-    from orchestrator.kernel.conf import series
-    from orchestrator.targets.qemuboot import kernel_build
-
-    out = {k: buildsconf.Recipe(k, tree, patches, synthetic)
-           for k, (tree, patches, synthetic) in series().items()}  # fmt: skip
-    for name in ctx.lab.kernels:
-        kb = kernel_build(ctx.lab, name)
-        out[name] = buildsconf.Recipe(name, f"{kb.source}:{kb.config}",
-                                      tuple(p.name for p in kb.patches), kb.synthetic)  # fmt: skip
-    return out
+def all_recipes(ctx: RunContext) -> dict[str, buildsconf.Recipe]:
+    """Every build comparisons may pair: the builds.conf files', kernels included, and the
+    lab file's own netkeyd and kernel builds."""
+    return {**buildsconf.every(ctx.lab.kernels), **buildsconf.lab_recipes(ctx.lab.firmware)}
 
 
 def baseline(res: RunResult, base: RunResult) -> Baseline:
@@ -50,12 +42,13 @@ def baseline(res: RunResult, base: RunResult) -> Baseline:
                                     compare.measured(base.targets, tol), base.run_id)  # fmt: skip
 
 
-def target_result(ctx: RunContext, t: Target) -> TargetResult:
+def target_result(ctx: RunContext, t: Target,
+                  recipes: dict[str, buildsconf.Recipe] | None = None) -> TargetResult:  # fmt: skip
     s = t.spec
-    own = {**buildsconf.lab_recipes(ctx.lab.firmware), **kernel_recipes(ctx)}
+    r = (all_recipes(ctx) if recipes is None else recipes).get(s.build)
     out = TargetResult(
         name=s.name, build=s.build, kind=s.kind, labels=dict(s.labels), tick_ms=s.tick_ms,
-        address=str(s.address), synthetic=buildsconf.is_synthetic(s.build, own),
+        address=str(s.address), synthetic=bool(r and r.synthetic),
         tick_meaning=registry.tick_meaning(s.kind), infra=t.infra, trials=t.trials,
         deterministic=deterministic(ctx, t),
     )  # fmt: skip
@@ -76,7 +69,9 @@ def _verdict(ctx: RunContext, t: Target, out: TargetResult) -> None:
     if not t.trials and t.infra is None:
         return  # PENDING
     infra = f"{t.infra.phase}: {t.infra.message}" if t.infra else None
-    v = V.judge(ctx.lab.expect.get(t.spec.build), [tr.measures for tr in t.trials], infra)
+    exp = ctx.lab.expect.get(t.spec.build)
+    exp = exp.for_mode(ctx.lab.scenario.delete) if exp is not None else None
+    v = V.judge(exp, [tr.measures for tr in t.trials], infra)
     out.verdict, out.reason, out.checks = v.verdict, v.reason, v.checks  # type: ignore[assignment]
 
 

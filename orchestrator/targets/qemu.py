@@ -51,7 +51,10 @@ if TYPE_CHECKING:
 
 PORT_NAME = "spdlab.pfkey"
 MEMORY_MB = 256
-BOOT_TIMEOUT_S = 120.0
+BOOT_TIMEOUT_S = 300.0  # every VM of the lab, under TCG on a loaded machine
+# A TCG guest dumping thousands of policies on a loaded machine answers in seconds, not
+# milliseconds: a generous limit per answer, for a stuck guest only.
+ANSWER_TIMEOUT_S = 120.0
 MAX_UNIX_PATH = 107
 
 
@@ -257,10 +260,11 @@ class QemuDriver(TargetDriver):
     # ------------------------------------------------------------ while up
 
     def pfkey_endpoint(self, name: str) -> UnixPfkeyEndpoint:
-        return UnixPfkeyEndpoint(str(self.files(name)["control"]), "relay", "linux")
+        return UnixPfkeyEndpoint(str(self.files(name)["control"]), "relay", "linux",
+                                 ANSWER_TIMEOUT_S)  # fmt: skip
 
     def stats_endpoint(self, name: str) -> UnixStatsEndpoint:
-        return UnixStatsEndpoint(str(self.files(name)["admin"]), target=name)
+        return UnixStatsEndpoint(str(self.files(name)["admin"]), name, ANSWER_TIMEOUT_S)
 
     def health(self, name: str) -> Health:
         rec = self.state.targets.get(name, {})

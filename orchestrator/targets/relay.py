@@ -42,7 +42,7 @@ FRAME = struct.Struct("<HBBI")
 OPEN, MSG, CLOSE, HELLO = 1, 2, 3, 4
 MAX_CHAN = 64
 MAX_MSG = 0xFFFF * 8
-SEND_TIMEOUT_S = 5.0
+SEND_TIMEOUT_S = 60.0  # generous: a client on a loaded machine may not run for seconds
 
 
 class RelayBridge:
@@ -210,7 +210,7 @@ def daemonize(pidfile: str | None) -> None:
     if pid > 0:
         if pidfile:
             with contextlib.suppress(WaitTimeout):
-                until(lambda: os.path.exists(pidfile), f"the daemon's {pidfile}", 10, 0.01)
+                until(lambda: os.path.exists(pidfile), f"the daemon's {pidfile}", 60, 0.01)
         os._exit(0)
     os.setsid()
     if pidfile:
