@@ -48,6 +48,12 @@ KIND_TICK: dict[str, str] = {"qemu": "one SPDDUMP observation"}
 DEFAULT_TICK = "one netkeyd timer tick"
 
 
+def runs_netkeyd(kind: str, build: str) -> bool:
+    """A firmware build's netkeyd, whose virtual clock spdlab can drive (admin `tick`);
+    a real kernel (qemu, an ssh board's `kernel`) keeps its own time."""
+    return kind not in KIND_BUILDS and build not in KIND_EXTRA_BUILDS.get(kind, ())
+
+
 def supported_kinds() -> tuple[str, ...]:
     """Kinds a lab file may use (without importing the drivers)."""
     return tuple(sorted(KIND_MODULES))

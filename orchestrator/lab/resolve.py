@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.lab import ssh
+from orchestrator.lab import clock, ssh
 from orchestrator.lab.issues import Issue, LabIssues, Loc
 from orchestrator.lab.model import Expectation, LabDef, Scenario, TargetDef
 from orchestrator.lab.ssh import SshSpec
@@ -396,6 +396,7 @@ def resolve(
             pending.append(p)
     expect = r.expectations()
     _observable(r, expect, pending)
+    scenario = clock.resolve(lab.scenario, pending, r.fail)
     kernels = r.kernels(path)
     th = r.addresses(pending)
     if r.issues:
@@ -425,7 +426,7 @@ def resolve(
         range=lab.range,
         traffic_host=TrafficHostSpec(address=th, prefixlen=plen),
         targets=specs,
-        scenario=lab.scenario,
+        scenario=scenario,
         expect=expect,
         kernels=kernels,
     )

@@ -29,7 +29,7 @@ def target_result(ctx: RunContext, t: Target) -> TargetResult:
     s = t.spec
     out = TargetResult(
         name=s.name, build=s.build, kind=s.kind, labels=dict(s.labels), tick_ms=s.tick_ms,
-        address=str(s.address), synthetic=buildsconf.is_synthetic(s.build),
+        deterministic=ctx.clock.deterministic, address=str(s.address), synthetic=buildsconf.is_synthetic(s.build),
         tick_meaning=registry.tick_meaning(s.kind), infra=t.infra, trials=t.trials,
     )  # fmt: skip
     _verdict(ctx, t, out)
@@ -54,5 +54,7 @@ def _summary(out: TargetResult) -> None:
     last = out.trials[-1]
     out.measures = Measures(**{**last.measures.model_dump(), "drain_ticks": median})
     out.drain_spread = (min(finite), max(finite)) if finite else None
-    out.drain_seconds = median * out.tick_ms / 1000 if median is not None else None
+    # A deterministic tick has no wall length (tick_ms 0): no seconds at this tick.
+    timed = median is not None and out.tick_ms > 0
+    out.drain_seconds = median * out.tick_ms / 1000 if timed else None
     out.completed_at = last.completed_at
