@@ -20,8 +20,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("lab", metavar="LAB", help="the lab file (YAML)")
     p.add_argument("--trials", type=int, help="repeat the measured phases K times")
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
-    p.add_argument("--deterministic", action="store_true",
-                   help="spdlab drives every tick, in lock-step with traffic and delete")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="spdlab drives every tick, in lock-step with traffic and delete",
+    )
     p.add_argument("--seed", type=int, help="SPIs and keys, so packet contents (default 0)")
     p.add_argument("--logx", action="store_true", help="log-scale ticks in drain.png")
     p.add_argument(
