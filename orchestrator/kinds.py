@@ -28,23 +28,24 @@ KIND_EXTRA_BUILDS: dict[str, tuple[str, ...]] = {
     "ssh": ("kernel",),
 }
 
-# What a kind cannot observe, measure → why. The engine records these measures as not
-# observable (never 0) and `spdlab validate` rejects an expectation on one of them.
+# What a real kernel's target (qemu, an ssh board's `kernel`) cannot observe, measure →
+# why: its stats are SPDDUMP polled. The engine records these measures as not observable
+# (never 0) and `spdlab validate` rejects an expectation on one of them.
 _FREES = "SPDDUMP polling cannot see frees: a deleted policy leaves the dump either way"
-KIND_UNOBSERVABLE: dict[str, dict[str, str]] = {
-    "qemu": {
-        "premature_frees": _FREES,
-        "use_after_free": _FREES,
-        "free_ticks": _FREES,
-        "timer_unlinked_during_delete": "SPDDUMP polling cannot tell who unlinked a policy",
-        "walked_per_lookup": "PF_KEY shows no SPD lookups",
-        "esp_ok": "PF_KEY shows no ESP counters",
-        "esp_drop": "PF_KEY shows no ESP counters",
-    },
+POLLED_UNOBSERVABLE: dict[str, str] = {
+    "premature_frees": _FREES,
+    "use_after_free": _FREES,
+    "free_ticks": _FREES,
+    "timer_unlinked_during_delete": "SPDDUMP polling cannot tell who unlinked a policy",
+    "walked_per_lookup": "PF_KEY shows no SPD lookups",
+    "esp_ok": "PF_KEY shows no ESP counters",
+    "esp_drop": "PF_KEY shows no ESP counters",
 }
+KIND_UNOBSERVABLE: dict[str, dict[str, str]] = {"qemu": POLLED_UNOBSERVABLE}
 
 # What one tick is on each kind; the default is netkeyd's timer.
-KIND_TICK: dict[str, str] = {"qemu": "one SPDDUMP observation"}
+POLLED_TICK = "one SPDDUMP observation"
+KIND_TICK: dict[str, str] = {"qemu": POLLED_TICK}
 DEFAULT_TICK = "one netkeyd timer tick"
 
 
@@ -59,10 +60,10 @@ def supported_kinds() -> tuple[str, ...]:
     return tuple(sorted(KIND_MODULES))
 
 
-def unobservable(kind: str) -> dict[str, str]:
-    """Measures a kind's targets cannot show, each with the reason."""
-    return KIND_UNOBSERVABLE.get(kind, {})
+def unobservable(kind: str, build: str = "") -> dict[str, str]:
+    """Measures a target of this kind and build cannot show, each with the reason."""
+    return {} if runs_netkeyd(kind, build) else POLLED_UNOBSERVABLE
 
 
-def tick_meaning(kind: str) -> str:
-    return KIND_TICK.get(kind, DEFAULT_TICK)
+def tick_meaning(kind: str, build: str = "") -> str:
+    return DEFAULT_TICK if runs_netkeyd(kind, build) else POLLED_TICK

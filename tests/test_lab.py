@@ -214,6 +214,18 @@ def test_a_kind_that_runs_a_real_kernel_has_its_own_builds(tmp_path):
     assert want in e.value.lines[1]
 
 
+def test_a_boards_kernel_cannot_observe_frees_either(tmp_path):
+    """An ssh board's `kernel` is SPDDUMP polled like qemu; its netkeyd builds are not."""
+    text = "name: board\ndefaults: {kind: ssh, ssh: {address: 10.0.0.1}}\ntargets:\n"
+    text += "  - {name: b, build: kernel}\n  - {name: c, build: netkey}\n"
+    text += "scenario: {traffic: none}\nexpect:\n  kernel: {premature_frees: 0}\n"
+    text += "  netkey: {premature_frees: 0}\n"
+    with pytest.raises(LabError) as e:
+        load_lab(write(tmp_path, text))
+    (line,) = e.value.lines
+    assert ":8:29: expect.kernel.premature_frees: not observable on kind ssh: SPDDUMP" in line
+
+
 def test_a_deterministic_lab_runs_every_tick_at_0_ms(tmp_path):
     """scenario.deterministic sets every target's tick_ms to 0; tick_ms 0 everywhere is the
     same lab; --deterministic and --seed set the scenario over the file's."""

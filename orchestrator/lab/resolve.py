@@ -334,7 +334,7 @@ def _observable(r: _Resolver, expect: Mapping[str, Expectation], pending: list[_
     for build, exp in expect.items():
         for key, measure in exp.measured().items():
             for kind in sorted(k for b, k in kinds if b == build):
-                why = unobservable(kind).get(measure)
+                why = unobservable(kind, build).get(measure)
                 if why:
                     r.fail(("expect", build, key), f"not observable on kind {kind}: {why}")
 

@@ -41,7 +41,7 @@ class Target:
 
     @property
     def unobservable(self) -> dict[str, str]:
-        return registry.unobservable(self.spec.kind)
+        return registry.unobservable(self.spec.kind, self.spec.build)
 
 
 @dataclass

@@ -31,7 +31,7 @@ def target_result(ctx: RunContext, t: Target) -> TargetResult:
         name=s.name, build=s.build, kind=s.kind, labels=dict(s.labels), tick_ms=s.tick_ms,
         deterministic=ctx.clock.deterministic, address=str(s.address),
         synthetic=buildsconf.is_synthetic(s.build),
-        tick_meaning=registry.tick_meaning(s.kind), infra=t.infra, trials=t.trials,
+        tick_meaning=registry.tick_meaning(s.kind, s.build), infra=t.infra, trials=t.trials,
     )  # fmt: skip
     _verdict(ctx, t, out)
     if t.trials:
