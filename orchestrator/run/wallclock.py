@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 POLL_S = 0.2
 # Generous: the drain's own timeout is in ticks; this only catches a clock that stopped.
 STALL_S = 3600.0
-REPORT_EVERY_S = 0.25  # the sender's reports, which settle() awaits
 SETTLE_TICKS = 2  # after the last round: netkeyd reads what is queued before `stats`
 
 
@@ -47,7 +46,6 @@ class WallClock:
             netns=ctx.lr.traffic_netns(),
             pacing=paced,
             pcap=ctx.run_dir / "esp-sample.pcap" if ctx.trial == 1 else None,
-            report_every=REPORT_EVERY_S,
             owner=ctx.lr,  # recorded in state.json, so `down` stops it after a crash too
         )
 
