@@ -64,8 +64,13 @@ class WallClock:
         ctx.progress.phase("drain", timeout)
         until(lambda: not self._step(ctx, pending, timeout), "every drain complete", STALL_S,
               POLL_S)  # fmt: skip
-        if ctx.traffic is not None and ctx.lab.scenario.traffic == "keepalive":
-            self._settle(ctx, traffic)
+        drained = [t for t in ctx.live() if t.drain is not None]
+        if drained and ctx.traffic is not None and ctx.lab.scenario.traffic == "keepalive":
+            try:
+                self._settle(ctx, traffic)
+            except WaitTimeout as e:  # the sender stalled: no trial can count its touches
+                msg = f"settle: {e}"
+                ctx.each("settle", lambda t: _fail(msg), drained)
 
     def _step(self, ctx: RunContext, pending: list[Target], timeout: int) -> list[Target]:
         """Poll each pending target once; returns (and keeps in `pending`) those not done."""
@@ -104,3 +109,7 @@ class WallClock:
         end = int(stats.request("stats")["now"]) + n
         until(lambda: int(stats.request("stats")["now"]) >= end, f"{t.name}: {n} more ticks",
               STALL_S, 0.01)  # fmt: skip
+
+
+def _fail(message: str) -> None:
+    raise RuntimeError(message)
