@@ -55,10 +55,11 @@ class LockStep:
         """The trial's rounds: in-process, a sender per target; round 0 is due now."""
         from orchestrator.traffic.stepped import SteppedTraffic
 
-        specs = {t.name: t.gw.plan["scenario"].spec for t in live}  # type: ignore[union-attr]
         for t in live:
-            now = int(ctx.stats(t).request("stats")["now"])
-            self.schedules[t.name] = Schedule(now, now)
+            now = ctx.guard(t, "traffic", lambda t: int(ctx.stats(t).request("stats")["now"]))
+            if now is not None:
+                self.schedules[t.name] = Schedule(now, now)
+        specs = {t.name: t.gw.plan["scenario"].spec for t in live if t.alive}  # type: ignore[union-attr]
         ctx.progress.log(f"traffic: {sum(len(s.flows) for s in specs.values())} flows, "
                          f"one round every {ctx.lab.scenario.keepalive_ticks} ticks")  # fmt: skip
         pcap = ctx.run_dir / "esp-sample.pcap" if ctx.trial == 1 else None
