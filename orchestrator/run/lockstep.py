@@ -71,13 +71,13 @@ class LockStep:
         return sc.timeout_ticks + idle + sc.keepalive_ticks
 
     def until(self, ctx: RunContext, t: Target, cond: Callable[[], object], what: str,
-              timeout_s: float) -> None:  # fmt: skip
-        """Step t's clock until cond holds: the number of ticks is part of the result."""
+              timeout_s: float) -> Any:  # fmt: skip
+        """Step t's clock until cond holds (its value): the ticks taken are part of the result."""
         limit = self.limit(ctx)
         for _ in range(limit + 1):
             self.keepalive(ctx, t)
-            if cond():
-                return
+            if got := cond():
+                return got
             self.tick(ctx, t)
         raise RuntimeError(f"{what}: not within {limit} ticks")
 

@@ -50,9 +50,9 @@ class WallClock:
         )
 
     def until(self, ctx: RunContext, t: Target, cond: Callable[[], object], what: str,
-              timeout_s: float) -> None:  # fmt: skip
+              timeout_s: float) -> Any:  # fmt: skip
         try:
-            until(cond, what, timeout_s, interval=0.2)
+            return until(cond, what, timeout_s, interval=0.2)
         except WaitTimeout:
             raise RuntimeError(f"{what}: not within {timeout_s:.0f} s") from None
 

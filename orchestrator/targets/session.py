@@ -8,12 +8,13 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator import proc
+from orchestrator import atomic, buildsconf, proc
 from orchestrator.errors import InfraError
 from orchestrator.lab.resolve import ResolvedLab
 from orchestrator.runs import RunDir, list_runs
 from orchestrator.targets import cleanup
 from orchestrator.targets.base import Health, Progress, TargetDriver
+from orchestrator.targets.labnet import names_free
 from orchestrator.targets.registry import driver_class
 from orchestrator.targets.state import StateFile
 
@@ -70,7 +71,7 @@ class LabRun:
             The running lab.
         """
         cancel = cancel or (lambda: False)
-        run = RunDir.create(base)
+        run = RunDir.create(base, free=names_free)  # the bridge's names are this run's alone
         # Recorded before anything starts: how `down` finds every process of the run.
         marker = {"type": "processes", "env": proc.run_marker(run.path)}
         state = StateFile.create(
@@ -84,6 +85,8 @@ class LabRun:
         if lab.path and Path(lab.path).is_file():
             shutil.copyfile(lab.path, run.path / "lab.yaml")
         (run.path / "lab.json").write_text(lab.model_dump_json(indent=1) + "\n")
+        if lab.firmware:  # the lab's own netkeyd builds, for firmware/mkbuild.sh
+            atomic.write_text(run.path / "builds.conf", buildsconf.conf_text(lab.firmware))
         lr = cls(run, state, lab, progress=progress, cancel=cancel)
         try:
             state.set(phase="provisioning")
