@@ -28,6 +28,12 @@ EXPECTED = {
     "bad_name": "5:11: targets[0].name: 'Gateway_1' is not a valid name",
     "bad_range": "2:8: range: input is not a valid IPv4 network",
     "build_and_builds": "3:5: targets[0]: give either build or builds, not both",
+    "deterministic_mixed_tick": "5:5: targets[1].tick_ms: 15, but tick_ms 0 on a makes the lab "
+    "deterministic: set scenario.deterministic: true, or tick_ms 0 on every target",
+    "deterministic_qemu": "4:21: targets[1].kind: qemu build linux-af_key keeps its own time: "
+    "a deterministic lab (scenario.deterministic) runs netkeyd targets only",
+    "deterministic_rate": "6:12: scenario.traffic: rate has no tick schedule: a deterministic "
+    "lab sends keepalive (or none)",
     "duplicate_key": "6:5: targets[0].tick_ms: duplicate key",
     "duplicate_name": "7:11: targets[2].name: duplicate name 'gw' (also targets[0])",
     "duplicate_name_expanded": "7:11: targets[1].name: duplicate name 'gw-2' (also targets[0])",
@@ -207,6 +213,35 @@ def test_a_kind_that_runs_a_real_kernel_has_its_own_builds(tmp_path):
     assert "unknown build 'linux-af_key' for kind netns" in e.value.lines[0]
     want = "unknown build 'netkey' for kind qemu. Known builds are: linux-af_key"
     assert want in e.value.lines[1]
+
+
+def test_a_boards_kernel_cannot_observe_frees_either(tmp_path):
+    """An ssh board's `kernel` is SPDDUMP polled like qemu; its netkeyd builds are not."""
+    text = "name: board\ndefaults: {kind: ssh, ssh: {address: 10.0.0.1}}\ntargets:\n"
+    text += "  - {name: b, build: kernel}\n  - {name: c, build: netkey}\n"
+    text += "scenario: {traffic: none}\nexpect:\n  kernel: {premature_frees: 0}\n"
+    text += "  netkey: {premature_frees: 0}\n"
+    with pytest.raises(LabError) as e:
+        load_lab(write(tmp_path, text))
+    (line,) = e.value.lines
+    assert ":8:29: expect.kernel.premature_frees: not observable on kind ssh: SPDDUMP" in line
+
+
+def test_a_deterministic_lab_runs_every_tick_at_0_ms(tmp_path):
+    """scenario.deterministic sets every target's tick_ms to 0; tick_ms 0 everywhere is the
+    same lab; --deterministic and --seed set the scenario over the file's."""
+    text = "name: det\ndefaults: {tick_ms: 15}\ntargets:\n  - {name: a, build: netkey}\n"
+    wall = load_lab(write(tmp_path, text))
+    assert not wall.scenario.deterministic and wall.targets[0].tick_ms == 15
+    flag = load_lab(write(tmp_path, text + "scenario: {deterministic: true}\n"))
+    zero = load_lab(write(tmp_path, text.replace("15", "0")))
+    cli = load_lab(write(tmp_path, text), scenario={"deterministic": True, "seed": 9})
+    for lab in (flag, zero, cli):
+        assert lab.scenario.deterministic and [t.tick_ms for t in lab.targets] == [0]
+    assert cli.scenario.seed == 9 and flag.scenario.seed == 0
+    # A real kernel's tick_ms 0 (SPDDUMP only on request) is not deterministic mode.
+    vm = "name: vm\ndefaults: {kind: qemu, build: linux-af_key, tick_ms: 0}\ntargets:\n"
+    assert not load_lab(write(tmp_path, vm + "  - {name: a}\n")).scenario.deterministic
 
 
 def test_an_expectation_the_kind_cannot_observe_is_a_validate_error(tmp_path):

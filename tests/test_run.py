@@ -5,6 +5,7 @@ The demo lab at 200 policies per build; faults (kill -9 mid-drain, SIGINT); a FA
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from scapy.utils import rdpcap
 
 from orchestrator.export import result
 from orchestrator.runs import list_runs
+from orchestrator.targets.admin import AdminClient
 from orchestrator.wait import until
 
 pytestmark = pytest.mark.netns
@@ -251,6 +253,38 @@ def test_kill9_mid_drain_is_infra_error(runs: Path, tmp_path: Path) -> None:
     assert "drain" in by["gw-canary"].reason
     assert by["gw-netkey"].verdict == "PASS"
     assert leftovers(runs) == []
+
+
+def test_a_delete_that_traffic_no_longer_holds_is_infra_error(runs: Path, tmp_path: Path) -> None:
+    """A sender that stops or falls behind (a loaded machine) lets flows idle out after
+    `referenced`: a delete of policies nothing uses is INFRA-ERROR, never an in-use drain."""
+    env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs), "SPDLAB_STOP_AT": "referenced"}
+    p = subprocess.Popen([*SPDLAB, "run", str(small_lab(tmp_path, ["netkey"])), "--metrics-addr",
+                          ""], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)  # fmt: skip
+    until(lambda: stopped(p.pid), "spdlab stopped at referenced", 300)
+    run_dir = only_run(runs)
+    state = json.loads((run_dir / "state.json").read_text())
+    (sender,) = [r["pid"] for r in state["resources"] if r.get("what") == "traffic"]
+    os.kill(sender, signal.SIGSTOP)  # the sender falls behind: it sends nothing at all
+    try:
+        with AdminClient(str(run_dir / "targets" / "gw-netkey" / "admin.sock")) as admin:
+            until(lambda: admin.stats()["flows"]["open"] < 100, "a flow idled out", 120)
+        os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # gone once the run tore down
+            os.kill(sender, signal.SIGCONT)
+    assert p.returncode == 3, out + err
+    (t,) = result.load(run_dir / "result.json").targets
+    assert t.verdict == "INFRA-ERROR" and t.infra is not None and t.infra.phase == "deleted"
+    assert "flows open when the delete began" in t.reason and not t.trials
+    assert leftovers(runs) == []
+
+
+def stopped(pid: int) -> bool:
+    """The process is stopped (state T in /proc/PID/stat)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
 
 
 def test_sigint_leaves_nothing_and_marks_incomplete(runs: Path, tmp_path: Path) -> None:

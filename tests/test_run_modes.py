@@ -51,7 +51,7 @@ def runs() -> Any:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def lab(tmp: Path, mode: str) -> Path:
+def lab(tmp: Path, mode: str, deterministic: bool = False) -> Path:
     doc = {
         "name": f"modes-{mode}",
         "range": "10.85.0.0/16",
@@ -59,7 +59,7 @@ def lab(tmp: Path, mode: str) -> Path:
         "targets": [{"name": "gw", "builds": BUILDS}],
         "traffic_host": {"address": "10.85.0.2"},
         "scenario": {"policies": N, "keepalive_ticks": 10, "delete": mode, "timeout_ticks": 300,
-                     "trials": K},
+                     "trials": K, "deterministic": deterministic},
         "expect": {"netkey+nextsp": {"drain_ticks_max": 5}, "netipsec": {"premature_frees_min": 1},
                    "netipsec+split": {"premature_frees": 0, "use_after_free": 0}},
     }  # fmt: skip
@@ -81,9 +81,12 @@ def checked(run_dir: Path) -> Any:
 
 
 @pytest.mark.timeout(2400)  # K trials of six builds on a host shared with other jobs
+@pytest.mark.parametrize("clock", ["wall", "deterministic"])
 @pytest.mark.parametrize("mode", sorted(EXPECTED))
-def test_every_delete_mode_classifies_the_demo_builds(mode: str, runs: Path, tmp_path: Path):
-    p = spdlab(runs, "run", str(lab(tmp_path, mode)), "--metrics-addr", "")
+def test_every_delete_mode_classifies_the_demo_builds(mode: str, clock: str, runs: Path,
+                                                      tmp_path: Path):  # fmt: skip
+    det = clock == "deterministic"
+    p = spdlab(runs, "run", str(lab(tmp_path, mode, det)), "--metrics-addr", "")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     (rid,) = list_runs(runs)
     res = checked(runs / rid)
@@ -96,6 +99,9 @@ def test_every_delete_mode_classifies_the_demo_builds(mode: str, runs: Path, tmp
     assert by["netkey"].drain_ticks is not None and by["netipsec"].premature_frees > 0
     if mode == "expire":  # no message: nothing is removed by the delete itself
         assert all(m.removed_by_delete == 0 for m in by.values())
+    assert all(t.deterministic == det for t in res.targets)
+    if det:  # spdlab runs no tick while the delete is sent
+        assert all(m.delete_span_ticks == 0 for m in by.values())
 
 
 def test_matrix_is_a_lab_less_front_end_to_the_same_engine(runs: Path) -> None:

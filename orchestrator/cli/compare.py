@@ -115,9 +115,9 @@ def render(res: Any, console: Any, run_dir: Path | None, plot: Path | None = Non
 
 
 def _title(res: Any) -> str:
-    from orchestrator.result.describe import title
+    from orchestrator.result.describe import clock, title
 
-    return f"{title(res.scenario)}; tick {res.tick_ms} ms (the kernel's is 1000 ms)"
+    return f"{title(res.scenario)}; {clock(res.scenario, res.tick_ms)}"
 
 
 def _ticks(res: Any) -> list[str]:

@@ -23,6 +23,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("lab", metavar="LAB", help="the lab file (YAML)")
     p.add_argument("--trials", type=int, help="repeat the measured phases K times")
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="spdlab drives every tick, in lock-step with traffic and delete",
+    )
+    p.add_argument("--seed", type=int, help="SPIs and keys, so packet contents (default 0)")
     p.add_argument("--linear", action="store_true",
                    help="a linear tick axis in drain.png (default: symlog)")  # fmt: skip
     p.add_argument(
@@ -38,6 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Scenario fields the command line sets over the lab file's."""
+    out: dict[str, Any] = {"deterministic": True} if args.deterministic else {}
+    return out | ({"seed": args.seed} if args.seed is not None else {})
+
+
 def exit_code(*results: Any) -> int:
     """0 when every target passed, 1 on any FAIL, 3 otherwise (INFRA-ERROR, UNRESOLVED);
     4 when all passed but a build changed from the baseline."""
@@ -51,14 +63,17 @@ def exit_code(*results: Any) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        lab = load_lab(args.lab)
-    except LabError as e:
-        print(str(e), file=sys.stderr)
-        return e.exit_code
     if args.trials is not None and args.trials < 1:
         print(f"spdlab: --trials: must be at least 1, not {args.trials}", file=sys.stderr)
         return 2
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        print(f"spdlab: --seed: must be 0 to 4294967295, not {args.seed}", file=sys.stderr)
+        return 2
+    try:
+        lab = load_lab(args.lab, scenario=overrides(args))
+    except LabError as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
     if args.baseline:
         from orchestrator.cli.compare import load
 

@@ -32,7 +32,9 @@ class Expire(Strategy):
     def install(self, gw: Gateway) -> None:
         if kernelclock.polled(gw):
             return kernelclock.install(gw)
-        expiry = self._now(gw) + max(2, int(LEAD_S * 1000 / max(gw.tick_ms, 1)))
+        # tick_ms 0: the clock moves only when spdlab ticks it, never during install.
+        lead = 2 if gw.tick_ms == 0 else max(2, int(LEAD_S * 1000 / gw.tick_ms))
+        expiry = self._now(gw) + lead
         gw.plan["expiry_tick"] = expiry
         with gw.pfkey() as c:
             gw.ids = self._add(gw, c, gw.policy_msgs, expiry, MsgType.X_SPDADD)

@@ -29,8 +29,10 @@ def _suite(res: RunResult) -> ET.Element:
         timestamp=res.started,
     )
     props = ET.SubElement(suite, "properties")
-    for k, v in (("run_id", res.run_id), ("tick_ms", res.tick_ms),
-                 ("delete", res.scenario.delete), ("traffic", res.scenario.traffic)):  # fmt: skip
+    sc = res.scenario
+    for k, v in (("run_id", res.run_id), ("tick_ms", res.tick_ms), ("delete", sc.delete),
+                 ("traffic", sc.traffic), ("deterministic", sc.deterministic),
+                 ("seed", sc.seed)):  # fmt: skip
         ET.SubElement(props, "property", name=k, value=str(v))
     return suite
 

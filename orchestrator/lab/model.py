@@ -100,6 +100,10 @@ class Scenario(Strict):
     delete: DeleteMode = "flush"
     timeout_ticks: Annotated[int, Field(ge=1)] = 3000
     trials: Annotated[int, Field(ge=1, le=1000)] = 1
+    # spdlab drives every target's ticks itself, in lock-step with traffic and delete
+    # (also when a netkeyd target has tick_ms 0); docs/MEASURES.md, "Deterministic mode".
+    deterministic: bool = False
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # SPIs, keys, so packet contents
 
 
 def _one_or_more_modes(v: object) -> object:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.lab import ssh
+from orchestrator.lab import clock, ssh
 from orchestrator.lab.issues import Issue, LabIssues, Loc
 from orchestrator.lab.model import Checks, Expectation, LabDef, Scenario, TargetDef
 from orchestrator.lab.ssh import SshSpec
@@ -392,7 +392,7 @@ def _unseen(build: str, exp: Expectation, mode: str, kind: str) -> Iterator[tupl
     block = getattr(exp, mode) or Checks()
     under = f" under delete {mode}" if (kind, mode) in KIND_MODE_UNOBSERVABLE else ""
     for key, measure in exp.for_mode(mode).measured().items():
-        why = unobservable(kind, mode).get(measure)
+        why = unobservable(kind, build, mode).get(measure)
         if why:
             where = (mode, key) if key in block.model_fields_set else (key,)
             yield ("expect", build, *where), f"not observable on kind {kind}{under}: {why}"
@@ -456,6 +456,7 @@ def resolve(
             pending.append(p)
     expect = r.expectations()
     _observable(r, expect, pending)
+    scenario = clock.resolve(lab.scenario.for_mode(lab.scenario.modes()[0]), pending, r.fail)
     kernels = r.kernels(path)
     firmware = r.firmware(path)
     th = r.addresses(pending)
@@ -486,7 +487,7 @@ def resolve(
         range=lab.range,
         traffic_host=TrafficHostSpec(address=th, prefixlen=plen),
         targets=specs,
-        scenario=lab.scenario.for_mode(lab.scenario.modes()[0]),
+        scenario=scenario,
         expect=expect,
         kernels=kernels,
         firmware=firmware,

@@ -25,6 +25,13 @@ def title(sc: Scenario) -> str:
     return f"{what} in-use policies" if held(sc) else f"{what} policies (no traffic held them)"
 
 
+def clock(sc: Scenario, tick_ms: int) -> str:
+    """Who ran the ticks: "tick 15 ms (...)", or spdlab in a deterministic run."""
+    if sc.deterministic:
+        return f"deterministic: spdlab ran every tick, seed {sc.seed}"
+    return f"tick {tick_ms} ms (the kernel's is 1000 ms)"
+
+
 def ticks_at_1hz(ticks: object) -> str:
     """Ticks as the time they take at the kernel's 1 Hz timer."""
     if not isinstance(ticks, int):

@@ -126,9 +126,11 @@ class TargetResult(Model):
     kind: str
     labels: dict[str, str] = {}
     tick_ms: int
+    # spdlab ran every tick in lock-step with traffic and delete: a rerun of the same seed
+    # gives the same series and measures, so two runs are identical or changed, not samples.
+    deterministic: bool = False
     address: str = ""
     synthetic: bool = False
-    deterministic: bool = False  # every trial gives the same series: compared exactly
     tick_meaning: str = "a timer tick"
     verdict: Verdict = "PENDING"
     reason: str = ""

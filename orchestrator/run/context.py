@@ -16,7 +16,9 @@ from orchestrator.export import result as store
 from orchestrator.lab.resolve import ResolvedLab, TargetSpec
 from orchestrator.progress import NullProgress, Progress
 from orchestrator.result.model import InfraFailure, RunResult, Trial
+from orchestrator.run.lockstep import LockStep
 from orchestrator.run.phases import RunPhases
+from orchestrator.run.wallclock import WallClock
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Target:
         return self.infra is None
 
     def unobservable(self, mode: str) -> dict[str, str]:
-        return registry.unobservable(self.spec.kind, mode)
+        return registry.unobservable(self.spec.kind, self.spec.build, mode)
 
 
 @dataclass
@@ -73,6 +75,10 @@ class RunContext:
     def __post_init__(self) -> None:
         self.targets = [Target(t) for t in self.lab.targets]
         self.strategy: Strategy = strategy(self.lab.scenario.delete)
+        # Who runs the ticks: each netkeyd's timer, or spdlab in lock-step (deterministic).
+        self.clock: WallClock | LockStep = (
+            LockStep() if self.lab.scenario.deterministic else WallClock()
+        )
 
     @property
     def trials(self) -> int:

@@ -12,9 +12,10 @@ from orchestrator.delete.base import check
 from orchestrator.pfkey import messages
 from orchestrator.run.context import RunContext, Target
 from orchestrator.traffic import scenario as traffic_scenario
-from orchestrator.wait import until
 
 SPI_STRIDE = 0x100000  # each target's SPIs: distinct, so sequence state never collides
+SPI_SLOTS = 0xFF0  # strides that fit below 2^32 (scenarios hold at most 10^6 policies)
+SEED_STRIDE = 1 << 16  # each target's keys come from its own stream of the seed
 RESET_TIMEOUT_S = 30.0
 
 
@@ -46,8 +47,14 @@ def scenario(ctx: RunContext, t: Target) -> traffic_scenario.Scenario:
         alg=sc.algorithm,
         mode=sc.mode,
         natt=sc.natt,
-        spi_base=traffic_scenario.SPI_BASE + t.spec.index * SPI_STRIDE,
+        spi_base=spi_base(sc.seed, t.spec.index),
+        seed=sc.seed * SEED_STRIDE + t.spec.index,
     )
+
+
+def spi_base(seed: int, index: int) -> int:
+    """Target `index`'s first SPI under `seed`: a slot of SPI_STRIDE SPIs of its own."""
+    return traffic_scenario.SPI_BASE + (seed + index) % SPI_SLOTS * SPI_STRIDE
 
 
 def reset(ctx: RunContext, t: Target) -> None:
@@ -67,5 +74,5 @@ def reset(ctx: RunContext, t: Target) -> None:
                 n = int(stats.request("stats")["spd"]["allocated"])
                 return (n,) if n < before else None
 
-            (left,) = until(fewer, f"{t.name}: every policy of the last trial freed",
-                            RESET_TIMEOUT_S)  # fmt: skip
+            (left,) = ctx.clock.until(ctx, t, fewer, "every policy of the last trial freed",
+                                      RESET_TIMEOUT_S)  # fmt: skip

@@ -49,20 +49,13 @@ def target_result(ctx: RunContext, t: Target,
     out = TargetResult(
         name=s.name, build=s.build, kind=s.kind, labels=dict(s.labels), tick_ms=s.tick_ms,
         address=str(s.address), synthetic=bool(r and r.synthetic),
-        tick_meaning=registry.tick_meaning(s.kind), infra=t.infra, trials=t.trials,
-        deterministic=deterministic(ctx, t),
+        tick_meaning=registry.tick_meaning(s.kind, s.build), infra=t.infra, trials=t.trials,
+        deterministic=ctx.clock.deterministic,
     )  # fmt: skip
     _verdict(ctx, t, out)
     if t.trials:
         _summary(out)
     return out
-
-
-def deterministic(ctx: RunContext, t: Target) -> bool:
-    """Whether the target's series repeat exactly run to run: declared by its spec or the
-    scenario (`deterministic`), for targets whose clock is driven tick by tick."""
-    return bool(getattr(t.spec, "deterministic", False)
-                or getattr(ctx.lab.scenario, "deterministic", False))  # fmt: skip
 
 
 def _verdict(ctx: RunContext, t: Target, out: TargetResult) -> None:
@@ -83,5 +76,7 @@ def _summary(out: TargetResult) -> None:
     last = out.trials[-1]
     out.measures = Measures(**{**last.measures.model_dump(), "drain_ticks": median})
     out.drain_spread = (min(finite), max(finite)) if finite else None
-    out.drain_seconds = median * out.tick_ms / 1000 if median is not None else None
+    # A deterministic tick has no wall length (tick_ms 0): no seconds at this tick.
+    timed = median is not None and out.tick_ms > 0
+    out.drain_seconds = median * out.tick_ms / 1000 if timed else None
     out.completed_at = last.completed_at
