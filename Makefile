@@ -14,7 +14,7 @@ TEST_GROUPS := base prometheus fuzz chromium docker qemu kernel ssh
 ALL_GROUPS := $(TEST_GROUPS) fresh
 
 .PHONY: all setup deps deps-demo deps-test venv firmware firmware-asan kernels test demo bench \
-	lint fmt clean dashboards check-fresh
+	lint fmt clean dashboards check-fresh fuzz-campaign
 
 all: setup
 
@@ -53,6 +53,12 @@ test: deps-test venv firmware firmware-asan kernels lint
 
 demo: deps-demo venv firmware
 	$(SPDLAB) run labs/demo.yaml
+
+# Each libFuzzer harness to 3*10^7 executions, one at a time; the minimized corpora land in
+# firmware/fuzz/corpus (RELIABILITY.md).  FUZZ_HARNESSES=..., FUZZ_MAX_SECS=... narrow it.
+fuzz-campaign: venv
+	@scripts/deps.sh fuzz
+	@$(MAKE) -s -C firmware fuzz-campaign
 
 # the install steps on a fresh Debian 12, in a debootstrap chroot (scripts/check-fresh.sh)
 check-fresh:

@@ -1,4 +1,4 @@
-"""Write seed corpora for the harnesses: fuzz/corpus/pfkey and fuzz/corpus/esp.
+"""Write seed corpora for the harnesses: fuzz/corpus/{pfkey,esp,admin,relay}.
 
 Run from the repository root: python firmware/fuzz/mkseeds.py
 """
@@ -161,6 +161,46 @@ def esp_seeds() -> None:
         _write("esp", b"\x04\x01" + struct.pack("<I", 7) + b"\x04" + body)
 
 
+ADMIN_LINES = (
+    "ping",
+    "version",
+    "stats",
+    "policies",
+    "tick",
+    "tick 3\nticks\nticks 2",
+    "flow open 10.99.0.2 10.99.0.1 17 1234 80\nflow send 1\nflow sendall\nflow close 1",
+    "flow open 172.16.1.5 172.16.2.5 6 1 2\ntick 31\nflow closeall",
+    "flow open fd00::1 fd00::2 58 0 0",
+    "persist 1\npersist 99",
+    "flow\nflow bogus\nticks x\nnope",
+)
+
+
+def admin_seeds() -> None:
+    # The first byte is the harness's chunk size.
+    for lines in ADMIN_LINES:
+        for chunk in (127, 3):
+            _write("admin", bytes([chunk]) + lines.encode() + b"\n")
+    _write("admin", b"\x7f" + b"x" * 1100)
+
+
+def _frame(chan: int, op: int, data: bytes = b"") -> bytes:
+    return struct.pack("<HBBI", chan, op, 0, len(data)) + data
+
+
+def relay_seeds() -> None:
+    dump = encode(m.spddump())
+    add = encode(m.spdadd("10.0.0.1/32", "10.0.0.2/32", dir=Dir.OUT, policy_type=PolicyType.DISCARD))
+    open1, close1 = _frame(1, 1), _frame(1, 3)
+    for chunk in (63, 5):
+        _write("relay", bytes([chunk]) + open1 + _frame(1, 2, dump) + close1)
+        _write("relay", bytes([chunk]) + open1 + _frame(1, 2, add) + _frame(2, 2, dump) + close1)
+    _write("relay", b"\x3f" + open1 + _frame(63, 1) + _frame(63, 2, dump) + _frame(64, 1))
+    _write("relay", b"\x3f" + open1 + open1 + _frame(1, 9))
+
+
 if __name__ == "__main__":
     pfkey_seeds()
     esp_seeds()
+    admin_seeds()
+    relay_seeds()
