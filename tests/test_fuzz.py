@@ -56,3 +56,22 @@ def test_fuzz_regressions(harnesses: Path, harness: str) -> None:
     )
     _clean(p)
     assert p.stderr.count("Executed ") == len(crashes)
+
+
+@pytest.mark.parametrize("target", ["setkey", "codec", "lab"])
+def test_fuzz_py_smoke(target: str, tmp_path: Path) -> None:
+    """The atheris harness replays its corpus and past findings, then fuzzes a little: any
+    exception but the parser's documented error type fails it."""
+    seeds = FW / "fuzz" / "corpus" / f"py-{target}"
+    regress = FW / "fuzz" / "regress" / f"py-{target}"
+    dirs = [str(d) for d in (seeds, regress) if d.is_dir()]
+    assert any(seeds.iterdir()), f"no seeds in {seeds}"
+    p = subprocess.run(
+        [sys.executable, str(FW / "fuzz" / "fuzz_py.py"), target, "-runs=2000",
+         "-print_final_stats=1", str(tmp_path), *dirs],
+        capture_output=True, text=True, cwd=FW.parent,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "Uncaught Python exception" not in p.stderr
+    runs = [ln for ln in p.stderr.splitlines() if "stat::number_of_executed_units" in ln]
+    assert runs and int(runs[0].split(":")[-1]) == 2000
