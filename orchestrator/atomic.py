@@ -12,11 +12,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import WriteError
+
 
 def write_bytes(path: Path | str, data: bytes, mode: int = 0o644) -> None:
-    """Replace `path` with `data` atomically."""
+    """Replace `path` with `data` atomically.
+
+    Raises:
+        WriteError: the write failed (ENOSPC, EROFS, ...); `path` is as it was.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise WriteError(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -24,6 +33,9 @@ def write_bytes(path: Path | str, data: bytes, mode: int = 0o644) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

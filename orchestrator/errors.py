@@ -42,3 +42,15 @@ class InfraError(SpdlabError):
         self.step = step
         prefix = ":".join(p for p in (target, step) if p)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class WriteError(InfraError, OSError):
+    """A file spdlab could not write (a full disk, a read-only folder): the path and why.
+
+    Still an OSError, for the callers that already treat a failed write as one.
+    """
+
+    def __init__(self, path: object, err: OSError):
+        self.path = str(path)
+        self.errno = err.errno
+        super().__init__(f"cannot write {path}: {err.strerror or err}")
