@@ -27,7 +27,6 @@ import pytest
 from leftovers import leftovers
 from test_kill9 import TIMEOUT_S, Spdlab, down, run_until, state, stopped
 
-
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "tests" / "labs" / "faults" / "netns.yaml"
 

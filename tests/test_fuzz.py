@@ -47,7 +47,9 @@ def test_fuzz_smoke(harnesses: Path, harness: str, tmp_path: Path) -> None:
     assert runs and int(runs[0].split(":")[-1]) >= len(list(seeds.iterdir()))
 
 
-@pytest.mark.parametrize("harness", [h for h in HARNESSES if (FW / "fuzz" / "regress" / h).is_dir()])
+@pytest.mark.parametrize(
+    "harness", [h for h in HARNESSES if (FW / "fuzz" / "regress" / h).is_dir()]
+)
 def test_fuzz_regressions(harnesses: Path, harness: str) -> None:
     crashes = sorted((FW / "fuzz" / "regress" / harness).iterdir())
     assert crashes

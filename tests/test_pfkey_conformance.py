@@ -50,7 +50,9 @@ def test_corpus_covers_every_rule_alone_and_in_pairs() -> None:
         pairs = {c.rules for c in cases if len(c.rules) == 2}
         assert len(pairs) >= 30
         # Deterministic: the same bytes every time, so tables compare across runs.
-        assert [c.raw.encode(1, 2) for c in cases] == [c.raw.encode(1, 2) for c in mf.corpus(flavour)]
+        assert [c.raw.encode(1, 2) for c in cases] == [
+            c.raw.encode(1, 2) for c in mf.corpus(flavour)
+        ]
 
 
 def test_bases_are_well_formed() -> None:

@@ -14,6 +14,7 @@ corpora are firmware/fuzz/corpus/py-TARGET, written by mkseeds.py.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -34,30 +35,22 @@ _BUILDS = ["netkey", "netipsec"]
 
 def setkey_one(data: bytes) -> None:
     text = data.decode("utf-8", "replace")
-    try:
+    with contextlib.suppress(setkey.SetkeyError):
         setkey.parse(text, "fuzz.conf")
-    except setkey.SetkeyError:
-        pass
 
 
 def codec_one(data: bytes) -> None:
     for flavour in codec.FLAVOURS:
-        try:
+        with contextlib.suppress(PfkeyError):
             codec.decode(data, flavour)
-        except PfkeyError:
-            pass
-        try:
+        with contextlib.suppress(PfkeyError):
             list(codec.iter_messages(data, flavour))
-        except PfkeyError:
-            pass
 
 
 def lab_one(data: bytes) -> None:
     _LAB.write_bytes(data)
-    try:
+    with contextlib.suppress(LabError):
         load_lab(_LAB, builds=_BUILDS)
-    except LabError:
-        pass
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

@@ -190,7 +190,9 @@ def _frame(chan: int, op: int, data: bytes = b"") -> bytes:
 
 def relay_seeds() -> None:
     dump = encode(m.spddump())
-    add = encode(m.spdadd("10.0.0.1/32", "10.0.0.2/32", dir=Dir.OUT, policy_type=PolicyType.DISCARD))
+    add = encode(
+        m.spdadd("10.0.0.1/32", "10.0.0.2/32", dir=Dir.OUT, policy_type=PolicyType.DISCARD)
+    )
     open1, close1 = _frame(1, 1), _frame(1, 3)
     for chunk in (63, 5):
         _write("relay", bytes([chunk]) + open1 + _frame(1, 2, dump) + close1)
@@ -200,13 +202,20 @@ def relay_seeds() -> None:
 
 
 SETKEY_SEEDS = (
-    "spdadd 10.0.0.0/24[any] 10.0.1.0/24[80] tcp -P out ipsec esp/tunnel/10.0.0.1-10.0.1.1/require;",
+    "spdadd 10.0.0.0/24[any] 10.0.1.0/24[80] tcp -P out ipsec"
+    " esp/tunnel/10.0.0.1-10.0.1.1/require;",
     "spdadd fd00::/64 fd01::/64 any -P in ipsec esp/transport//unique:7 ah/transport//use;",
     "spddelete 10.0.0.0/24 10.0.1.0/24 any -P out; spdflush; spddump;",
-    "add 10.0.0.1 10.0.0.2 esp 0x1000 -m tunnel -r 4 -u 7 -E aes-cbc 0x" + "00" * 16
-    + " -A hmac-sha256 0x" + "11" * 32 + ";",
-    'add 10.0.0.1 10.0.0.2 esp 300 -E null; add 1.1.1.1 1.1.1.2 ah 5 -A hmac-sha1 "12345678901234567890";',
-    "add 10.0.0.1[4500] 10.0.0.2[4500] esp-udp 9 -lh 60 -bs 1000 -E rijndael-cbc 0x" + "22" * 16 + ";",
+    "add 10.0.0.1 10.0.0.2 esp 0x1000 -m tunnel -r 4 -u 7 -E aes-cbc 0x"
+    + "00" * 16
+    + " -A hmac-sha256 0x"
+    + "11" * 32
+    + ";",
+    "add 10.0.0.1 10.0.0.2 esp 300 -E null;"
+    ' add 1.1.1.1 1.1.1.2 ah 5 -A hmac-sha1 "12345678901234567890";',
+    "add 10.0.0.1[4500] 10.0.0.2[4500] esp-udp 9 -lh 60 -bs 1000 -E rijndael-cbc 0x"
+    + "22" * 16
+    + ";",
     "add 1.1.1.1 1.1.1.2 ipcomp 4 -C deflate -R; get 1.1.1.1 1.1.1.2 esp 300;",
     "delete 1.1.1.1 1.1.1.2 esp 1; deleteall 1.1.1.1 1.1.1.2 ah; flush esp; dump; # comment",
 )

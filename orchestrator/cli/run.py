@@ -133,10 +133,9 @@ class _Exporter:
     def start(self, lr: Any) -> None:
         if not self.addr:
             return
+        from orchestrator.errors import ConfigError
         from orchestrator.export.exporter import Exporter
         from orchestrator.export.file_sd import write_file_sd
-
-        from orchestrator.errors import ConfigError
 
         self.run_dir = lr.run.path
         exp = Exporter.for_run(lr.run.path)

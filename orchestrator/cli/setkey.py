@@ -4,8 +4,9 @@
 the latest run).
 
 -c reads statements from stdin, -f FILE from a file; -D/-DP dump the SAD/SPD, -F/-FP flush
-them. As in KAME's setkey, -D leaves out DEAD SAs unless -a is given. A statement that does not parse stops everything before anything is sent (exit 2);
-an error reply is reported per statement and gives exit 1.
+them; as in KAME's setkey, -D leaves out DEAD SAs unless -a is given. A statement that
+does not parse stops everything before anything is sent (exit 2); an error reply is
+reported per statement and gives exit 1.
 """
 
 from __future__ import annotations

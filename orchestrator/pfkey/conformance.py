@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -81,7 +80,9 @@ def exchange(p: Probe, data: bytes, seq: int) -> str:
         try:
             raw = p.client.recv_raw(REPLY_TIMEOUT_S)
         except PfkeyTimeout:
-            raise InfraError(f"{p.name}: no answer to a valid SPDDUMP", step="conformance") from None
+            raise InfraError(
+                f"{p.name}: no answer to a valid SPDDUMP", step="conformance"
+            ) from None
         if len(raw) < mf.HDR.size:
             continue
         _v, mtype, err, _s, _l, _r, rseq, rpid = mf.HDR.unpack_from(raw)
@@ -174,7 +175,9 @@ def summary(results: dict[str, dict[str, str]], cases: Sequence[mf.Case]) -> lis
             counts: dict[str, int] = {}
             for n in mine:
                 counts[results[t].get(n, "-")] = counts.get(results[t].get(n, "-"), 0) + 1
-            cols.append(", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+            cols.append(
+                ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+            )
         lines.append(f"| {rule} | {len(mine)} | {agree} | " + " | ".join(cols) + " |")
     return lines
 

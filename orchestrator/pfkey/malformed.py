@@ -198,11 +198,18 @@ def satype_mutations(r: Raw) -> list[Mutation]:
 def ext_mutations(r: Raw) -> list[Mutation]:
     out: list[Mutation] = []
     for t in (0, 26, 30, 0x7FFF, 0xFFFF):
-        out.append(("ext-unknown", f"type={t}", lambda r, t=t: replace(r, exts=(*r.exts, ext(t, b"")))))
+        out.append(
+            ("ext-unknown", f"type={t}", lambda r, t=t: replace(r, exts=(*r.exts, ext(t, b""))))
+        )
     for i, e in enumerate(r.exts):
         t = _ext_type(e)
         out.append(("ext-duplicate", f"ext{t}", lambda r, e=e: replace(r, exts=(*r.exts, e))))
-        for units, what in ((0, "zero"), (1, "short"), (len(e) // 8 + 1, "past-end"), (0xFFFF, "max")):
+        for units, what in (
+            (0, "zero"),
+            (1, "short"),
+            (len(e) // 8 + 1, "past-end"),
+            (0xFFFF, "max"),
+        ):
             if units == len(e) // 8 or (what == "short" and len(e) <= 8):
                 continue
             data = struct.pack("<H", units) + e[2:]
@@ -225,9 +232,29 @@ def address_mutations(r: Raw, fl: str) -> list[Mutation]:
 
     for p in (33, 64, 128, 255):
         out.append(("prefix", f"src/{p}", at(i_src, address(SRC, ip, p, fl))))
-    out.append(("prefix", "v6/129", lambda r: _set_ext(_set_ext(r, i_src, address(SRC, "fd00::", 129, fl)), i_dst, address(DST, "fd01::", 64, fl))))  # noqa: E501
+    out.append(
+        (
+            "prefix",
+            "v6/129",
+            lambda r: _set_ext(
+                _set_ext(r, i_src, address(SRC, "fd00::", 129, fl)),
+                i_dst,
+                address(DST, "fd01::", 64, fl),
+            ),
+        )
+    )
     out.append(("family", "v4-v6", at(i_dst, address(DST, "fd01::1", 128, fl))))
-    out.append(("family", "proto-6-17", lambda r: _set_ext(_set_ext(r, i_src, address(SRC, ip, plen, fl, proto=6)), i_dst, address(DST, DST_NET if plen == 24 else DST_IP, plen, fl, proto=17))))  # noqa: E501
+    out.append(
+        (
+            "family",
+            "proto-6-17",
+            lambda r: _set_ext(
+                _set_ext(r, i_src, address(SRC, ip, plen, fl, proto=6)),
+                i_dst,
+                address(DST, DST_NET if plen == 24 else DST_IP, plen, fl, proto=17),
+            ),
+        )
+    )
     for fam in (0, 1, 255):
         out.append(("sockaddr", f"family={fam}", at(i_src, address(SRC, ip, plen, fl, family=fam))))
     if fl == "bsd":
