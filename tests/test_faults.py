@@ -27,6 +27,8 @@ import pytest
 from leftovers import leftovers
 from test_kill9 import TIMEOUT_S, Spdlab, down, run_until, state, stopped
 
+from orchestrator.wait import until
+
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "tests" / "labs" / "faults" / "netns.yaml"
 
@@ -143,3 +145,116 @@ def test_full_runs_filesystem_keeps_result_json_whole(small_fs: Path) -> None:
     assert not list(run.rglob(".*.tmp")), "a partial temporary file was left"
     # Teardown ran, though state.json could not record it.
     assert leftovers(small_fs) == []
+
+
+# ------------------------------------------------------------------ a guest killed
+
+
+@pytest.mark.qemu
+def test_qemu_guest_killed_mid_drain_is_an_infra_error(runs: Path) -> None:
+    sp, run = run_until(runs, "qemu", "drain")
+    qemu_pid = state(run)["targets"]["vm"]["qemu_pid"]
+    os.kill(qemu_pid, signal.SIGKILL)  # the VM spdlab started, by its recorded PID
+    sp.proc.send_signal(signal.SIGCONT)
+    code, out = finish(sp)
+    assert code == 3, out
+    assert "Traceback" not in out, out
+    res = result(run)
+    (vm,) = res["targets"]
+    assert vm["verdict"] == "INFRA-ERROR", vm
+    assert leftovers(runs) == []
+    assert state(run)["phase"] == "down"
+
+
+# ------------------------------------------------------------------ dockerd restarted
+
+
+class Dockerd:
+    """A docker daemon of our own (its socket, data and exec roots, containerd namespace),
+    so restarting it touches nobody else's containers."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="sdk-", dir="/tmp"))
+        self.sock = self.dir / "docker.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    def start(self) -> None:
+        ns = f"spdlab-faults-{os.getpid()}"
+        log = open(self.dir / "dockerd.log", "ab")  # noqa: SIM115 (the daemon's)
+        self.proc = subprocess.Popen(
+            ["dockerd", f"--host={self.host}", f"--data-root={self.dir / 'data'}",
+             f"--exec-root={self.dir / 'exec'}", f"--pidfile={self.dir / 'docker.pid'}",
+             f"--containerd-namespace={ns}", f"--containerd-plugins-namespace={ns}-p",
+             "--iptables=false", "--ip-forward=false", "--bridge=none"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        until(self.answers, "our dockerd to answer", 180, alive=lambda: self.proc.poll() is None)
+
+    def answers(self) -> bool:
+        import docker
+
+        try:
+            docker.DockerClient(base_url=self.host, timeout=10).ping()
+            return True
+        except docker.errors.DockerException:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # our daemon, by the PID we started
+            self.proc.wait(timeout=120)
+        self.proc = None
+
+    def containers(self, runs: Path) -> list[str]:
+        import docker
+
+        from orchestrator.targets.dockerapi import RUN_LABEL
+
+        c = docker.DockerClient(base_url=self.host, timeout=30)
+        ids = set(os.listdir(runs))
+        found = c.api.containers(all=True, filters={"label": RUN_LABEL})
+        return [x["Names"][0] for x in found if x["Labels"].get(RUN_LABEL) in ids]
+
+
+@pytest.fixture
+def own_dockerd(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dockerd]:
+    d = Dockerd()
+    d.start()
+    monkeypatch.setenv("DOCKER_HOST", d.host)  # for spdlab, and the runs fixture's down
+    try:
+        yield d
+    finally:
+        d.stop()
+        subprocess.run(["umount", "-R", str(d.dir / "exec")], capture_output=True)
+        shutil.rmtree(d.dir, ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_dockerd_restarted_mid_run(runs: Path, own_dockerd: Dockerd) -> None:
+    lab = ROOT / "tests" / "labs" / "faults" / "docker.yaml"
+    sp = Spdlab(runs, "run", str(lab), "--metrics-addr", "",
+                env={"SPDLAB_STOP_AT": "drained:start"})  # fmt: skip
+    try:
+        until(lambda: stopped(sp.proc.pid) or sp.proc.poll() is not None, "spdlab held at drain",
+              timeout=TIMEOUT_S)  # fmt: skip
+        assert sp.proc.poll() is None, sp.output()
+        (rid,) = os.listdir(runs)
+        assert own_dockerd.containers(runs), "the container target is not on our dockerd"
+        own_dockerd.stop()
+        own_dockerd.start()
+        sp.proc.send_signal(signal.SIGCONT)
+        code, out = finish(sp)
+    except BaseException:
+        sp.kill()
+        raise
+    assert "Traceback" not in out, out
+    assert code == 3, out
+    verdicts = {t["name"]: t["verdict"] for t in result(runs / rid)["targets"]}
+    assert verdicts == {"ct": "INFRA-ERROR", "ns": "PASS"}, out
+    assert leftovers(runs) == [] and own_dockerd.containers(runs) == []
