@@ -236,7 +236,9 @@ def own_dockerd(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dockerd]:
 
 
 @pytest.mark.docker
-def test_dockerd_restarted_mid_run(runs: Path, own_dockerd: Dockerd) -> None:
+@pytest.mark.timeout(1800)  # two dockerd starts and a run on a loaded machine
+def test_dockerd_restarted_mid_run(own_dockerd: Dockerd, runs: Path) -> None:
+    # own_dockerd first: `runs` is torn down (spdlab down --all) while our daemon answers.
     lab = ROOT / "tests" / "labs" / "faults" / "docker.yaml"
     sp = Spdlab(runs, "run", str(lab), "--metrics-addr", "",
                 env={"SPDLAB_STOP_AT": "drained:start"})  # fmt: skip

@@ -116,7 +116,7 @@ def check_leaks(p: Probe, i: int, case: str) -> None:
     elif fds != p.fds:
         raise InfraError(f"{p.name}: {fds} fds after {case}, {p.fds} before", step="conformance")
     rss = rss_kb(p.pid)
-    if i == WARMUP or p.rss_base_kb is None:
+    if i in (0, WARMUP) or p.rss_base_kb is None:
         p.rss_base_kb = rss
     p.rss_max_kb = max(p.rss_max_kb, rss)
     if i > WARMUP and rss > p.rss_base_kb + RSS_SLACK_KB:
@@ -126,9 +126,19 @@ def check_leaks(p: Probe, i: int, case: str) -> None:
         )
 
 
+def warm_up(p: Probe) -> None:
+    """Each valid base message once: what a path allocates the first time it runs (the
+    crypto library's tables at the first ADD) is not a leak."""
+    for name, raw in mf.bases(p.flavour).items():
+        seq = p.next_seq()
+        if exchange(p, raw.encode(seq=seq, pid=os.getpid()), seq) == "accepted":
+            restore(p)
+        check_leaks(p, 0, f"base {name}")
+
+
 def run_probe(p: Probe, cases: Sequence[mf.Case]) -> None:
     restore(p)
-    check_leaks(p, 0, "start")
+    warm_up(p)
     for i, case in enumerate(cases, 1):
         seq = p.next_seq()
         answer = exchange(p, case.raw.encode(seq=seq, pid=os.getpid()), seq)
@@ -191,7 +201,7 @@ def write_doc(path: Path, results: dict[str, dict[str, str]], cases: Sequence[mf
     out.append("")
     for p in probes:
         leak = (
-            f"fds {p.fds} throughout, RSS {p.rss_base_kb} kB after {WARMUP} messages, "
+            f"fds {p.fds} throughout, RSS {p.rss_base_kb} kB after the warm-up and {WARMUP} messages, "
             f"at most {p.rss_max_kb} kB"
             if p.pid
             else "answered every SPDDUMP"
