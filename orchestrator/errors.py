@@ -54,3 +54,15 @@ class WriteError(InfraError, OSError):
         self.path = str(path)
         self.errno = err.errno
         super().__init__(f"cannot write {path}: {err.strerror or err}")
+
+
+def connect_failure(path: str, e: OSError) -> str:
+    """Why a Unix socket did not connect, as a user reads it: a socket file that refuses
+    is one whose daemon died and left it behind."""
+    import errno
+
+    if e.errno == errno.ECONNREFUSED:
+        return f"{path}: nothing listens there (its daemon is gone, the socket file was left)"
+    if e.errno == errno.ENOENT:
+        return f"{path}: no such socket (is the target up?)"
+    return f"{path}: {e.strerror or e}"

@@ -1,6 +1,7 @@
 """Faults during `spdlab run`, each followed by a check that nothing is left behind.
 
-- the metrics port taken and the Pushgateway down: the run completes, both are reported;
+- the metrics port taken and the Pushgateway gone after preflight: the run completes,
+  both are reported;
 - SIGTERM in up and in the drain: torn down exactly as after SIGINT;
 - runs/ on a small loop-mounted filesystem that fills mid-run: result.json stays whole
   JSON, the error names the cause in one line, and teardown still happens;
@@ -13,6 +14,7 @@ where it is meant to however loaded the machine is.
 from __future__ import annotations
 
 import errno
+import http.server
 import json
 import os
 import shutil
@@ -20,6 +22,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,24 +56,44 @@ def finish(sp: Spdlab) -> tuple[int, str]:
     return code, sp.output()
 
 
+class _Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def test_metrics_port_taken_and_pushgateway_down_the_run_completes(runs: Path) -> None:
+    """Both are there at preflight, and gone once it passed: the run goes on."""
+    gw = http.server.HTTPServer(("127.0.0.1", 0), _Healthy)
+    threading.Thread(target=gw.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{gw.server_address[1]}"
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    sp = Spdlab(runs, "run", str(LAB), "--metrics-addr", f"127.0.0.1:{port}",
+                "--pushgateway", url, env={"SPDLAB_STOP_AT": "preflight"})  # fmt: skip
     busy = socket.socket()
-    busy.bind(("127.0.0.1", 0))
-    busy.listen()
-    gone = socket.socket()
-    gone.bind(("127.0.0.1", 0))
-    dead_url = f"http://127.0.0.1:{gone.getsockname()[1]}"
-    gone.close()  # nothing listens there now
     try:
-        port = busy.getsockname()[1]
-        sp = Spdlab(runs, "run", str(LAB), "--metrics-addr", f"127.0.0.1:{port}",
-                    "--pushgateway", dead_url)  # fmt: skip
+        until(lambda: stopped(sp.proc.pid) or sp.proc.poll() is not None, "spdlab held after "
+              "preflight", timeout=TIMEOUT_S)  # fmt: skip
+        assert sp.proc.poll() is None, sp.output()
+        gw.shutdown()
+        gw.server_close()  # nothing answers there now
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        sp.proc.send_signal(signal.SIGCONT)
         code, out = finish(sp)
     finally:
         busy.close()
+        if sp.proc.poll() is None:
+            sp.kill()
     assert "Traceback" not in out, out
     assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in out, out
-    assert f"pushgateway {dead_url}" in out and "Connection refused" in out, out
+    assert f"pushgateway {url}" in out and "Connection refused" in out, out
     assert code == 3, out  # every target passed, but the summary was not pushed
     (rid,) = os.listdir(runs)
     res = result(runs / rid)

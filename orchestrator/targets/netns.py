@@ -6,7 +6,7 @@ import contextlib
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -14,11 +14,15 @@ from orchestrator.errors import InfraError
 from orchestrator.lab.builds import firmware_dir
 from orchestrator.runs import project_root
 from orchestrator.targets import cleanup
+from orchestrator.targets import preflight as pf
 from orchestrator.targets.ansible import PlaybookResult, default_forks, run_playbook
 from orchestrator.targets.base import Health, TargetDriver
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
 from orchestrator.targets.labnet import BRIDGE, LabNetwork
 from orchestrator.targets.registry import register_kind
+
+if TYPE_CHECKING:
+    from orchestrator.lab.resolve import ResolvedLab
 
 CONTROLLER = "_controller"
 RESERVED = ("sw", "th")
@@ -71,6 +75,11 @@ class NetnsDriver(TargetDriver):
         }
 
     # ------------------------------------------------------------ provision
+
+    @classmethod
+    def preconditions(cls, lab: ResolvedLab) -> list[pf.Unmet | None]:
+        """Namespaces and veths (root), the firmware's toolchain, ansible-runner."""
+        return [*pf.gateways("network namespaces"), pf.module("ansible_runner", "make venv")]
 
     def _check(self) -> None:
         for t in self.specs:
