@@ -201,8 +201,8 @@ def write_doc(path: Path, results: dict[str, dict[str, str]], cases: Sequence[mf
     out.append("")
     for p in probes:
         leak = (
-            f"fds {p.fds} throughout, RSS {p.rss_base_kb} kB after the warm-up and {WARMUP} messages, "
-            f"at most {p.rss_max_kb} kB"
+            f"fds {p.fds} throughout, RSS {p.rss_base_kb} kB after the warm-up and "
+            f"{WARMUP} messages, at most {p.rss_max_kb} kB"
             if p.pid
             else "answered every SPDDUMP"
         )
