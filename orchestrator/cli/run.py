@@ -134,7 +134,7 @@ class _Exporter:
     def start(self, lr: Any) -> None:
         if not self.addr:
             return
-        from orchestrator.errors import ConfigError
+        from orchestrator.errors import InfraError
         from orchestrator.export.exporter import Exporter
         from orchestrator.export.file_sd import write_file_sd
 
@@ -142,7 +142,7 @@ class _Exporter:
         exp = Exporter.for_run(lr.run.path)
         try:
             bound = exp.start(self.addr)
-        except ConfigError as e:  # a busy port: the run goes on, unscraped
+        except InfraError as e:  # taken since preflight: the run goes on, unscraped
             print(f"spdlab: {e}; the run goes on without live metrics", file=sys.stderr)
             return
         self.exp = exp
