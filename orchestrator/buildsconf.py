@@ -7,8 +7,10 @@ control (a build that exists to prove the testbed can see a slow drain); code as
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 FLAGS = ("synthetic",)
 
@@ -49,6 +51,36 @@ def read(conf: Path | None = None) -> dict[str, Recipe]:
     return {r.name: r for r in recipes if r is not None}
 
 
-def is_synthetic(build: str) -> bool:
-    r = read().get(build)
+def is_synthetic(build: str, extra: Mapping[str, Recipe] | None = None) -> bool:
+    r = {**read(), **(extra or {})}.get(build)
     return bool(r and r.synthetic)
+
+
+def patch_name(p: str) -> str:
+    """A series word as a patch name: a path's file name without .patch."""
+    return Path(p).name.removesuffix(".patch") if "/" in p else p
+
+
+def patch_file(p: str) -> Path:
+    """A series word as a file: a path as is, a name from firmware/patches/."""
+    if "/" in p:
+        return Path(p)
+    from orchestrator.lab.builds import firmware_dir
+
+    return firmware_dir() / "patches" / f"{p}.patch"
+
+
+def lab_recipes(firmware: Mapping[str, Any]) -> dict[str, Recipe]:
+    """A lab file's netkeyd builds (ResolvedLab.firmware) as recipes, patches by name."""
+    return {n: Recipe(n, f.tree, tuple(map(patch_name, f.patches)), f.synthetic)
+            for n, f in firmware.items()}  # fmt: skip
+
+
+def conf_text(firmware: Mapping[str, Any]) -> str:
+    """The lab's builds as builds.conf lines (patches as paths) for firmware/mkbuild.sh,
+    which reads them from $SPDLAB_BUILDS_CONF, else from $SPDLAB_RUN/builds.conf."""
+    lines = ["# netkeyd builds of the lab file, for firmware/mkbuild.sh"]
+    for n, f in firmware.items():
+        words = [n, f.tree, *map(str, map(patch_file, f.patches))]
+        lines.append(" ".join(words + (["@synthetic"] if f.synthetic else [])))
+    return "\n".join(lines) + "\n"

@@ -306,10 +306,11 @@ def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return FIRMWARE / "build" / "netkey" / "netkeyd-asan"
 
 
-@pytest.fixture
-def gw(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """A fresh gateway per test: replay windows and lifetimes never carry over."""
-    g = Gateway(tmp_path_factory.mktemp("espgw"), binary)
+@contextlib.contextmanager
+def installed_gateway(workdir: Path, binary: Path) -> Iterator[Gateway]:
+    """A gateway with the SAs and policies of _install; down afterwards, and its stderr
+    free of sanitizer findings."""
+    g = Gateway(workdir, binary)
     try:
         g.up()
         _install(g)
@@ -317,6 +318,13 @@ def gw(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatew
     finally:
         err = g.down()
     assert "Sanitizer" not in err and "runtime error" not in err, err
+
+
+@pytest.fixture
+def gw(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A fresh gateway per test: replay windows and lifetimes never carry over."""
+    with installed_gateway(tmp_path_factory.mktemp("espgw"), binary) as g:
+        yield g
 
 
 def _install(g: Gateway) -> None:

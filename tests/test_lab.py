@@ -110,11 +110,12 @@ def test_demo_lab_has_the_six_builds():
     assert lab.expect["canary+nextsp"].drain_ticks_max == 1
 
 
-def test_scale_lab_has_64_gateways_with_unique_addresses():
-    lab = load_lab(ROOT / "labs" / "scale.yaml")
-    assert len(lab.targets) == 64
+@pytest.mark.parametrize("name, n", [("scale.yaml", 64), ("scale-256.yaml", 256)])
+def test_scale_lab_has_n_gateways_with_unique_addresses(name, n):
+    lab = load_lab(ROOT / "labs" / name)
+    assert len(lab.targets) == n
     addrs = {t.address for t in lab.targets} | {lab.traffic_host.address}
-    assert len(addrs) == 65
+    assert len(addrs) == n + 1
     assert all(t.address in lab.range for t in lab.targets)
     assert [t.name for t in lab.targets] == sorted(t.name for t in lab.targets)
 

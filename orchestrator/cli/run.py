@@ -9,7 +9,7 @@ from typing import Any
 
 from orchestrator.lab import LabError, load_lab
 
-EXIT_PASS, EXIT_FAIL, EXIT_INFRA = 0, 1, 3
+EXIT_PASS, EXIT_FAIL, EXIT_INFRA, EXIT_CHANGED = 0, 1, 3, 4
 BRIEF = ("name", "build", "verdict", "reason", "drain_seconds")
 
 
@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("lab", metavar="LAB", help="the lab file (YAML)")
     p.add_argument("--trials", type=int, help="repeat the measured phases K times")
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
-    p.add_argument("--logx", action="store_true", help="log-scale ticks in drain.png")
+    p.add_argument("--linear", action="store_true",
+                   help="a linear tick axis in drain.png (default: symlog)")  # fmt: skip
     p.add_argument(
         "--metrics-addr",
         default="127.0.0.1:9464",
@@ -28,15 +29,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pushgateway", metavar="URL", help="push the run's summary here at the end")
     p.add_argument("--json", action="store_true", help="print result.json's verdicts as JSON")
+    p.add_argument("--baseline", metavar="RUN",
+                   help="compare every build and hardware label with this earlier run's; "
+                   f"exit {EXIT_CHANGED} when any changed (and nothing failed)")  # fmt: skip
     p.set_defaults(func=run)
 
 
 def exit_code(res: Any) -> int:
-    """0 when every target passed, 1 on any FAIL, 3 otherwise (INFRA-ERROR, UNRESOLVED)."""
+    """0 when every target passed, 1 on any FAIL, 3 otherwise (INFRA-ERROR, UNRESOLVED);
+    4 when all passed but a build changed from the baseline."""
     verdicts = {t.verdict for t in res.targets}
     if "FAIL" in verdicts:
         return EXIT_FAIL
-    return EXIT_INFRA if verdicts - {"PASS"} else EXIT_PASS
+    if verdicts - {"PASS"}:
+        return EXIT_INFRA
+    return EXIT_CHANGED if res.baseline is not None and res.baseline.changed else EXIT_PASS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as e:
             print(f"spdlab: {e}", file=sys.stderr)
             return e.exit_code
+    if args.baseline:
+        from orchestrator.cli.compare import load
+
+        args.baseline = load(args.baseline)[1]
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -76,9 +87,9 @@ def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int
     from orchestrator.run.context import Options, RunContext
 
     exporter = _Exporter(args.metrics_addr, console)
-    opts = Options(trials=args.trials, keep=args.keep, logx=args.logx, on_up=exporter.start,
+    opts = Options(trials=args.trials, keep=args.keep, linear=args.linear, on_up=exporter.start,
                    before_down=exporter.linger, metrics_addr=args.metrics_addr,
-                   pushgateway=args.pushgateway)  # fmt: skip
+                   pushgateway=args.pushgateway, baseline=args.baseline or None)  # fmt: skip
     ctx = RunContext(lab, opts)
     try:
         with interrupts() as flag, bars(console, disable=args.json) as p:
@@ -114,6 +125,8 @@ def _report(ctx: Any, args: argparse.Namespace, console: Any) -> bool:
             "measures": t.measures.model_dump(mode="json")} for t in res.targets]  # fmt: skip
         cs = [c.model_dump(mode="json") for c in res.comparisons]
         doc = {"run_id": res.run_id, "complete": res.complete, "comparisons": cs}
+        if res.baseline is not None:
+            doc["baseline"] = res.baseline.model_dump(mode="json")
         print(json.dumps(doc | {"targets": targets}, indent=1))
         return pushed
     from orchestrator.cli.compare import render

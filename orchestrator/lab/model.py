@@ -127,6 +127,22 @@ class KernelDef(Strict):
     synthetic: bool = False
 
 
+class FirmwareDef(Strict):
+    """A netkeyd build of the user's own patch files (paths relative to the lab file),
+    applied after base's series, or on a bare tree."""
+
+    base: str | None = None
+    tree: Literal["netkey", "netipsec"] | None = None
+    patches: Annotated[list[str], Field(min_length=1)]
+    synthetic: bool = False
+
+    @model_validator(mode="after")
+    def _one_start(self) -> FirmwareDef:
+        if (self.base is None) == (self.tree is None):
+            raise ValueError("give either base (a build) or tree (netkey, netipsec)")
+        return self
+
+
 class LabDef(Strict):
     """The whole lab file."""
 
@@ -139,3 +155,4 @@ class LabDef(Strict):
     scenario: Scenario = Scenario()
     expect: dict[str, Expectation] = {}
     kernels: dict[BuildName, KernelDef] = {}
+    firmware: dict[BuildName, FirmwareDef] = {}

@@ -50,6 +50,17 @@ class ResolvedKernel(BaseModel):
     synthetic: bool = False
 
 
+class ResolvedFirmware(BaseModel):
+    """A netkeyd build the lab file defines: a tree and its whole series, each patch a
+    name of firmware/patches/ or an absolute path."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tree: str
+    patches: tuple[str, ...]
+    synthetic: bool = False
+
+
 class TrafficHostSpec(BaseModel):
     """The traffic host, resolved."""
 
@@ -72,6 +83,7 @@ class ResolvedLab(BaseModel):
     scenario: Scenario
     expect: dict[str, Expectation] = {}
     kernels: dict[str, ResolvedKernel] = {}
+    firmware: dict[str, ResolvedFirmware] = {}
 
     @property
     def builds(self) -> tuple[str, ...]:
@@ -240,6 +252,32 @@ class _Resolver:
             out[name] = ResolvedKernel(base=k.base, patches=patches, synthetic=k.synthetic)
         return out
 
+    def firmware(self, lab_file: str) -> dict[str, ResolvedFirmware]:
+        """The lab file's netkeyd builds: base's series, then its patch files (absolute)."""
+        from orchestrator import buildsconf
+
+        here = Path(lab_file).resolve().parent if lab_file else Path.cwd()
+        recipes = buildsconf.read()
+        out = {}
+        for name, f in self.lab.firmware.items():
+            if name in recipes:
+                self.fail(("firmware", name), "already a build of firmware/builds.conf")
+            base = recipes.get(f.base or "")
+            if f.base is not None and base is None:
+                self.fail(("firmware", name, "base"), f"unknown firmware build '{f.base}'")
+                continue
+            files = [(here / p).resolve() for p in f.patches]
+            for j, p in enumerate(files):
+                if not p.is_file():
+                    self.fail(("firmware", name, "patches", j), f"no such patch file: {p}")
+                elif any(c.isspace() for c in str(p)):  # builds.conf words are space-separated
+                    self.fail(("firmware", name, "patches", j), f"a path with a space: {p}")
+            tree = base.tree if base else str(f.tree)
+            series = (*(base.patches if base else ()), *map(str, files))
+            synthetic = f.synthetic or bool(base and base.synthetic)
+            out[name] = ResolvedFirmware(tree=tree, patches=series, synthetic=synthetic)
+        return out
+
     def _where_set(self, t: TargetDef, key: str) -> Loc:
         """Where an inherited setting came from: the group, else defaults."""
         if t.group is not None and getattr(self.lab.groups[t.group], key) is not None:
@@ -383,6 +421,7 @@ def resolve(
 
         extra_builds = KIND_EXTRA_BUILDS
     base = str(Path(path).parent) if path else "."
+    builds = [*builds, *(b for b in lab.firmware if b not in builds)]
     r = _Resolver(lab, builds, kinds, kind_builds, extra_builds, base)
     pending: list[_Pending] = []
     first: dict[str, Loc] = {}
@@ -397,6 +436,7 @@ def resolve(
     expect = r.expectations()
     _observable(r, expect, pending)
     kernels = r.kernels(path)
+    firmware = r.firmware(path)
     th = r.addresses(pending)
     if r.issues:
         raise LabIssues(r.issues)
@@ -428,4 +468,5 @@ def resolve(
         scenario=lab.scenario,
         expect=expect,
         kernels=kernels,
+        firmware=firmware,
     )

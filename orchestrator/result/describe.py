@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.lab.model import Scenario
+from orchestrator.result.model import Comparison
 
 VERBS = {
     "flush": "SPDFLUSH",
@@ -30,3 +31,13 @@ def ticks_at_1hz(ticks: object) -> str:
         return "never" if ticks is None else "—"
     m, s = divmod(ticks, 60)
     return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def stats_line(c: Comparison) -> str:
+    """K, and each measure's p-value and interval of the difference of medians."""
+    parts = [f"K={c.k[0]}/{c.k[1]}"]
+    for t in c.tests:
+        p = "—" if t.p_value is None else f"{t.p_value:.3g}"
+        ci = "—" if t.interval is None else f"[{t.interval[0]:.3g}, {t.interval[1]:.3g}]"
+        parts.append(f"{t.measure.replace('_', ' ')} p={p} Δ{ci}")
+    return "; ".join(parts)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import platform
 import socket
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -45,27 +47,36 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
-def build_version(build: str) -> BuildVersion:
-    from orchestrator.lab.builds import binary_path, firmware_dir
+def build_version(build: str, firmware: Mapping[str, Any] | None = None) -> BuildVersion:
+    """A firmware build's tree, series and hashes; `firmware`: the lab file's own builds."""
+    from orchestrator.lab.builds import binary_path
 
+    own = (firmware or {}).get(build)
     r = buildsconf.read().get(build)
-    if r is None:
+    if own is not None:
+        tree, series, synthetic = own.tree, own.patches, own.synthetic
+    elif r is not None:
+        tree, series, synthetic = r.tree, r.patches, r.synthetic
+    else:
         return BuildVersion(tree="unknown")
-    patches = firmware_dir() / "patches"
-    return BuildVersion(
-        tree=r.tree,
-        patches=[PatchVersion(name=p, sha256=_sha256(patches / f"{p}.patch")) for p in r.patches],
-        netkeyd_sha256=_sha256(binary_path(build)),
-        synthetic=r.synthetic,
-    )
+    patches = [PatchVersion(name=buildsconf.patch_name(p),
+                            sha256=_sha256(buildsconf.patch_file(p))) for p in series]  # fmt: skip
+    return BuildVersion(tree=tree, patches=patches, netkeyd_sha256=_sha256(binary_path(build)),
+                        synthetic=synthetic)  # fmt: skip
 
 
-def collect(builds: list[str]) -> Versions:
+def recipes(v: Versions) -> dict[str, buildsconf.Recipe]:
+    """The firmware builds a run recorded, as comparisons pair them."""
+    return {b: buildsconf.Recipe(b, bv.tree, tuple(p.name for p in bv.patches), bv.synthetic)
+            for b, bv in v.builds.items() if bv.tree != "unknown"}  # fmt: skip
+
+
+def collect(builds: list[str], firmware: Mapping[str, Any] | None = None) -> Versions:
     """spdlab, the host, and each build with its patch series and hashes."""
     return Versions(
         spdlab=__version__,
         kernel=platform.release(),
         hostname=socket.gethostname(),
         python=platform.python_version(),
-        builds={b: build_version(b) for b in sorted(set(builds))},
+        builds={b: build_version(b, firmware) for b in sorted(set(builds))},
     )

@@ -48,11 +48,12 @@ class Options:
 
     trials: int | None = None
     keep: bool = False
-    logx: bool = False
+    linear: bool = False  # drain.png's tick axis; default symlog
     metrics_addr: str = ""  # the exporter's address, checked free before up
     pushgateway: str | None = None  # checked to answer before up
     on_up: Callable[[Any], None] | None = None
     before_down: Callable[[], object] | None = None  # result.json is final; an exporter lingers
+    baseline: RunResult | None = None  # `--baseline RUN`: compared with at judged
 
 
 @dataclass

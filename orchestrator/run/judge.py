@@ -6,9 +6,10 @@ import statistics
 
 from orchestrator import buildsconf
 from orchestrator import kinds as registry
-from orchestrator.drain import compare
+from orchestrator.drain import compare, stats
 from orchestrator.drain import verdict as V
-from orchestrator.result.model import Measures, TargetResult
+from orchestrator.result import versions
+from orchestrator.result.model import Baseline, Measures, RunResult, TargetResult
 from orchestrator.run.context import RunContext, Target
 
 
@@ -20,22 +21,55 @@ def summarise(ctx: RunContext) -> None:
     """Verdicts and comparisons from the trials so far, into result.json."""
     assert ctx.result is not None
     ctx.result.targets = [target_result(ctx, t) for t in ctx.targets]
-    sides = compare.measured_by_build(ctx.result.targets)
-    ctx.result.comparisons = compare.compare_all(sides)
+    recipes = {**versions.recipes(ctx.result.versions), **kernel_recipes(ctx)}
+    tol = stats.tolerances(ctx.lab.scenario)
+    ctx.result.comparisons = compare.comparisons(ctx.result.targets, recipes=recipes, tolerance=tol)
+    if ctx.opts.baseline is not None:
+        ctx.result.baseline = baseline(ctx.result, ctx.opts.baseline)
     ctx.save()
+
+
+def kernel_recipes(ctx: RunContext) -> dict[str, buildsconf.Recipe]:
+    """Kernel builds, kernels/builds.conf's and the lab file's own, as comparisons pair them."""
+    from orchestrator.kernel.conf import series
+    from orchestrator.targets.qemuboot import kernel_build
+
+    out = {k: buildsconf.Recipe(k, tree, patches, synthetic)
+           for k, (tree, patches, synthetic) in series().items()}  # fmt: skip
+    for name in ctx.lab.kernels:
+        kb = kernel_build(ctx.lab, name)
+        out[name] = buildsconf.Recipe(name, f"{kb.source}:{kb.config}",
+                                      tuple(p.name for p in kb.patches), kb.synthetic)  # fmt: skip
+    return out
+
+
+def baseline(res: RunResult, base: RunResult) -> Baseline:
+    """Every (build, hardware) against the same in the baseline run."""
+    tol = stats.tolerances(res.scenario)
+    return compare.against_baseline(compare.measured(res.targets, tol),
+                                    compare.measured(base.targets, tol), base.run_id)  # fmt: skip
 
 
 def target_result(ctx: RunContext, t: Target) -> TargetResult:
     s = t.spec
+    own = {**buildsconf.lab_recipes(ctx.lab.firmware), **kernel_recipes(ctx)}
     out = TargetResult(
         name=s.name, build=s.build, kind=s.kind, labels=dict(s.labels), tick_ms=s.tick_ms,
-        address=str(s.address), synthetic=buildsconf.is_synthetic(s.build),
+        address=str(s.address), synthetic=buildsconf.is_synthetic(s.build, own),
         tick_meaning=registry.tick_meaning(s.kind), infra=t.infra, trials=t.trials,
+        deterministic=deterministic(ctx, t),
     )  # fmt: skip
     _verdict(ctx, t, out)
     if t.trials:
         _summary(out)
     return out
+
+
+def deterministic(ctx: RunContext, t: Target) -> bool:
+    """Whether the target's series repeat exactly run to run: declared by its spec or the
+    scenario (`deterministic`), for targets whose clock is driven tick by tick."""
+    return bool(getattr(t.spec, "deterministic", False)
+                or getattr(ctx.lab.scenario, "deterministic", False))  # fmt: skip
 
 
 def _verdict(ctx: RunContext, t: Target, out: TargetResult) -> None:

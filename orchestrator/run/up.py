@@ -34,5 +34,5 @@ def new_result(ctx: RunContext, run_id: str) -> RunResult:
         tick_ms=ctx.tick_ms,
         lab=LabRef(name=ctx.lab.name, file=ctx.lab.path),
         scenario=ctx.lab.scenario.model_copy(update={"trials": ctx.trials}),
-        versions=versions.collect([t.spec.build for t in ctx.targets]),
+        versions=versions.collect([t.spec.build for t in ctx.targets], ctx.lab.firmware),
     )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from orchestrator import atomic
 from orchestrator.errors import InfraError
 from orchestrator.lab.builds import firmware_dir
 from orchestrator.runs import project_root
@@ -30,9 +31,13 @@ RESERVED = ("sw", "th")
 PHASE_OF_TASK = {
     "Build the firmware builds the lab uses": "build",
     "Switch namespace, bridge and traffic host": "network",
-    "Gateway namespace, veth and address": "network",
-    "Start netkeyd and wait for PF_KEY REGISTER": "start",
+    "Every gateway's namespace, veth and address": "network",
+    "Start every netkeyd and wait for PF_KEY REGISTER": "start",
 }
+# The tasks that do one step for every gateway at once: progress by the gateway count.
+BATCH_TASKS = {"Every gateway's namespace, veth and address",
+               "Start every netkeyd and wait for PF_KEY REGISTER",
+               "Stop every netkeyd, remove the gateway namespaces and their veths"}  # fmt: skip
 MAX_UNIX_PATH = 107
 
 
@@ -131,9 +136,26 @@ class NetnsDriver(TargetDriver):
         }
 
     def write_inventory(self) -> Path:
-        """runs/<id>/inventory.yml: usable by ansible-playbook on its own."""
-        self.run.inventory.write_text(yaml.safe_dump(self.inventory(), sort_keys=False))
+        """runs/<id>/inventory.yml, usable by ansible-playbook on its own, and next to it
+        the gateway list the batched tasks read (a template task would cost a module run)."""
+        inv = self.inventory()
+        hosts = inv["all"]["children"]["netns_gateway"]["hosts"]
+        fw = firmware_dir() / "build"
+        rows = [
+            (name, h["spdlab_ns"], h["spdlab_veth"], h["spdlab_address"],
+             h["spdlab_target_dir"], str(fw / h["spdlab_build"] / "netkeyd"),
+             str(h["spdlab_tick_ms"]), str(h["spdlab_flow_idle_ticks"]))
+            for name, h in hosts.items()
+        ]  # fmt: skip
+        atomic.write_text(self.gateway_list, "".join("\t".join(r) + "\n" for r in rows))
+        inv["all"]["vars"]["spdlab_gateway_list"] = str(self.gateway_list)
+        atomic.write_text(self.run.inventory, yaml.safe_dump(inv, sort_keys=False))
         return self.run.inventory
+
+    @property
+    def gateway_list(self) -> Path:
+        """gateways.sh's list: a gateway a line, NAME NS VETH ADDR TDIR BIN TICK_MS IDLE."""
+        return self.run.path / "netns_gateways.tsv"
 
     def _record_network(self) -> None:
         sw = self.switch_ns
@@ -167,11 +189,11 @@ class NetnsDriver(TargetDriver):
 
     def start(self) -> None:
         """Start netkeyd in every gateway; returns when each answers PF_KEY REGISTER."""
-        for t in self.specs:
-            f = self.files(t.name)
-            self.state.record(
-                *({"type": "file", "path": str(f[k])} for k in ("control", "admin", "pid"))
-            )
+        # one record for all: each save rewrites state.json, so one per target is O(N^2)
+        self.state.record(*(
+            {"type": "file", "path": str(self.files(t.name)[k])}
+            for t in self.specs for k in ("control", "admin", "pid")
+        ))  # fmt: skip
         self.progress.phase("start", len(self.specs))
         try:
             self._playbook("up.yml", "up-start", ["start"], "start")
@@ -179,23 +201,30 @@ class NetnsDriver(TargetDriver):
             self._record_processes()
 
     def _record_processes(self) -> None:
-        """Record every started netkeyd by PID (read back from its pidfile)."""
-        for t in self.specs:
-            f = self.files(t.name)
+        """Record every started netkeyd by PID (read back from its pidfile), in one save."""
+        found = self._pids(t.name for t in self.specs)
+        self.state.record(*(
+            {"type": "process", "pid": pid, "match": str(self.files(name)["control"]),
+             "target": name}
+            for name, pid in found.items()
+        ))  # fmt: skip
+        self.state.set_targets({name: {"pid": pid} for name, pid in found.items()})
+
+    def _pids(self, names: Iterable[str]) -> dict[str, int]:
+        """Target name → the PID its pidfile names, for the targets that have one."""
+        out = {}
+        for name in names:
             try:
-                pid = int(f["pid"].read_text().split()[0])
+                out[name] = int(self.files(name)["pid"].read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
-            self.state.record(
-                {"type": "process", "pid": pid, "match": str(f["control"]), "target": t.name}
-            )
-            self.state.set_target(t.name, pid=pid)
+        return out
 
     def _playbook(self, playbook: str, ident: str, tags: Sequence[str], step: str) -> None:
         def on_task(host: str, task: str, status: str) -> None:
             phase = PHASE_OF_TASK.get(task)
             if phase is not None and status in ("ok", "failed", "unreachable"):
-                self.progress.advance(phase)
+                self.progress.advance(phase, len(self.specs) if task in BATCH_TASKS else 1)
 
         result = run_playbook(
             playbook,
@@ -263,15 +292,11 @@ class NetnsDriver(TargetDriver):
 
     def _record_processes_from_state(self) -> None:
         """After a crash mid-start: pick up PIDs from pidfiles that were never recorded."""
-        for name in self.names():
-            d = self.run.target_dir(name)
-            try:
-                pid = int((d / "netkeyd.pid").read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-            self.state.record(
-                {"type": "process", "pid": pid, "match": str(d / "control.sock"), "target": name}
-            )
+        self.state.record(*(
+            {"type": "process", "pid": pid, "match": str(self.files(name)["control"]),
+             "target": name}
+            for name, pid in self._pids(self.names()).items()
+        ))  # fmt: skip
 
     def teardown(self) -> list[str]:
         """down.yml through ansible, then remove whatever state.json still lists."""
@@ -281,7 +306,7 @@ class NetnsDriver(TargetDriver):
             ident = f"down-{len(list(self.run.ansible_dir.glob('artifacts/down*')))}"
 
             def on_task(host: str, task: str, status: str) -> None:
-                self.progress.advance("down")
+                self.progress.advance("down", len(self.names()) if task in BATCH_TASKS else 1)
 
             # the sweep below removes whatever the playbook did not
             with contextlib.suppress(Exception):

@@ -154,7 +154,7 @@ class SshDriver(TargetDriver):
         if builds:
             from orchestrator.targets.dockerapi import make_static
 
-            make_static(builds)
+            make_static(builds, self.spawn_env)
 
     def inventory(self) -> dict[str, Any]:
         """One host per target; ssh reads everything about the connection from its config."""
