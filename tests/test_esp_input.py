@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from orchestrator.pfkey import messages as m
+from orchestrator.pfkey import setkey
 from orchestrator.pfkey.client import PfkeyClient, PfkeyReplyError
 from orchestrator.pfkey.codec import IpsecRequest, Lifetime, Msg
 from orchestrator.pfkey.wire import (
@@ -711,3 +712,14 @@ def _next(c: PfkeyClient, mtype: int) -> Msg:
         msg = c.recv()
         if msg.type == mtype:
             return msg
+
+
+def test_null_encryption_without_auth(gw: Gateway) -> None:
+    """`-E null;` alone, as KAME and Linux take it: plaintext ESP with no ICV is accepted."""
+    (st,) = setkey.parse(f"add {PEER} {GW} esp 0x9101 -m transport -E null;")
+    with gw.pfkey() as c:
+        assert c.request(st.msg).type == MsgType.ADD
+    hdr = struct.pack("!II", 0x9101, 1)
+    gw.expect(raw=[hdr + _trailer(DATA, IPPROTO_UDP, 4)], ok=1)
+    # A packet too short for even the trailer is still dropped.
+    gw.expect(raw=[struct.pack("!II", 0x9101, 2) + b"\x00"], malformed=1)

@@ -74,6 +74,15 @@ def run(args: argparse.Namespace) -> int:
     except LabError as e:
         print(str(e), file=sys.stderr)
         return e.exit_code
+    if args.metrics_addr:
+        from orchestrator.errors import ConfigError
+        from orchestrator.export.exporter import parse_addr
+
+        try:  # a typo is an error before anything is up; a busy port is not (_Exporter)
+            parse_addr(args.metrics_addr)
+        except ConfigError as e:
+            print(f"spdlab: {e}", file=sys.stderr)
+            return e.exit_code
     if args.baseline:
         from orchestrator.cli.compare import load
 
@@ -85,16 +94,18 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console(stderr=True)
-    done, docs = [], []
+    done, docs, pushed = [], [], True
     for one in lab.each_mode():
         ctx, code = _execute(one, args, console)
         if code is not None:
             return code
-        docs.append(_report(ctx, args, console))
+        doc, ok = _report(ctx, args, console)
+        docs.append(doc)
         done.append(ctx.result)
+        pushed = pushed and ok
     if args.json:
         print(json.dumps(docs[0] if len(docs) == 1 else {"runs": docs}, indent=1))
-    return exit_code(*done)
+    return max(exit_code(*done), 0 if pushed else EXIT_INFRA)
 
 
 def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int | None]:
@@ -123,13 +134,23 @@ def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int
     return ctx, None
 
 
-def _report(ctx: Any, args: argparse.Namespace, console: Any) -> dict[str, Any] | None:
-    """The run's table and comparisons; with --json, its verdicts as a document instead."""
+def _report(ctx: Any, args: argparse.Namespace, console: Any) -> tuple[dict[str, Any] | None, bool]:
+    """Print the verdicts (with --json, return them as a document instead) and push the
+    summary; False if the push failed (said on stderr: the run itself is complete, and its
+    result.json stands)."""
     from rich.console import Console
 
+    from orchestrator.errors import InfraError
+
     res = ctx.result
+    pushed = True
     if args.pushgateway:
-        _push(args.pushgateway, ctx, args.keep)
+        try:
+            _push(args.pushgateway, ctx, args.keep)
+        except InfraError as e:
+            print(f"spdlab: {e}; the run is complete, its result is in {ctx.run_dir}",
+                  file=sys.stderr)  # fmt: skip
+            pushed = False
     if args.json:
         targets = [t.model_dump(mode="json", include=set(BRIEF)) | {
             "measures": t.measures.model_dump(mode="json")} for t in res.targets]  # fmt: skip
@@ -138,12 +159,12 @@ def _report(ctx: Any, args: argparse.Namespace, console: Any) -> dict[str, Any] 
                "comparisons": cs}  # fmt: skip
         if res.baseline is not None:
             doc["baseline"] = res.baseline.model_dump(mode="json")
-        return doc | {"targets": targets}
+        return doc | {"targets": targets}, pushed
     from orchestrator.cli.compare import render
 
     # Logs and CI capture output too: keep the table readable there.
     render(res, Console(width=None if sys.stdout.isatty() else 140), ctx.run_dir)
-    return None
+    return None, pushed
 
 
 class _Exporter:
@@ -157,12 +178,18 @@ class _Exporter:
     def start(self, lr: Any) -> None:
         if not self.addr:
             return
+        from orchestrator.errors import InfraError
         from orchestrator.export.exporter import Exporter
         from orchestrator.export.file_sd import write_file_sd
 
         self.run_dir = lr.run.path
-        self.exp = Exporter.for_run(lr.run.path)
-        bound = self.exp.start(self.addr)
+        exp = Exporter.for_run(lr.run.path)
+        try:
+            bound = exp.start(self.addr)
+        except InfraError as e:  # taken since preflight: the run goes on, unscraped
+            print(f"spdlab: {e}; the run goes on without live metrics", file=sys.stderr)
+            return
+        self.exp = exp
         # Prometheus finds the run through the file_sd list (monitoring/prometheus).
         write_file_sd(lr.run.path, bound, lr.lab.name if lr.lab else "")
         self.console.print(f"metrics: http://{bound}/metrics")

@@ -188,8 +188,9 @@ class RelayBridge:
         try:
             while True:
                 data = client.recv(MAX_MSG)
-                if not data:
+                if not data and _hung_up(client):
                     break
+                # An empty datagram is a message too: the guest's PF_KEY socket refuses it.
                 self.send_frame(chan, MSG, data)
         except OSError:
             pass
@@ -202,6 +203,13 @@ class RelayBridge:
                 with contextlib.suppress(OSError):
                     self.send_frame(chan, CLOSE)
             client.close()
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """recv() gave b"": a closed peer, unless it was a zero-length datagram."""
+    p = select.poll()
+    p.register(sock, select.POLLRDHUP)
+    return any(ev & (select.POLLHUP | select.POLLRDHUP | select.POLLERR) for _, ev in p.poll(0))
 
 
 def daemonize(pidfile: str | None) -> None:

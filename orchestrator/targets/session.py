@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import atomic, buildsconf, proc
-from orchestrator.errors import InfraError
+from orchestrator.errors import InfraError, WriteError
 from orchestrator.lab.resolve import ResolvedLab
 from orchestrator.runs import RunDir, list_runs
 from orchestrator.targets import cleanup
@@ -167,7 +167,10 @@ class LabRun:
                 d.teardown()
         # Whatever no driver removed, and resources recorded before any target was known.
         problems = cleanup.remove_all(self.state.resources())
-        self.state.set(phase="down", down_problems=problems)
+        try:
+            self.state.set(phase="down", down_problems=problems)
+        except WriteError as e:  # everything is down; only the record of it is missing
+            problems.append(str(e))
         return problems
 
 
