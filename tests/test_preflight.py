@@ -218,9 +218,15 @@ def test_runs_read_only_one_line(runs, labs) -> None:
         code, _, err = spdlab(runs, *verb, prefix=tuple(ro))
         assert (code, lines(err)) == (3, [line]), verb
     code, _, err = spdlab(runs, "report", run.name, "--html", prefix=tuple(ro))
-    assert (code, lines(err)) == (3, [f"spdlab: Read-only file system: {run}/report.html"])
+    assert (code, lines(err)) == (
+        3,
+        [f"spdlab: cannot write {run}/report.html: Read-only file system"],
+    )
     code, _, err = spdlab(runs, "compare", run.name, prefix=tuple(ro))
-    assert (code, lines(err)) == (3, [f"spdlab: Read-only file system: {run}/compare.png"])
+    assert (code, lines(err)) == (
+        3,
+        [f"spdlab: cannot write {run}/compare.png: Read-only file system"],
+    )
     code, out, _ = spdlab(runs, "status", run.name, prefix=tuple(ro))
     assert code == 1 and "no lab is up" in out
     code, out, _ = spdlab(runs, "down", "--all", prefix=tuple(ro))

@@ -508,7 +508,8 @@ def test_cli_needs_a_socket() -> None:
 def test_cli_missing_socket_is_an_infra_error(tmp_path: Path) -> None:
     res = spdlab("setkey", "-s", str(tmp_path / "nosock"), "-D")
     assert res.returncode == 3
-    assert res.stderr.count("\n") == 1 and "nosock: no such socket (is the target up?)" in res.stderr
+    assert res.stderr.count("\n") == 1
+    assert "nosock: no such socket (is the target up?)" in res.stderr
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,8 @@ def now() -> str:
 
 def booted_kernels(ctx: RunContext) -> list[dict]:
     """The versions each target's kernel build recorded while it came up (state.json)."""
+    if ctx.lr is None:  # a failed preflight: nothing came up
+        return []
     recs = ctx.lr.state.targets.values()
     return [r["kernel"] for r in recs if isinstance(r.get("kernel"), dict)]
 
