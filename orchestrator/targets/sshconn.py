@@ -89,7 +89,8 @@ def host_key_problem(text: str, what: str = "board") -> str | None:
     return why.format(what=what) if why else None
 
 
-def relay_argv(config: Path, host: str, board_dir: str, local_admin: Path | None) -> list[str]:
+def relay_argv(config: Path, host: str, board_dir: str, local_admin: Path | None,
+               relay: str | None = None) -> list[str]:  # fmt: skip
     """ssh running pfkey_relay on the channel's stdio; netkeyd boards also forward admin.sock.
 
     Args:
@@ -97,8 +98,9 @@ def relay_argv(config: Path, host: str, board_dir: str, local_admin: Path | None
         host: its Host alias there.
         board_dir: the target's folder on the board.
         local_admin: for a netkeyd board, where its admin socket appears on this host.
+        relay: the relay binary there (default: in board_dir).
     """
-    relay = shlex.quote(f"{board_dir}/pfkey_relay")
+    relay = shlex.quote(relay or f"{board_dir}/pfkey_relay")
     argv = ["ssh", "-F", str(config), "-T"]
     remote = f"exec {relay} -"
     if local_admin is not None:
@@ -109,10 +111,14 @@ def relay_argv(config: Path, host: str, board_dir: str, local_admin: Path | None
 
 def run(config: Path, target: str, command: str, timeout: float = 30.0) -> tuple[int, str, str]:
     """One command on the board over the target's ssh_config: status, stdout, stderr."""
-    argv = ["ssh", "-F", str(config), "-T", alias(target), command]
+    return run_argv(["ssh", "-F", str(config), "-T", alias(target), command], None, timeout)
+
+
+def run_argv(argv: list[str], stdin: str | None, timeout: float) -> tuple[int, str, str]:
+    """One ssh command line, `stdin` its input: status, stdout, stderr."""
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)  # fmt: skip
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=stdin,
+                           stdin=None if stdin is not None else subprocess.DEVNULL)  # fmt: skip
     except subprocess.TimeoutExpired:
         return 255, "", f"ssh: no answer in {timeout:g}s"
     return r.returncode, r.stdout, r.stderr
