@@ -5,7 +5,15 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -150,4 +158,8 @@ class LabDef(Strict):
     expect: dict[str, Expectation] = {}
     kernels: dict[BuildName, KernelDef] = {}
     # lab hosts by name, or an Ansible inventory file whose every host is one
-    hosts: dict[Name, HostDef] | Annotated[str, StringConstraints(min_length=1)] = {}
+    hosts: Annotated[
+        Annotated[dict[Name, HostDef], Tag("[hosts]")]
+        | Annotated[Annotated[str, StringConstraints(min_length=1)], Tag("[inventory]")],
+        Discriminator(lambda v: "[inventory]" if isinstance(v, str) else "[hosts]"),
+    ] = {}
