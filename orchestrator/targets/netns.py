@@ -290,7 +290,7 @@ class NetnsDriver(TargetDriver):
             inventory=self.run.inventory,
             private_data_dir=self.run.ansible_dir,
             ident=ident,
-            forks=default_forks(len(self.specs) + 1),
+            forks=default_forks(len(self.specs) + len(self.lab_hosts()) + 1),
             tags=tags,
             on_task=on_task,
             cancel=self.cancel,
@@ -431,7 +431,9 @@ class NetnsDriver(TargetDriver):
                     inventory=self.run.inventory,
                     private_data_dir=self.run.ansible_dir,
                     ident=ident,
-                    forks=default_forks(len(self.names()) + 1),
+                    forks=default_forks(
+                        len(self.names()) + len(self.state.resources("lab_host")) + 1
+                    ),
                     on_task=on_task,
                     env=self.marker_env,
                 )
