@@ -86,7 +86,6 @@ class DockerDriver(TargetDriver):
                     "build": t.build,
                     "address": str(t.address),
                     "container": self.container_name(t.name),
-                    "image": image_tag(t.build),
                     "dir": str(self.run.target_dir(t.name)),
                 }
                 for t in self.specs
@@ -101,6 +100,8 @@ class DockerDriver(TargetDriver):
             self._checkpoint()
             ensure_image(client, b)
             self.progress.advance("build")
+        for t in self.specs:
+            self.state.set_target(t.name, image=image_tag(t.build))
         self.progress.phase("network", len(self.specs) + 1)
         self.state.record(*self.network.resources())
         self.network.up(self.lab, self.spawn_env)

@@ -14,8 +14,10 @@ import io
 import os
 import subprocess
 import tarfile
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,12 @@ RUN_LABEL = f"{LABEL}.run"  # on every container: the run it belongs to
 
 
 def image_tag(build: str) -> str:
-    """`spdlab/netkeyd:<build>`, with `+` spelled `-` as a tag allows (canary-nextsp)."""
-    return f"spdlab/netkeyd:{build.replace('+', '-')}"
+    """`spdlab/netkeyd:<build>-<netkeyd sha256[:12]>`, `+` spelled `-` as a tag allows.
+
+    The binary's hash is in the tag so that two checkouts with different firmware never
+    replace each other's image while one of them runs.
+    """
+    return f"spdlab/netkeyd:{build.replace('+', '-')}-{_sha256(static_binary(build))[:12]}"
 
 
 def static_binary(build: str) -> Path:
@@ -113,10 +119,8 @@ def ensure_image(client: Any, build: str) -> str:
     import docker
 
     tag, labels = image_tag(build), image_labels(build)
-    old = None
     try:
-        old = client.images.get(tag)
-        if all((old.labels or {}).get(k) == v for k, v in labels.items()):
+        if all((client.images.get(tag).labels or {}).get(k) == v for k, v in labels.items()):
             return tag
     except docker.errors.ImageNotFound:
         pass
@@ -132,10 +136,31 @@ def ensure_image(client: Any, build: str) -> str:
         )
     except docker.errors.DockerException as e:
         raise InfraError(f"image {tag}: {e}", step="build") from e
-    if old is not None:  # the superseded build, unless a container still uses it
-        with contextlib.suppress(docker.errors.DockerException):
-            client.images.remove(old.id)
+    _prune(client, build, tag)
     return tag
+
+
+def _prune(client: Any, build: str, keep: str) -> None:
+    """Remove the build's superseded images: a day old, and used by no container (docker
+    refuses to remove those), so that a checkout that just built one still finds it."""
+    import docker
+
+    cutoff = time.time() - 86400
+    with contextlib.suppress(docker.errors.DockerException):
+        for image in client.images.list(filters={"label": f"{LABEL}.build={build}"}):
+            if keep in image.tags or _created(image) > cutoff:
+                continue
+            with contextlib.suppress(docker.errors.DockerException):
+                client.images.remove(image.id)
+
+
+def _created(image: Any) -> float:
+    """An image's creation time (epoch seconds), from its RFC 3339 `Created`."""
+    stamp = str(image.attrs.get("Created", ""))[:19]
+    try:
+        return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return time.time()
 
 
 def docker_client(step: str) -> Any:
