@@ -121,6 +121,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "Both hosts and controller share this machine's cores, so SSH's cost here is its "
         "crypto and two more processes per request, not a network's latency.",
+        "",
+        f"Load average at the end: {r['load']:.1f} on {os.cpu_count()} cores.",
     ])  # fmt: skip
 
 
@@ -162,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         for b in boards:
             b.stop()
         shutil.rmtree(work, ignore_errors=True)
+    res["load"] = os.getloadavg()[0]
     md = markdown(res)
     print(md)
     if args.out:
