@@ -32,6 +32,7 @@ from sshboard import Board, keygen
 
 from orchestrator import proc
 from orchestrator.runs import RunDir, list_runs
+from orchestrator.targets.session import down_all
 from orchestrator.wait import until
 
 pytestmark = [pytest.mark.ssh, pytest.mark.netns]
@@ -57,8 +58,9 @@ def runs():
 
 
 @pytest.fixture(scope="module")
-def hosts():
-    """Three lab hosts, each its own namespace, sshd, host key and client key."""
+def hosts(runs):
+    """Three lab hosts, each its own namespace, sshd, host key and client key. A run a
+    failed test left up is taken down while its hosts still answer."""
     made: list[Board] = []
     dirs = []
     try:
@@ -68,6 +70,10 @@ def hosts():
             made.append(Board(d).start())
         yield made
     finally:
+        for b in made:
+            if b.sshd is not None and b.sshd.poll() is not None:
+                b.sshd_up()  # a test stopped it
+        down_all(runs)
         for b in made:
             b.stop()
         for d in dirs:
@@ -157,6 +163,7 @@ def verdicts(doc: dict) -> dict[str, str]:
 # ------------------------------------------------------------------ tests
 
 
+@pytest.mark.timeout(3600)  # two runs of 24 gateways each, on two shared cores
 def test_three_hosts_of_eight_match_one_host(runs, hosts):
     """The demo's builds on 3 hosts × 8 gateways, then the same 24 gateways here."""
     known = set(list_runs(runs))
