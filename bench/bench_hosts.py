@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +34,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from sshboard import Board  # noqa: E402
 
 from orchestrator.lab import load_lab  # noqa: E402
+from orchestrator.lab.builds import firmware_dir  # noqa: E402
 from orchestrator.runs import list_runs  # noqa: E402
+from orchestrator.targets import sshbridge  # noqa: E402
 from orchestrator.targets.session import LabRun  # noqa: E402
 
 BUILDS = ["netkey", "netkey+nextsp", "netipsec", "netipsec+split", "canary", "canary+nextsp",
@@ -142,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"requests": args.requests, "up": {}}
     try:
         boards = [Board(work / f"h{i}").start() for i in range(1, 4)]
+        # both sides start from built firmware: the dynamic builds here, the static ones
+        # a lab host gets (make is incremental; this only makes sure they exist)
+        sshbridge.build_static(set(BUILDS))
+        subprocess.run(["make", "-s", "-C", str(firmware_dir()), "all"], check=True)
         for key, hosts in (("hosts", boards), ("local", None)):
             up, lr = timed_up(lab_file(work, f"bench-{key}", hosts))
             res["up"][key] = {"up_s": up, "down_s": timed_down(lr)}
