@@ -184,11 +184,13 @@ def test_three_hosts_of_eight_match_one_host(runs, hosts):
         (c["patched"], c["base"], c["verdict"]) for c in s["comparisons"]
     ]
     assert len(m["comparisons"]) >= 4
-    lo = POLICIES - POLICIES // 20
+    # the demo's drains (README): the canary one policy a tick, netipsec ≈ its refcnt ticks
+    bounds = {"canary": (POLICIES - POLICIES // 20, POLICIES), "netipsec": (1, 3)}
     for doc in (m, s):
         for t in doc["targets"]:
+            lo, hi = bounds.get(t["build"], (0, 1))
             d = t["measures"]["drain_ticks"]
-            assert d is not None and (d >= lo if t["build"] == "canary" else d <= 1), t["name"]
+            assert d is not None and lo <= d <= hi, (t["name"], d)
     # every host sent its own traffic, and the records came back to this one result.json
     state = json.loads((runs / multi / "state.json").read_text())
     assert {t["host"] for t in state["targets"].values()} == {"h1", "h2", "h3"}
