@@ -42,3 +42,15 @@ class InfraError(SpdlabError):
         self.step = step
         prefix = ":".join(p for p in (target, step) if p)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+def connect_failure(path: str, e: OSError) -> str:
+    """Why a Unix socket did not connect, as a user reads it: a socket file that refuses
+    is one whose daemon died and left it behind."""
+    import errno
+
+    if e.errno == errno.ECONNREFUSED:
+        return f"{path}: nothing listens there (its daemon is gone, the socket file was left)"
+    if e.errno == errno.ENOENT:
+        return f"{path}: no such socket (is the target up?)"
+    return f"{path}: {e.strerror or e}"

@@ -15,7 +15,7 @@ from types import TracebackType
 from orchestrator.errors import ConfigError, InfraError
 from orchestrator.lab.builds import binary_path, known_builds
 from orchestrator.pfkey import messages
-from orchestrator.pfkey.client import PfkeyClient
+from orchestrator.pfkey.client import PfkeyClient, PfkeyTimeout
 from orchestrator.proc import terminate
 from orchestrator.targets.admin import AdminClient
 from orchestrator.wait import WaitTimeout, until
@@ -119,7 +119,7 @@ class Netkeyd:
             with self.pfkey(timeout=0.5) as c:
                 c.request(messages.register())
             return True
-        except InfraError:
+        except (InfraError, PfkeyTimeout):  # not listening yet, or slow to answer under load
             return False
 
     def pfkey(self, timeout: float = 10.0) -> PfkeyClient:

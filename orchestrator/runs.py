@@ -6,6 +6,7 @@ import hashlib
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
@@ -44,12 +45,18 @@ class RunDir:
         self.path = (base or runs_dir()) / run_id
 
     @classmethod
-    def create(cls, base: Path | None = None) -> RunDir:
-        """Allocate a fresh run id and its folder."""
+    def create(cls, base: Path | None = None, free: Callable[[str], bool] | None = None) -> RunDir:
+        """Allocate a fresh run id and its folder.
+
+        Args:
+            free: whether the names a run's short id gives (namespaces, links) are free here.
+        """
         base = base or runs_dir()
         base.mkdir(parents=True, exist_ok=True)
         for _ in range(100):
             run = cls(new_run_id(), base)
+            if free is not None and not free(run.short):
+                continue
             try:
                 run.path.mkdir()
             except FileExistsError:

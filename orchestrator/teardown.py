@@ -17,9 +17,15 @@ def down(lr: Any) -> list[str]:
     return problems
 
 
+def is_down(state: Any) -> bool:
+    """The run was taken down and nothing was left: `down` and `status` leave it be."""
+    return state.phase == "down" and not state.doc.get("down_problems")
+
+
 def down_all(base: Path | None = None) -> dict[str, list[str]]:
-    """Every recorded run down; problems per run id."""
+    """Every recorded run that is not down yet, down; problems per run id."""
     from orchestrator.runs import list_runs
     from orchestrator.targets.session import LabRun
 
-    return {rid: down(LabRun.open(rid, base=base)) for rid in list_runs(base)}
+    runs = (LabRun.open(rid, base=base) for rid in list_runs(base))
+    return {lr.run_id: down(lr) for lr in runs if not is_down(lr.state)}

@@ -20,7 +20,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.targets.session import LabRun
-    from orchestrator.teardown import down, down_all
+    from orchestrator.teardown import down, down_all, is_down
 
     if args.all and args.run:
         raise ConfigError("give RUN or --all, not both")
@@ -28,12 +28,25 @@ def run(args: argparse.Namespace) -> int:
         problems = down_all()
     else:
         lr = LabRun.open(args.run)
+        if is_down(lr.state):  # what was recorded says so: nothing is probed
+            return _already(lr, args.json)
         problems = {lr.run_id: down(lr)}
     if args.json:
         print(json.dumps({"runs": {r: {"problems": p} for r, p in problems.items()}}))
+    elif not problems:
+        print("no run to take down: every recorded run is down")
     else:
         for rid, probs in problems.items():
             print(f"{rid}: down" + (f", {len(probs)} left over" if probs else ""))
             for p in probs:
                 print(f"  {p}", file=sys.stderr)
     return 3 if any(problems.values()) else 0
+
+
+def _already(lr: object, as_json: bool) -> int:
+    st = lr.state  # type: ignore[attr-defined]
+    if as_json:
+        print(json.dumps({"runs": {lr.run_id: {"problems": [], "already": True}}}))  # type: ignore[attr-defined]
+    else:
+        print(f"{lr.run_id}: already down since {st.since}")  # type: ignore[attr-defined]
+    return 0

@@ -43,8 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SpdlabError as e:
-        print(f"spdlab: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [type(e).__name__]:  # preflight: one per check
+            print(f"spdlab: {line}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the machine refused (a read-only runs folder, a full disk)
+        where = f": {e.filename}" if e.filename else ""
+        print(f"spdlab: {e.strerror or e}{where}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("spdlab: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT

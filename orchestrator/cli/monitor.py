@@ -24,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
 
     from orchestrator.export.monitor import Prometheus, render_config
     from orchestrator.runs import project_root, runs_dir
+    from orchestrator.targets.preflight import port_free, require
+
+    require([port_free(args.listen, "--listen", "give a free one, e.g. --listen 127.0.0.1:9091")])
 
     home = Path(args.data) if args.data else project_root() / ".cache" / "monitor"
     interval = args.scrape_interval

@@ -68,7 +68,8 @@ def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int
 
     exporter = _Exporter(args.metrics_addr, console)
     opts = Options(trials=args.trials, keep=args.keep, logx=args.logx, on_up=exporter.start,
-                   before_down=exporter.linger)  # fmt: skip
+                   before_down=exporter.linger, metrics_addr=args.metrics_addr,
+                   pushgateway=args.pushgateway)  # fmt: skip
     ctx = RunContext(lab, opts)
     try:
         with interrupts() as flag, bars(console, disable=args.json) as p:

@@ -117,6 +117,11 @@ def _endpoint_of(target: str, run_id: str | None):
     from orchestrator.targets.session import LabRun
 
     lr = LabRun.open(run_id)
+    if lr.state.phase != "up":  # its sockets are gone or stale: say what was recorded
+        from orchestrator.cli.status import state_line
+        from orchestrator.errors import InfraError
+
+        raise InfraError(state_line(lr.state))
     if target not in lr.targets():
         names = ", ".join(lr.targets()) or "none"
         raise ConfigError(f"no target '{target}' in run {lr.run_id}: targets are {names}")

@@ -28,8 +28,12 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.cli.bars import bars
     from orchestrator.interrupts import interrupts
     from orchestrator.progress import RichProgress
+    from orchestrator.run.context import Options
+    from orchestrator.run.preflight import unmet
+    from orchestrator.targets.preflight import require
     from orchestrator.targets.session import LabRun
 
+    require(unmet(lab, Options()))  # nothing is created when one fails
     console = Console(stderr=True)
     # Long steps poll the flag; LabRun.up tears down what it made, then raises.
     with interrupts(raise_first=False) as flag:

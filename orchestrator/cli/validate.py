@@ -1,4 +1,8 @@
-"""`spdlab validate LAB`: check a lab file; every error as `file:line:col: field: message`."""
+"""`spdlab validate LAB`: check a lab file; every error as `file:line:col: field: message`.
+
+--preflight also checks the machine as `spdlab run` would before `up` (exit 3 if it is not
+ready, one line per unmet precondition), without creating or starting anything.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a lab file", description=__doc__)
     p.add_argument("lab", metavar="LAB", help="the lab file (YAML)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--preflight",
+        action="store_true",
+        help="also check the machine's preconditions for a run (nothing starts)",
+    )
+    p.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1:9464",
+        help="with --preflight: the run's metrics address ('' = none)",
+    )
+    p.add_argument("--pushgateway", metavar="URL", help="with --preflight: the run's Pushgateway")
     p.set_defaults(func=run)
     return p
 
@@ -26,11 +41,25 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(str(e), file=sys.stderr)
         return e.exit_code
+    unmet = _preflight(lab, args) if args.preflight else []
     if args.json:
-        out = {"ok": True, "lab": args.lab, "name": lab.name, "builds": list(lab.builds)}
+        out = {"ok": not unmet, "lab": args.lab, "name": lab.name, "builds": list(lab.builds)}
         out["targets"] = [t.model_dump(mode="json") for t in lab.targets]
+        if args.preflight:
+            out["preflight"] = [{"what": u.what, "fix": u.fix} for u in unmet]
         print(json.dumps(out))
     else:
         print(f"{args.lab}: ok: lab '{lab.name}', {len(lab.targets)} targets, "
               f"builds {', '.join(lab.builds)}")  # fmt: skip
-    return 0
+        for u in unmet:
+            print(f"spdlab: {u.line()}", file=sys.stderr)
+        if args.preflight and not unmet:
+            print(f"{args.lab}: preflight: ok: kinds {', '.join(lab.kinds)}")
+    return 3 if unmet else 0
+
+
+def _preflight(lab: object, args: argparse.Namespace) -> list:
+    from orchestrator.run.context import Options
+    from orchestrator.run.preflight import unmet
+
+    return unmet(lab, Options(metrics_addr=args.metrics_addr, pushgateway=args.pushgateway))  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 from pathlib import Path
@@ -11,7 +12,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, InfraError
 from orchestrator.export.collectors import (
     DrainCollector,
     EspCollector,
@@ -25,6 +26,11 @@ from orchestrator.export.snapshot import Snapshot, TargetSource
 from orchestrator.export.targets import RunTargets
 
 DEFAULT_ADDR = "127.0.0.1:9464"
+
+
+METRICS_FIX = (
+    "give a free one (--metrics-addr 127.0.0.1:0 picks any), or --metrics-addr '' for none"
+)
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -119,14 +125,16 @@ class Exporter:
             The bound address, "host:port".
 
         Raises:
-            ConfigError: the address cannot be bound.
+            ConfigError: not an address.
+            InfraError: the address cannot be bound (in use, or not this machine's).
         """
         host, port = parse_addr(addr)
         try:
             app = self.scrapes.wrap(make_wsgi_app(self.registry))
             self._server, self._thread = _serve(host, port, app)
         except OSError as e:
-            raise ConfigError(f"cannot serve metrics on {addr}: {e.strerror or e}") from e
+            why = "in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+            raise InfraError(f"--metrics-addr {addr}: {why}; fix: {METRICS_FIX}") from e
         bound = self._server.server_address[1]
         self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
         return self.address

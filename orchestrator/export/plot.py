@@ -36,7 +36,8 @@ def plot(targets: Iterable[TargetResult], path: Path, logx: bool = False, title:
         if logx:
             ax.set_xscale("symlog", linthresh=1)
     ax1.set_ylabel("policies")
-    ax2.legend(fontsize="small", loc="upper right")
+    if ax2.get_legend_handles_labels()[0]:  # no trial (a run that never started): no legend
+        ax2.legend(fontsize="small", loc="upper right")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, delete_from_gateway, push_to_ga
 
 from orchestrator.errors import InfraError
 from orchestrator.export.collectors import DrainCollector
+from orchestrator.targets.preflight import url_why
 
 JOB = "spdlab"
 
@@ -32,7 +33,7 @@ def push_run_summary(url: str, run_dir: Path | str, timeout: float = 10.0) -> No
     try:
         push_to_gateway(url, JOB, registry, grouping_key(run_dir.name), timeout=timeout)
     except OSError as e:
-        raise InfraError(f"pushgateway {url}: {e}", step="push") from e
+        raise InfraError(f"--pushgateway {url}: {url_why(e)}", step="push") from e
 
 
 def delete_run_summary(url: str, run_id: str, timeout: float = 10.0) -> None:
@@ -44,4 +45,5 @@ def delete_run_summary(url: str, run_id: str, timeout: float = 10.0) -> None:
     try:
         delete_from_gateway(url, JOB, grouping_key(run_id), timeout=timeout)
     except OSError as e:
-        raise InfraError(f"pushgateway {url}: {e}", step="push") from e
+        raise InfraError(f"--pushgateway {url}: {url_why(e)}: the group run={run_id} stays; "
+                         f"spdlab down {run_id} again once it answers") from e  # fmt: skip

@@ -43,6 +43,11 @@ def serve(
     result.json changes.
     """
     run_dir = resolve_run(spec)
+    if pushgateway:
+        from orchestrator.run.preflight import PUSH_FIX
+        from orchestrator.targets.preflight import reachable, require
+
+        require([reachable(pushgateway, "--pushgateway", PUSH_FIX)])
     exporter = Exporter.for_run(run_dir, scrape_timeout=scrape_timeout)
     bound = exporter.start(addr)
     sd_path = run_dir / FILE_SD_NAME

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Concatenate, ParamSpec
 
-from orchestrator.errors import InfraError, PfkeyError
+from orchestrator.errors import InfraError, PfkeyError, connect_failure
 from orchestrator.pfkey import messages, wire
 from orchestrator.pfkey.codec import Msg, decode, encode
 from orchestrator.pfkey.wire import MsgType
@@ -104,7 +104,7 @@ class PfkeyClient:
             self._sock.connect(path)
         except OSError as e:
             self._sock.close()
-            raise InfraError(f"{path}: {e.strerror or e}", step="pfkey connect") from None
+            raise InfraError(connect_failure(path, e), step="pfkey connect") from None
 
     # ------------------------------------------------------------ plumbing
 

@@ -22,6 +22,7 @@ class Phase(str, enum.Enum):
     """The run's one phase vocabulary: the engine, result.json and the exporter use it."""
 
     NEW = "new"
+    PREFLIGHT = "preflight"
     UP = "up"
     INSTALLED = "installed"
     REFERENCED = "referenced"

@@ -49,6 +49,8 @@ class Options:
     trials: int | None = None
     keep: bool = False
     logx: bool = False
+    metrics_addr: str = ""  # the exporter's address, checked free before up
+    pushgateway: str | None = None  # checked to answer before up
     on_up: Callable[[Any], None] | None = None
     before_down: Callable[[], object] | None = None  # result.json is final; an exporter lingers
 

@@ -1,9 +1,10 @@
 """The run engine: one lab's experiment as a table of phases, walked in order.
 
-up → (installed → referenced → deleted → drained) per trial → judged → down.
-Each phase is a module with one entry point, `run(ctx)`. A target that breaks
-becomes INFRA-ERROR (with its phase) and the others carry on; down always runs,
-on Ctrl-C too, and result.json says how far the run got.
+preflight → up → (installed → referenced → deleted → drained) per trial → judged → down.
+Each phase is a module with one entry point, `run(ctx)`. Preflight creates nothing: a
+precondition that fails ends the run before up. A target that breaks becomes INFRA-ERROR
+(with its phase) and the others carry on; down always runs, on Ctrl-C too, and
+result.json says how far the run got.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 from orchestrator.errors import SpdlabError
 from orchestrator.result.model import Phase, RunResult
-from orchestrator.run import delete, down, drain, install, judge, reference, traffic, up
+from orchestrator.run import delete, down, drain, install, judge, preflight, reference, traffic, up
 from orchestrator.run.context import RunContext
 
 Step = Callable[[RunContext], None]
@@ -49,6 +50,7 @@ def hold(point: str) -> None:
 
 def execute(ctx: RunContext) -> RunResult:
     """Run every phase; always ends in down (unless kept) with result.json written."""
+    walk(ctx, Phase.PREFLIGHT, preflight.run)  # nothing to take down when it fails
     try:
         walk(ctx, Phase.UP, up.run)
         for n in range(1, ctx.trials + 1):

@@ -8,7 +8,8 @@ from __future__ import annotations
 from orchestrator.result.model import Phase
 
 ALLOWED: dict[Phase, tuple[Phase, ...]] = {
-    Phase.NEW: (Phase.UP,),
+    Phase.NEW: (Phase.PREFLIGHT,),
+    Phase.PREFLIGHT: (Phase.UP,),
     Phase.UP: (Phase.INSTALLED,),
     Phase.INSTALLED: (Phase.REFERENCED,),
     Phase.REFERENCED: (Phase.DELETED,),

@@ -20,14 +20,7 @@ def run(ctx: RunContext) -> None:
     # The drivers report up's steps ("up: network") and, later, down's under the same object.
     ctx.driver_progress = Prefixed(ctx.progress, "up: ")
     ctx.lr = LabRun.up(ctx.lab, progress=ctx.driver_progress)
-    ctx.result = RunResult(
-        run_id=ctx.lr.run_id,
-        started=now(),
-        tick_ms=ctx.tick_ms,
-        lab=LabRef(name=ctx.lab.name, file=ctx.lab.path),
-        scenario=ctx.lab.scenario.model_copy(update={"trials": ctx.trials}),
-        versions=versions.collect([t.spec.build for t in ctx.targets]),
-    )
+    ctx.result = new_result(ctx, ctx.lr.run_id)
     for t in ctx.targets:
         if t.name in ctx.lr.failed:
             t.infra = InfraFailure(phase="up", message=ctx.lr.failed[t.name])
@@ -35,3 +28,15 @@ def run(ctx: RunContext) -> None:
     ctx.save()
     if ctx.opts.on_up:
         ctx.opts.on_up(ctx.lr)
+
+
+def new_result(ctx: RunContext, run_id: str) -> RunResult:
+    """result.json as the run starts: what runs, with which versions."""
+    return RunResult(
+        run_id=run_id,
+        started=now(),
+        tick_ms=ctx.tick_ms,
+        lab=LabRef(name=ctx.lab.name, file=ctx.lab.path),
+        scenario=ctx.lab.scenario.model_copy(update={"trials": ctx.trials}),
+        versions=versions.collect([t.spec.build for t in ctx.targets]),
+    )

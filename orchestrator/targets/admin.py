@@ -6,7 +6,7 @@ import json
 import socket
 from typing import Any
 
-from orchestrator.errors import InfraError
+from orchestrator.errors import InfraError, connect_failure
 
 
 class AdminClient:
@@ -33,7 +33,7 @@ class AdminClient:
                 s.connect(self.path)
             except OSError as e:
                 s.close()
-                raise InfraError(f"{self.path}: {e.strerror or e}", self.target, "admin") from e
+                raise InfraError(connect_failure(self.path, e), self.target, "admin") from e
             self._sock, self._buf = s, b""
         return self._sock
 

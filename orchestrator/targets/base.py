@@ -16,6 +16,7 @@ from orchestrator.progress import NullProgress, Progress
 if TYPE_CHECKING:
     from orchestrator.lab.resolve import ResolvedLab, TargetSpec
     from orchestrator.runs import RunDir
+    from orchestrator.targets.preflight import Unmet
     from orchestrator.targets.protocols import PfkeyEndpoint, StatsEndpoint
     from orchestrator.targets.state import StateFile
 
@@ -56,6 +57,8 @@ class TargetDriver(ABC):
     """TargetDriver — runs one run's targets of one kind.
 
     Life cycle:
+    - preconditions(lab): what the kind needs of the machine, checked before anything
+      is created (the engine's preflight phase, `spdlab validate --preflight`).
     - provision(): build the firmware, create the network and each target's place;
       every resource is recorded in state.json before it is created.
     - start(): start the firmware; returns once every target answers PF_KEY REGISTER.
@@ -94,9 +97,19 @@ class TargetDriver(ABC):
     @property
     def specs(self) -> list[TargetSpec]:
         """This kind's targets from the lab (provision/start only)."""
-        if self.lab is None:
-            return []
-        return [t for t in self.lab.targets if t.kind == self.kind]
+        return [] if self.lab is None else self.lab_specs(self.lab)
+
+    @classmethod
+    def lab_specs(cls, lab: ResolvedLab) -> list[TargetSpec]:
+        return [t for t in lab.targets if t.kind == cls.kind]
+
+    @classmethod
+    @abstractmethod
+    def preconditions(cls, lab: ResolvedLab) -> list[Unmet | None]:
+        """This kind's checks of the machine for `lab`: an Unmet each that fails, else None.
+
+        Declared by each driver; they create nothing and start nothing.
+        """
 
     @property
     def spawn_env(self) -> dict[str, str]:

@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import InfraError, SpdlabError
 from orchestrator.targets import cleanup
+from orchestrator.targets import preflight as pf
 from orchestrator.targets.base import Health, TargetDriver
 from orchestrator.targets.dockerapi import (
     LABEL,
     RUN_LABEL,
     container_logs,
+    daemon_unmet,
     docker_client,
     ensure_image,
     image_tag,
@@ -36,7 +38,7 @@ from orchestrator.targets.registry import register_kind
 from orchestrator.wait import WaitTimeout, until
 
 if TYPE_CHECKING:
-    from orchestrator.lab.resolve import TargetSpec
+    from orchestrator.lab.resolve import ResolvedLab, TargetSpec
 
 MOUNT = "/spdlab"  # the target's folder inside its container
 READY_TIMEOUT = 20.0
@@ -72,6 +74,12 @@ class DockerDriver(TargetDriver):
         return {k: d / f for k, f in FILES.items()}
 
     # ------------------------------------------------------------ provision
+
+    @classmethod
+    def preconditions(cls, lab: ResolvedLab) -> list[pf.Unmet | None]:
+        """The lab switch's needs, nsenter to plug each container in, a dockerd that answers."""
+        return [*pf.gateways("containers on the lab switch"), pf.command("nsenter", "util-linux"),
+                pf.module("docker", "make venv"), daemon_unmet()]  # fmt: skip
 
     def provision(self) -> None:
         """Static firmware, one image per build, the lab network, then one container each."""

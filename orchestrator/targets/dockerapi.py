@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import tarfile
 import time
@@ -28,6 +29,7 @@ from orchestrator.runs import project_root
 DOCKERFILE = project_root() / "containers" / "netkeyd" / "Dockerfile"
 LABEL = "org.spdlab"
 RUN_LABEL = f"{LABEL}.run"  # on every container: the run it belongs to
+DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 
 def image_tag(build: str) -> str:
@@ -163,6 +165,52 @@ def _created(image: Any) -> float:
         return time.time()
 
 
+def daemon_address() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
+def _why(e: BaseException) -> str | None:
+    """The system error under the SDK's wrapped ones ("Connection refused"), if any."""
+    seen, todo = set(), [e]
+    while todo:
+        x = todo.pop(0)
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, OSError) and x.errno is not None:
+            return x.strerror or str(x)
+        todo += [a for a in x.args if isinstance(a, BaseException)]
+        todo += [c for c in (x.__cause__, x.__context__) if c is not None]
+    return None
+
+
+def unreachable(e: BaseException) -> InfraError:
+    why = _why(e) or str(e).splitlines()[0]
+    return InfraError(f"dockerd not reachable at {daemon_address()} ({why})")
+
+
+def daemon_unmet(timeout: float = 5.0) -> Any:
+    """The precondition "dockerd answers at DOCKER_HOST": an Unmet naming the fix, or None."""
+    from orchestrator.targets.preflight import Unmet
+
+    try:
+        import docker
+
+        docker.from_env(timeout=timeout).ping()
+        return None
+    except ImportError:
+        return None  # the SDK's own precondition reports it
+    except docker.errors.DockerException as e:
+        addr = daemon_address()
+        if addr != DEFAULT_HOST:
+            fix = f"start a dockerd listening there (dockerd -H {addr}), or unset DOCKER_HOST"
+        elif shutil.which("dockerd") is None:
+            fix = "apt-get install docker.io"
+        else:
+            fix = "systemctl start docker"
+        return Unmet(str(unreachable(e)), fix)
+
+
 def docker_client(step: str) -> Any:
     """A docker.DockerClient for the daemon at DOCKER_HOST (default /var/run/docker.sock).
 
@@ -172,12 +220,12 @@ def docker_client(step: str) -> Any:
     try:
         import docker
     except ImportError as e:
-        raise InfraError("the docker SDK is not installed (pip install docker)", step=step) from e
+        raise InfraError("the docker SDK is not installed (make venv)", step=step) from e
     try:
         client = docker.from_env(timeout=120)
         client.ping()
     except docker.errors.DockerException as e:
-        raise InfraError(f"docker daemon: {e}", step=step) from e
+        raise InfraError(str(unreachable(e)), step=step) from e
     return client
 
 
@@ -195,7 +243,7 @@ def remove_container(resource: dict[str, Any]) -> str | None:
     except docker.errors.NotFound:
         return None
     except docker.errors.DockerException as e:
-        return f"container {name}: {e}"
+        return f"container {name}: {unreachable(e) if _why(e) else e}"
     return None
 
 

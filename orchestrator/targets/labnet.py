@@ -23,6 +23,21 @@ BRIDGE = "br0"
 LAB_SH = PLAYBOOKS / "roles" / "netns_gateway" / "files" / "lab.sh"
 
 
+def names_free(short: str) -> bool:
+    """No namespace or link here carries the names a run with this short id makes (say,
+    left by a run whose folder was removed): its bridge and veths would be reused."""
+    found = []
+    for argv in (["ip", "netns", "list"], ["ip", "-o", "link"]):
+        try:
+            found.append(subprocess.run(argv, capture_output=True, text=True).stdout)
+        except OSError:
+            return True  # no iproute2: no lab switch either
+    netns, links = found
+    if any(n.startswith(f"spdlab-{short}-") for n in netns.split()):
+        return False
+    return not any(f": s{short}" in line for line in links.splitlines())
+
+
 @dataclass(frozen=True)
 class LabNetwork:
     """The switch namespace, its bridge and the traffic host of one run.

@@ -15,7 +15,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -23,6 +23,7 @@ from orchestrator.errors import InfraError
 from orchestrator.lab.builds import firmware_dir
 from orchestrator.runs import project_root
 from orchestrator.targets import cleanup, sshbridge, sshconn
+from orchestrator.targets import preflight as pf
 from orchestrator.targets.ansible import PlaybookResult, default_forks, run_playbook
 from orchestrator.targets.base import Health, TargetDriver, TrafficHost
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
@@ -30,6 +31,9 @@ from orchestrator.targets.labhost import LabHost, entry
 from orchestrator.targets.labnet import BRIDGE, LabNetwork
 from orchestrator.targets.registry import register_kind
 from orchestrator.targets.sshbridge import SshBridge
+
+if TYPE_CHECKING:
+    from orchestrator.lab.resolve import ResolvedLab
 
 CONTROLLER = "_controller"
 RESERVED = ("sw", "th")
@@ -97,6 +101,11 @@ class NetnsDriver(TargetDriver):
         }
 
     # ------------------------------------------------------------ provision
+
+    @classmethod
+    def preconditions(cls, lab: ResolvedLab) -> list[pf.Unmet | None]:
+        """Namespaces and veths (root), the firmware's toolchain, ansible-runner."""
+        return [*pf.gateways("network namespaces"), pf.module("ansible_runner", "make venv")]
 
     def _check(self) -> None:
         for t in self.specs:

@@ -30,13 +30,24 @@ from orchestrator.atomic import write_json
 from orchestrator.errors import ConfigError, InfraError, SpdlabError
 from orchestrator.runs import project_root
 from orchestrator.targets import cleanup
+from orchestrator.targets import preflight as pf
 from orchestrator.targets.base import Health, TargetDriver
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
-from orchestrator.targets.qemuboot import STOCK, Boot, arch_of, built, qemu_argv, qemu_binary, stock
+from orchestrator.targets.qemuboot import (
+    STOCK,
+    Boot,
+    arch_of,
+    built,
+    kernel_unmet,
+    qemu_argv,
+    qemu_binary,
+    qemu_unmet,
+    stock,
+)
 from orchestrator.targets.registry import KIND_BUILDS, register_kind
 
 if TYPE_CHECKING:
-    from orchestrator.lab.resolve import TargetSpec
+    from orchestrator.lab.resolve import ResolvedLab, TargetSpec
 
 PORT_NAME = "spdlab.pfkey"
 MEMORY_MB = 256
@@ -89,6 +100,15 @@ class QemuDriver(TargetDriver):
         }
 
     # ------------------------------------------------------------ provision
+
+    @classmethod
+    def preconditions(cls, lab: ResolvedLab) -> list[pf.Unmet | None]:
+        """QEMU for each arch, each kernel (fetched, cached, or its source), the relay's cc."""
+        specs = cls.lab_specs(lab)
+        arches = sorted({arch_of(t) for t in specs})
+        kernels = sorted({(t.build, arch_of(t)) for t in specs})
+        return [pf.command("cc", "gcc"), *(qemu_unmet(a) for a in arches),
+                *(kernel_unmet(lab, b, a, kernel_dir()) for b, a in kernels)]  # fmt: skip
 
     def provision(self) -> None:
         """Check socket paths, record the targets, build or fetch each kernel and initramfs."""

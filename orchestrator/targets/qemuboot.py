@@ -6,12 +6,12 @@ A kernel build comes from kernels/builds.conf or from the lab file's `kernels:`
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ConfigError, InfraError
+from orchestrator.targets.preflight import Unmet, command, path
 
 if TYPE_CHECKING:
     from orchestrator.lab.resolve import ResolvedLab, TargetSpec
@@ -44,12 +44,34 @@ def arch_of(spec: TargetSpec) -> str:
     return spec.arch or DEFAULT_ARCH
 
 
+def qemu_unmet(arch: str) -> Unmet | None:
+    """The precondition "that arch's QEMU is on PATH"."""
+    return command(MACHINES[arch][0], APT[arch])
+
+
 def qemu_binary(arch: str) -> str:
     """Raises InfraError when that arch's QEMU is not installed."""
-    qemu = MACHINES[arch][0]
-    if shutil.which(qemu) is None:
-        raise InfraError(f"{qemu} not found: apt-get install {APT[arch]}", step="provision")
-    return qemu
+    unmet = qemu_unmet(arch)
+    if unmet is not None:
+        raise InfraError(unmet.line(), step="provision")
+    return MACHINES[arch][0]
+
+
+def kernel_unmet(lab: ResolvedLab, build: str, arch: str, stock_dir: Path) -> Unmet | None:
+    """The precondition "the kernel is there, or what makes it is": Debian's kernel fetched
+    (or busybox-static to make its initramfs), a kernel build's source package."""
+    if build == STOCK:
+        if (stock_dir / "vmlinuz").is_file() and (stock_dir / "initramfs.gz").is_file():
+            return None
+        return path(Path("/bin/busybox"), "busybox for the qemu initramfs:",
+                    "apt-get install busybox-static")  # fmt: skip
+    from orchestrator.kernel.cache import tarball
+
+    try:
+        source = kernel_build(lab, build).source
+    except ConfigError:
+        return None  # validate reports an unknown build
+    return path(tarball(source), f"kernel {build} ({arch}): the source", "scripts/deps.sh kernel")
 
 
 def kernel_build(lab: ResolvedLab | None, name: str):

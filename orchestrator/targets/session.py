@@ -14,6 +14,7 @@ from orchestrator.lab.resolve import ResolvedLab
 from orchestrator.runs import RunDir, list_runs
 from orchestrator.targets import cleanup
 from orchestrator.targets.base import Health, Progress, TargetDriver
+from orchestrator.targets.labnet import names_free
 from orchestrator.targets.registry import driver_class
 from orchestrator.targets.state import StateFile
 
@@ -70,7 +71,7 @@ class LabRun:
             The running lab.
         """
         cancel = cancel or (lambda: False)
-        run = RunDir.create(base)
+        run = RunDir.create(base, free=names_free)  # the bridge's names are this run's alone
         # Recorded before anything starts: how `down` finds every process of the run.
         marker = {"type": "processes", "env": proc.run_marker(run.path)}
         state = StateFile.create(

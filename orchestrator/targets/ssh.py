@@ -31,6 +31,7 @@ import yaml
 from orchestrator.errors import InfraError
 from orchestrator.lab.builds import firmware_dir
 from orchestrator.targets import cleanup, sshbridge, sshconn
+from orchestrator.targets import preflight as pf
 from orchestrator.targets.ansible import PlaybookResult, default_forks, run_playbook
 from orchestrator.targets.base import Health, TargetDriver
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
@@ -38,7 +39,7 @@ from orchestrator.targets.registry import register_kind
 from orchestrator.targets.sshbridge import SshBridge
 
 if TYPE_CHECKING:
-    from orchestrator.lab.resolve import TargetSpec
+    from orchestrator.lab.resolve import ResolvedLab, TargetSpec
 
 KERNEL = "kernel"
 MAX_UNIX_PATH = 107
@@ -64,6 +65,30 @@ cleanup.REMOVERS.setdefault("board", board_left)
 @register_kind("ssh")
 class SshDriver(TargetDriver):
     """SshDriver — a board over SSH, PF_KEY relayed through the connection."""
+
+    @classmethod
+    def preconditions(cls, lab: ResolvedLab) -> list[pf.Unmet | None]:
+        """ssh and ansible-runner here; each board's key and known_hosts file."""
+        out = [pf.command("ssh", "openssh-client"), pf.module("ansible_runner", "make venv")]
+        for t in cls.lab_specs(lab):
+            if t.ssh is None:
+                continue
+            out.append(
+                pf.path(
+                    Path(t.ssh.known_hosts),
+                    f"{t.name}: known_hosts",
+                    "add the board's host key there (ssh-keyscan, then check it)",
+                )
+            )
+            if t.ssh.key:
+                out.append(
+                    pf.path(
+                        Path(t.ssh.key),
+                        f"{t.name}: SSH key",
+                        "ssh-keygen -t ed25519 -f KEY, then put KEY.pub on the board",
+                    )
+                )
+        return out  # fmt: skip
 
     def files(self, name: str) -> dict[str, Path]:
         """The target's files on this host, under runs/<id>/targets/<name>/."""

@@ -17,6 +17,10 @@ def write_json_atomic(path: Path, doc: Any) -> None:
     atomic.write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 class StateFile:
     """A run's state.json: phase, targets and the list of resources to remove on `down`.
 
@@ -33,8 +37,8 @@ class StateFile:
     @classmethod
     def create(cls, path: Path, **fields: Any) -> StateFile:
         st = cls(path)
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        st.doc = {"version": STATE_VERSION, "created": now, "phase": "new"}
+        now = _now()
+        st.doc = {"version": STATE_VERSION, "created": now, "phase": "new", "since": now}
         st.doc |= {"targets": {}, "resources": [], **fields}
         st.save()
         return st
@@ -52,8 +56,15 @@ class StateFile:
     def phase(self) -> str:
         return self.doc.get("phase", "new")
 
+    @property
+    def since(self) -> str:
+        """When the run entered its phase (UTC)."""
+        return self.doc.get("since") or self.doc.get("created", "?")
+
     def set(self, **fields: Any) -> None:
-        """Update top-level fields (phase, error, ...)."""
+        """Update top-level fields (phase, error, ...); a new phase notes when (`since`)."""
+        if "phase" in fields and fields["phase"] != self.doc.get("phase"):
+            fields["since"] = _now()
         self.doc.update(fields)
         self.save()
 
