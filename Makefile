@@ -11,10 +11,10 @@ PYTEST_ARGS ?=
 # the HTML report in Chromium, Prometheus and the fuzz harnesses.
 DEMO_GROUPS := base
 TEST_GROUPS := base prometheus fuzz chromium docker qemu kernel ssh
-ALL_GROUPS := $(TEST_GROUPS) fresh
+ALL_GROUPS := $(TEST_GROUPS) fresh bench
 
 .PHONY: all setup deps deps-demo deps-test venv firmware firmware-asan kernels test demo bench \
-	lint fmt clean dashboards check-fresh
+	lint fmt clean dashboards check-fresh fuzz-campaign
 
 all: setup
 
@@ -51,8 +51,15 @@ kernels: deps-test venv
 test: deps-test venv firmware firmware-asan kernels lint
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
+# 5 trials: the fewest at which every comparison's rank test can decide (README "Regressions")
 demo: deps-demo venv firmware
-	$(SPDLAB) run labs/demo.yaml
+	$(SPDLAB) run labs/demo.yaml --trials 5
+
+# Each libFuzzer harness to 3*10^7 executions, one at a time; the minimized corpora land in
+# firmware/fuzz/corpus (RELIABILITY.md).  FUZZ_HARNESSES=..., FUZZ_MAX_SECS=... narrow it.
+fuzz-campaign: venv
+	@scripts/deps.sh fuzz
+	@$(MAKE) -s -C firmware fuzz-campaign
 
 # the install steps on a fresh Debian 12, in a debootstrap chroot (scripts/check-fresh.sh)
 check-fresh:

@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchlib import publish  # noqa: E402
+
 from orchestrator.export import result  # noqa: E402
 from orchestrator.runs import list_runs  # noqa: E402
 
@@ -58,10 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{res.tick_ms} ms ticks (33 min at the kernel's 1 Hz).",
         "",
     ])  # fmt: skip
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text)
-    return 0
+    return publish(text, a.out)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 - Boot: `spdlab up` of a one-target qemu lab (LabRun.up) until the guest's af_key answers
   REGISTER through the relay, for build `linux` on x86_64 and arm64 and for Debian's stock
   kernel (`linux-af_key`, x86_64, modules loaded by its initramfs). Kernels come from the
-  cache, so this is boot time. Median of --rounds; the ratio is stock / built.
+  cache, so this is boot time. Median of --rounds; the ratio is stock / built. The up is
+  split where the driver reports its `boot` phase: before it, the run folder, the cached
+  kernel and initramfs looked up; from it, QEMU and the relay started and the guest booted
+  until REGISTER answered.
 - Build: a cold build of `linux` for x86_64 into an empty cache (the pristine source is
   shared, so unpacking is not counted), and a one-line patch on top of `linux` rebuilt in
   the cache's object directory. The ratio is cold / warm. `--cold recorded` takes the
   cold time this cache recorded when it first built `linux` (meta.json) instead.
 
-    python bench/bench_kernel.py [--rounds 3] [--cold build|recorded] [--out FILE]
+    python bench/bench_kernel.py [--rounds 3] [--cold build|recorded] [--boot-only] [--out FILE]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.kernel import build, cache, conf, tree  # noqa: E402
 from orchestrator.lab import load_lab  # noqa: E402
+from orchestrator.progress import NullProgress  # noqa: E402
 from orchestrator.runs import list_runs  # noqa: E402
 from orchestrator.targets.session import LabRun  # noqa: E402
 
@@ -43,26 +47,43 @@ scenario: {{policies: 1, traffic: none, algorithm: aes-cbc-hmac-sha256}}
 """
 
 
-def boot_s(runs: Path, build_name: str, arch: str) -> float:
-    """One `up` to PF_KEY ready, then down; seconds of the up."""
+class PhaseClock(NullProgress):
+    """When each phase the drivers report began."""
+
+    def __init__(self) -> None:
+        self.began: dict[str, float] = {}
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        self.began.setdefault(name, time.monotonic())
+
+
+def boot_s(runs: Path, build_name: str, arch: str) -> tuple[float, float]:
+    """One `up` to PF_KEY ready, then down: seconds of the up, and of its boot phase."""
     lab = runs / f"{build_name}-{arch}.yaml"
     lab.write_text(LAB.format(build=build_name, arch=arch))
     resolved = load_lab(lab)
+    clock = PhaseClock()
     t0 = time.monotonic()
-    lr = LabRun.up(resolved, base=runs)
-    took = time.monotonic() - t0
+    lr = LabRun.up(resolved, base=runs, progress=clock)
+    end = time.monotonic()
     lr.down()
-    return took
+    return end - t0, end - clock.began["boot"]
 
 
-def boots(rounds: int) -> dict[str, float]:
+def boots(rounds: int) -> dict[str, tuple[float, float]]:
+    """build arch → (up, boot) seconds, the medians of --rounds ups each."""
     runs = Path(tempfile.mkdtemp(prefix="spdb", dir="/tmp"))
     try:
         cases = (("linux", "x86_64"), ("linux", "arm64"), ("linux-af_key", "x86_64"))
         for b, a in cases:  # warm the caches: builds and the stock initramfs
             boot_s(runs, b, a)
-        return {f"{b} {a}": statistics.median(boot_s(runs, b, a) for _ in range(rounds))
-                for b, a in cases}  # fmt: skip
+        # Rounds interleave the kernels, so a change in the machine's load falls on each alike.
+        got: dict[str, list[tuple[float, float]]] = {f"{b} {a}": [] for b, a in cases}
+        for _ in range(rounds):
+            for b, a in cases:
+                got[f"{b} {a}"].append(boot_s(runs, b, a))
+        return {k: (statistics.median(u for u, _ in v), statistics.median(s for _, s in v))
+                for k, v in got.items()}  # fmt: skip
     finally:
         for rid in list_runs(runs):
             LabRun.open(rid, base=runs).down()
@@ -135,26 +156,43 @@ def builds(cold: str) -> dict[str, float]:
     return {"cold": cold_s() if cold == "build" else recorded_cold_s(), "warm": warm}
 
 
-def markdown(boot: dict[str, float], bld: dict[str, float], cold: str) -> str:
-    stock = boot["linux-af_key x86_64"]
-    rows = [f"| {k} | {v:.2f} s | {stock / v:.1f}× |" for k, v in boot.items()]
-    x86 = boot["linux x86_64"]
-    ok = stock / x86 >= GOAL_RATIO and x86 < GOAL_BOOT_S
+def verdict(name: str, up: float, stock: float) -> str:
+    """The goal for one built kernel, each half said plainly."""
+    ratio, fast = stock / up >= GOAL_RATIO, up < GOAL_BOOT_S
+    halves = (f"{stock / up:.1f}× faster than stock ({'met' if ratio else 'missed'})",
+              f"{up:.2f} s ({'under' if fast else 'not under'} {GOAL_BOOT_S:.0f} s)")  # fmt: skip
+    return f"- `{name}`: {halves[0]}, {halves[1]}: **{'met' if ratio and fast else 'missed'}**."
+
+
+def markdown(boot: dict[str, tuple[float, float]], bld: dict[str, float] | None, cold: str,
+             ) -> str:  # fmt: skip
+    stock, stock_boot = boot["linux-af_key x86_64"]
+    rows = [f"| {k} | {u:.2f} s | {stock / u:.1f}× | {s:.2f} s | {stock_boot / s:.1f}× |"
+            for k, (u, s) in boot.items()]  # fmt: skip
+    goals = [verdict(k, u, stock) for k, (u, _) in boot.items() if not k.startswith("linux-af")]
     return "\n".join([
         "## kernel", "",
         "`spdlab up` of one qemu target until its af_key answers REGISTER (TCG), kernels from",
-        "the build cache; the ratio is Debian's stock kernel against each.", "",
-        "| kernel | up → PF_KEY ready | stock / this |", "|---|---|---|", *rows, "",
+        "the build cache; the ratio is Debian's stock kernel against each. *boot*: the part",
+        "of the up from QEMU's start (the driver's `boot` phase) to REGISTER answered.", "",
+        "| kernel | up → PF_KEY ready | stock / this | of which boot | stock / this |",
+        "|---|---|---|---|---|", *rows, "",
         f"Goal: a built kernel ≥ {GOAL_RATIO:.0f}× faster than stock and under "
-        f"{GOAL_BOOT_S:.0f} s: {'met' if ok else 'missed'}.", "",
+        f"{GOAL_BOOT_S:.0f} s, from `spdlab up` to PF_KEY ready:", *goals, "",
+        *(build_rows(bld, cold) if bld else []),
+        f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
+    ])  # fmt: skip
+
+
+def build_rows(bld: dict[str, float], cold: str) -> list[str]:
+    return [
         "Kernel build of `linux` for x86_64 (`make -j2`): cold into an empty cache"
         + (" (this cache's own cold build, `--cold recorded`)" if cold == "recorded" else "")
         + ", then a one-line patch rebuilt in the same object directory.", "",
         "| build | time | cold / this |", "|---|---|---|",
         f"| cold | {bld['cold']:.0f} s | 1.0× |",
-        f"| one-line patch, warm | {bld['warm']:.1f} s | {bld['cold'] / bld['warm']:.0f}× |",
-        "", f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
-    ])  # fmt: skip
+        f"| one-line patch, warm | {bld['warm']:.1f} s | {bld['cold'] / bld['warm']:.0f}× |", "",
+    ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         default="build",
         help="build: a cold build now; recorded: the cache's first build's time",
     )
+    p.add_argument("--boot-only", action="store_true", help="measure the boots, no builds")
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
-    text = markdown(boots(a.rounds), builds(a.cold), a.cold)
+    text = markdown(boots(a.rounds), None if a.boot_only else builds(a.cold), a.cold)
     print(text)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ prints a Markdown section (BENCHMARKS.md) and optionally writes the numbers as J
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchlib import publish  # noqa: E402
 
 from orchestrator.traffic import scenario, template  # noqa: E402
 from orchestrator.traffic.sender import Pacing, Sender  # noqa: E402
@@ -96,13 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", metavar="FILE", help="write the Markdown section here")
     args = p.parse_args(argv)
     res = collect(args.seconds, [float(x) for x in args.rates.split(",")])
-    md = markdown(res)
-    print(md)
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
-    if args.out:
-        Path(args.out).write_text(md)
-    return 0
+    return publish(markdown(res), args.out, res, args.json)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_install import _send, _sender  # noqa: E402
 from bench_traffic import GW, TR, Lab, _pin  # noqa: E402
+from benchlib import publish  # noqa: E402
 
 from orchestrator.netkeyd import Netkeyd  # noqa: E402
 from orchestrator.pfkey import messages  # noqa: E402
@@ -197,11 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--held", type=int, default=2000, help="policies held by traffic flows")
     p.add_argument("--out", metavar="FILE")
     a = p.parse_args(argv)
-    text = markdown(run(a.policies, a.held))
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text)
-    return 0
+    return publish(markdown(run(a.policies, a.held)), a.out)
 
 
 if __name__ == "__main__":

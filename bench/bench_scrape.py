@@ -43,9 +43,9 @@ def start_targets(stack: ExitStack, workdir: Path, n: int, policies: int) -> lis
         nk = stack.enter_context(Netkeyd(build, workdir / f"t{i:03d}", flow_idle_ticks=10**6))
         install(nk, policies)
         open_flows(nk, policies)
-        tree, patches = recipes.get(build, ("", ()))
-        out.append(ExportTarget(f"gw-{i:03d}", build, tree, patches, "direct", "x86-vm",
-                                str(nk.admin_path)))  # fmt: skip
+        r = recipes[build]
+        out.append(ExportTarget(f"gw-{i:03d}", build, r.tree, r.patches, "direct", "x86-vm",
+                                str(nk.admin_path), r.synthetic))  # fmt: skip
     return out
 
 

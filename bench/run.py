@@ -22,7 +22,7 @@ BENCHES = [
     ("traffic", ["bench/bench_traffic.py"]),
     ("scale", ["bench/bench_scale.py", "--policies", "100000", "--held", "2000"]),
     ("pacing", ["bench/bench_pacing.py"]),
-    ("up", ["bench/bench_up.py", "--sizes", "1,16,64"]),
+    ("up", ["bench/bench_up.py", "--sizes", "1,16,64,256", "--shell-max", "64"]),
     ("scrape", ["bench/bench_scrape.py", "--targets", "64"]),
     ("demo", ["bench/bench_demo.py"]),
     ("kernel", ["bench/bench_kernel.py", "--rounds", "3"]),

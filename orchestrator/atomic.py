@@ -12,14 +12,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import WriteError
+
 
 def write_bytes(path: Path | str, data: bytes, mode: int = 0o644) -> None:
-    """Replace `path` with `data` atomically."""
+    """Replace `path` with `data` atomically.
+
+    Raises:
+        WriteError: the write failed (ENOSPC, EROFS, ...); `path` is as it was.
+    """
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:  # name the file the caller meant, not the temporary one
-        raise OSError(e.errno, e.strerror, str(path)) from None
+    except OSError as e:
+        raise WriteError(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -27,6 +33,9 @@ def write_bytes(path: Path | str, data: bytes, mode: int = 0o644) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

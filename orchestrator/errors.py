@@ -44,6 +44,18 @@ class InfraError(SpdlabError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+class WriteError(InfraError, OSError):
+    """A file spdlab could not write (a full disk, a read-only folder): the path and why.
+
+    Still an OSError, for the callers that already treat a failed write as one.
+    """
+
+    def __init__(self, path: object, err: OSError):
+        self.path = str(path)
+        self.errno = err.errno
+        super().__init__(f"cannot write {path}: {err.strerror or err}")
+
+
 def connect_failure(path: str, e: OSError) -> str:
     """Why a Unix socket did not connect, as a user reads it: a socket file that refuses
     is one whose daemon died and left it behind."""

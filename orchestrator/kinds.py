@@ -31,24 +31,39 @@ KIND_EXTRA_BUILDS: dict[str, tuple[str, ...]] = {
     "ssh": ("kernel",),
 }
 
-# What a kind cannot observe, measure → why. The engine records these measures as not
-# observable (never 0) and `spdlab validate` rejects an expectation on one of them.
+# What a real kernel's target (qemu, an ssh board's `kernel`) cannot observe, measure →
+# why: its stats are SPDDUMP polled. The engine records these measures as not observable
+# (never 0) and `spdlab validate` rejects an expectation on one of them.
 _FREES = "SPDDUMP polling cannot see frees: a deleted policy leaves the dump either way"
-KIND_UNOBSERVABLE: dict[str, dict[str, str]] = {
-    "qemu": {
-        "premature_frees": _FREES,
-        "use_after_free": _FREES,
-        "free_ticks": _FREES,
-        "timer_unlinked_during_delete": "SPDDUMP polling cannot tell who unlinked a policy",
-        "walked_per_lookup": "PF_KEY shows no SPD lookups",
-        "esp_ok": "PF_KEY shows no ESP counters",
-        "esp_drop": "PF_KEY shows no ESP counters",
+POLLED_UNOBSERVABLE: dict[str, str] = {
+    "premature_frees": _FREES,
+    "use_after_free": _FREES,
+    "free_ticks": _FREES,
+    "timer_unlinked_during_delete": "SPDDUMP polling cannot tell who unlinked a policy",
+    "walked_per_lookup": "PF_KEY shows no SPD lookups",
+    "esp_ok": "PF_KEY shows no ESP counters",
+    "esp_drop": "PF_KEY shows no ESP counters",
+}
+KIND_UNOBSERVABLE: dict[str, dict[str, str]] = {"qemu": POLLED_UNOBSERVABLE}
+
+# What a kind cannot observe under one delete mode only, (kind, mode) → measure → why.
+KIND_MODE_UNOBSERVABLE: dict[tuple[str, str], dict[str, str]] = {
+    ("qemu", "spdupdate"): {
+        "removed_by_delete": "Linux replaces a policy in place, under its old index: "
+        "SPDDUMP cannot tell the replaced policy from its replacement",
     },
 }
 
 # What one tick is on each kind; the default is netkeyd's timer.
-KIND_TICK: dict[str, str] = {"qemu": "one SPDDUMP observation"}
+POLLED_TICK = "one SPDDUMP observation"
+KIND_TICK: dict[str, str] = {"qemu": POLLED_TICK}
 DEFAULT_TICK = "one netkeyd timer tick"
+
+
+def runs_netkeyd(kind: str, build: str) -> bool:
+    """A firmware build's netkeyd, whose virtual clock spdlab can drive (admin `tick`);
+    a real kernel (qemu, an ssh board's `kernel`) keeps its own time."""
+    return kind not in KIND_BUILDS and build not in KIND_EXTRA_BUILDS.get(kind, ())
 
 
 def supported_kinds() -> tuple[str, ...]:
@@ -56,10 +71,12 @@ def supported_kinds() -> tuple[str, ...]:
     return tuple(sorted(KIND_MODULES))
 
 
-def unobservable(kind: str) -> dict[str, str]:
-    """Measures a kind's targets cannot show, each with the reason."""
-    return KIND_UNOBSERVABLE.get(kind, {})
+def unobservable(kind: str, build: str = "", mode: str | None = None) -> dict[str, str]:
+    """Measures a target of this kind and build cannot show (under that delete mode), each
+    with the reason."""
+    polled = {} if runs_netkeyd(kind, build) else POLLED_UNOBSERVABLE
+    return {**polled, **KIND_MODE_UNOBSERVABLE.get((kind, mode or ""), {})}
 
 
-def tick_meaning(kind: str) -> str:
-    return KIND_TICK.get(kind, DEFAULT_TICK)
+def tick_meaning(kind: str, build: str = "") -> str:
+    return DEFAULT_TICK if runs_netkeyd(kind, build) else POLLED_TICK

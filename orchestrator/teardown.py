@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import WriteError
 from orchestrator.export.unpublish import unpublish
 
 
@@ -13,7 +15,8 @@ def down(lr: Any) -> list[str]:
     problems = lr.down()
     problems += unpublish(lr)
     if problems:
-        lr.state.set(down_problems=problems)
+        with contextlib.suppress(WriteError):  # already among the problems
+            lr.state.set(down_problems=problems)
     return problems
 
 

@@ -12,7 +12,7 @@ set -eu
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 TEST_GROUPS="base prometheus fuzz chromium docker qemu"
-ALL_GROUPS="$TEST_GROUPS kernel ssh fresh"
+ALL_GROUPS="$TEST_GROUPS kernel ssh fresh bench"
 CACHE=$REPO/.cache/fresh
 R=$CACHE/root.$$
 STEP="start"

@@ -10,6 +10,7 @@
 #               for kernel builds (kernels/) on x86_64 and arm64
 #   ssh         OpenSSH server and client, dropbear, for the ssh kind and multi-host labs
 #   fresh       debootstrap, for `make check-fresh`; stress-ng, to run the suite under load
+#   bench       linux-perf, for the profiles `make bench` reports (what bounds a rate)
 set -eu
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -45,6 +46,7 @@ for group in "$@"; do
 	# python3-scapy, python3-cryptography: the traffic sender on a multi-host lab's hosts
 	ssh) install openssh-server openssh-client dropbear-bin python3-scapy python3-cryptography ;;
 	fresh) install debootstrap stress-ng ;;  # stress-ng: the suite is checked under load
+	bench) install linux-perf ;;  # perf record: what bounds netkeyd's ESP input
 	prometheus)
 		if [ ! -x .cache/prometheus/usr/bin/promtool ]; then
 			echo "deps: fetching Debian's prometheus package"

@@ -24,9 +24,9 @@ from test_esp_input import (
     SPI_TUN,
     Gateway,
     _inner,
-    _install,
     binary,  # noqa: F401 (the module's ASan build fixture)
     esp_gcm,
+    installed_gateway,
 )
 
 from orchestrator.wait import until
@@ -36,14 +36,8 @@ pytestmark = pytest.mark.netns
 
 @pytest.fixture(scope="module")
 def gwb(binary, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:  # noqa: F811
-    g = Gateway(tmp_path_factory.mktemp("espbatch"), binary)
-    try:
-        g.up()
-        _install(g)
+    with installed_gateway(tmp_path_factory.mktemp("espbatch"), binary) as g:
         yield g
-    finally:
-        err = g.down()
-    assert "Sanitizer" not in err and "runtime error" not in err, err
 
 
 def counters(g: Gateway) -> dict[str, int]:

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from orchestrator.pfkey import messages as m
+from orchestrator.pfkey import setkey
 from orchestrator.pfkey.client import PfkeyClient, PfkeyReplyError
 from orchestrator.pfkey.codec import IpsecRequest, Lifetime, Msg
 from orchestrator.pfkey.wire import (
@@ -305,10 +306,11 @@ def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return FIRMWARE / "build" / "netkey" / "netkeyd-asan"
 
 
-@pytest.fixture
-def gw(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """A fresh gateway per test: replay windows and lifetimes never carry over."""
-    g = Gateway(tmp_path_factory.mktemp("espgw"), binary)
+@contextlib.contextmanager
+def installed_gateway(workdir: Path, binary: Path) -> Iterator[Gateway]:
+    """A gateway with the SAs and policies of _install; down afterwards, and its stderr
+    free of sanitizer findings."""
+    g = Gateway(workdir, binary)
     try:
         g.up()
         _install(g)
@@ -316,6 +318,13 @@ def gw(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatew
     finally:
         err = g.down()
     assert "Sanitizer" not in err and "runtime error" not in err, err
+
+
+@pytest.fixture
+def gw(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A fresh gateway per test: replay windows and lifetimes never carry over."""
+    with installed_gateway(tmp_path_factory.mktemp("espgw"), binary) as g:
+        yield g
 
 
 def _install(g: Gateway) -> None:
@@ -703,3 +712,14 @@ def _next(c: PfkeyClient, mtype: int) -> Msg:
         msg = c.recv()
         if msg.type == mtype:
             return msg
+
+
+def test_null_encryption_without_auth(gw: Gateway) -> None:
+    """`-E null;` alone, as KAME and Linux take it: plaintext ESP with no ICV is accepted."""
+    (st,) = setkey.parse(f"add {PEER} {GW} esp 0x9101 -m transport -E null;")
+    with gw.pfkey() as c:
+        assert c.request(st.msg).type == MsgType.ADD
+    hdr = struct.pack("!II", 0x9101, 1)
+    gw.expect(raw=[hdr + _trailer(DATA, IPPROTO_UDP, 4)], ok=1)
+    # A packet too short for even the trailer is still dropped.
+    gw.expect(raw=[struct.pack("!II", 0x9101, 2) + b"\x00"], malformed=1)

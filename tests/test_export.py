@@ -47,8 +47,9 @@ N = 12
 
 
 def export_target(name: str, nk: Netkeyd, hardware: str = "x86-vm") -> ExportTarget:
-    tree, patches = build_recipes()[nk.build]
-    return ExportTarget(name, nk.build, tree, patches, "direct", hardware, str(nk.admin_path))
+    r = build_recipes()[nk.build]
+    return ExportTarget(name, nk.build, r.tree, r.patches, "direct", hardware,
+                        str(nk.admin_path), r.synthetic)  # fmt: skip
 
 
 @pytest.fixture
@@ -126,8 +127,9 @@ def test_scraped_values_match_admin_stats(gateways: dict[str, Netkeyd]) -> None:
         assert value(got, "spdlab_spd_timer_ticks_total", **lab) == st["ticks"]
         assert value(got, "spdlab_esp_packets_total", **lab, result="ok", reason="") == 0
         assert value(got, "spdlab_esp_packets_total", **lab, result="drop", reason="no_sa") == 0
-        info = dict(lab, tree=st and build_recipes()[BUILDS[name]][0], kind="direct")
-        info |= {"patches": ",".join(build_recipes()[BUILDS[name]][1]), "hardware": "x86-vm"}
+        r = build_recipes()[BUILDS[name]]
+        info = dict(lab, tree=st and r.tree, kind="direct", synthetic=str(r.synthetic).lower())
+        info |= {"patches": ",".join(r.patches), "hardware": "x86-vm"}
         assert value(got, "spdlab_build_info", **info) == 1
     for c in ("admin", "target", "spd", "esp", "traffic", "drain"):
         assert value(got, "spdlab_scrape_collector_success", collector=c) == 1
@@ -355,7 +357,7 @@ def result_doc(now: float = 1_750_000_000.0) -> dict:
             "name": name, "build": build, "kind": "netns", "labels": {"hardware": "x86-vm"},
             "tick_ms": 50, "verdict": verdict, "reason": "", "measures": {"drain_ticks": ticks},
             "drain_seconds": None if ticks is None else ticks * 0.05,
-            "completed_at": completed, "trials": [],
+            "completed_at": completed, "trials": [], "synthetic": build == "canary",
         }  # fmt: skip
 
     doc = {
@@ -392,12 +394,15 @@ def test_result_json_drives_the_per_run_series(tmp_path: Path) -> None:
     assert reg.get_sample_value("spdlab_drain_seconds", canary) == pytest.approx(0.55)
     stamp = reg.get_sample_value("spdlab_drain_completed_timestamp_seconds", canary)
     assert stamp == 1_750_000_000.0
-    for v, want in (("PASS", 0), ("FAIL", 1), ("INFRA-ERROR", 0)):
-        assert reg.get_sample_value("spdlab_verdict", dict(canary, verdict=v)) == want
+    for v, want in (("PASS", 0), ("FAIL", 1), ("INFRA-ERROR", 0)):  # the synthetic control
+        assert reg.get_sample_value("spdlab_verdict",
+                                    dict(canary, verdict=v, synthetic="true")) == want  # fmt: skip
     netipsec = {"target": "gw-netipsec", "build": "netipsec"}
-    assert reg.get_sample_value("spdlab_verdict", dict(netipsec, verdict="INFRA-ERROR")) == 1
+    infra = dict(netipsec, verdict="INFRA-ERROR", synthetic="false")
+    assert reg.get_sample_value("spdlab_verdict", infra) == 1
     assert reg.get_sample_value("spdlab_drain_ticks", netipsec) is None
-    later = {"target": "gw-later", "build": "netkey+nextsp", "verdict": "PASS"}
+    later = {"target": "gw-later", "build": "netkey+nextsp", "verdict": "PASS",
+             "synthetic": "false"}  # fmt: skip
     assert reg.get_sample_value("spdlab_verdict", later) is None  # PENDING: no verdict yet
     # a half-written or foreign file: no data, the collector still succeeds
     (tmp_path / "result.json").write_text('{"schema": "spdlab.res')
@@ -583,7 +588,8 @@ def test_push_and_delete_run_summary(tmp_path: Path, pushgateway: tuple[str, lis
     assert (dele, dpath) == ("DELETE", path)
     got = samples(body)
     assert value(got, "spdlab_drain_ticks", target="gw-canary", build="canary") == 11
-    assert value(got, "spdlab_verdict", target="gw-netkey", build="netkey", verdict="PASS") == 1
+    assert value(got, "spdlab_verdict", target="gw-netkey", build="netkey", verdict="PASS",
+                 synthetic="false") == 1  # fmt: skip
     assert not [k for k in got if k[0].startswith("spdlab_spd_")]  # only the summary
 
 

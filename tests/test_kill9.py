@@ -169,7 +169,7 @@ def runs() -> Iterator[Path]:
 
 def the_run(runs: Path) -> Path:
     """The run's folder, once spdlab has written its state file."""
-    rid = until(lambda: list_runs(runs) and list_runs(runs)[0], "the run's state.json", 120)
+    rid = until(lambda: list_runs(runs) and list_runs(runs)[0], "the run's state.json", TIMEOUT_S)
     return runs / rid
 
 

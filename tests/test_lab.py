@@ -28,6 +28,12 @@ EXPECTED = {
     "bad_name": "5:11: targets[0].name: 'Gateway_1' is not a valid name",
     "bad_range": "2:8: range: input is not a valid IPv4 network",
     "build_and_builds": "3:5: targets[0]: give either build or builds, not both",
+    "deterministic_mixed_tick": "5:5: targets[1].tick_ms: 15, but tick_ms 0 on a makes the lab "
+    "deterministic: set scenario.deterministic: true, or tick_ms 0 on every target",
+    "deterministic_qemu": "4:21: targets[1].kind: qemu build linux-af_key keeps its own time: "
+    "a deterministic lab (scenario.deterministic) runs netkeyd targets only",
+    "deterministic_rate": "6:12: scenario.traffic: rate has no tick schedule: a deterministic "
+    "lab sends keepalive (or none)",
     "duplicate_key": "6:5: targets[0].tick_ms: duplicate key",
     "duplicate_name": "7:11: targets[2].name: duplicate name 'gw' (also targets[0])",
     "duplicate_name_expanded": "7:11: targets[1].name: duplicate name 'gw-2' (also targets[0])",
@@ -110,11 +116,12 @@ def test_demo_lab_has_the_six_builds():
     assert lab.expect["canary+nextsp"].drain_ticks_max == 1
 
 
-def test_scale_lab_has_64_gateways_with_unique_addresses():
-    lab = load_lab(ROOT / "labs" / "scale.yaml")
-    assert len(lab.targets) == 64
+@pytest.mark.parametrize("name, n", [("scale.yaml", 64), ("scale-256.yaml", 256)])
+def test_scale_lab_has_n_gateways_with_unique_addresses(name, n):
+    lab = load_lab(ROOT / "labs" / name)
+    assert len(lab.targets) == n
     addrs = {t.address for t in lab.targets} | {lab.traffic_host.address}
-    assert len(addrs) == 65
+    assert len(addrs) == n + 1
     assert all(t.address in lab.range for t in lab.targets)
     assert [t.name for t in lab.targets] == sorted(t.name for t in lab.targets)
 
@@ -208,6 +215,35 @@ def test_a_kind_that_runs_a_real_kernel_has_its_own_builds(tmp_path):
     assert want in e.value.lines[1]
 
 
+def test_a_boards_kernel_cannot_observe_frees_either(tmp_path):
+    """An ssh board's `kernel` is SPDDUMP polled like qemu; its netkeyd builds are not."""
+    text = "name: board\ndefaults: {kind: ssh, ssh: {address: 10.0.0.1}}\ntargets:\n"
+    text += "  - {name: b, build: kernel}\n  - {name: c, build: netkey}\n"
+    text += "scenario: {traffic: none}\nexpect:\n  kernel: {premature_frees: 0}\n"
+    text += "  netkey: {premature_frees: 0}\n"
+    with pytest.raises(LabError) as e:
+        load_lab(write(tmp_path, text))
+    (line,) = e.value.lines
+    assert ":8:29: expect.kernel.premature_frees: not observable on kind ssh: SPDDUMP" in line
+
+
+def test_a_deterministic_lab_runs_every_tick_at_0_ms(tmp_path):
+    """scenario.deterministic sets every target's tick_ms to 0; tick_ms 0 everywhere is the
+    same lab; --deterministic and --seed set the scenario over the file's."""
+    text = "name: det\ndefaults: {tick_ms: 15}\ntargets:\n  - {name: a, build: netkey}\n"
+    wall = load_lab(write(tmp_path, text))
+    assert not wall.scenario.deterministic and wall.targets[0].tick_ms == 15
+    flag = load_lab(write(tmp_path, text + "scenario: {deterministic: true}\n"))
+    zero = load_lab(write(tmp_path, text.replace("15", "0")))
+    cli = load_lab(write(tmp_path, text), scenario={"deterministic": True, "seed": 9})
+    for lab in (flag, zero, cli):
+        assert lab.scenario.deterministic and [t.tick_ms for t in lab.targets] == [0]
+    assert cli.scenario.seed == 9 and flag.scenario.seed == 0
+    # A real kernel's tick_ms 0 (SPDDUMP only on request) is not deterministic mode.
+    vm = "name: vm\ndefaults: {kind: qemu, build: linux-af_key, tick_ms: 0}\ntargets:\n"
+    assert not load_lab(write(tmp_path, vm + "  - {name: a}\n")).scenario.deterministic
+
+
 def test_an_expectation_the_kind_cannot_observe_is_a_validate_error(tmp_path):
     """SPDDUMP polling cannot see frees: `premature_frees: 0` on a qemu target never passes."""
     text = "name: vm\ndefaults: {kind: qemu, build: linux-af_key}\ntargets:\n  - {name: a}\n"
@@ -221,3 +257,65 @@ def test_an_expectation_the_kind_cannot_observe_is_a_validate_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "validate", str(path)],
                        capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert p.returncode == 2 and p.stderr.strip() == line and "Traceback" not in p.stderr
+
+
+MODES_LAB = """\
+name: modes
+defaults: {build: netkey}
+targets:
+  - {name: a, builds: [netkey, canary]}
+scenario: {delete: [flush, delete, expire]}
+expect:
+  netkey:
+    drain_ticks_max: 1
+    flush: {flush_removes: 40}
+  canary:
+    same_as: netkey
+    drain_ticks_min: 5
+    delete: {drain_ticks_max: null}
+"""
+
+
+def test_a_list_of_delete_modes_is_one_lab_per_mode(tmp_path):
+    lab = load_lab(write(tmp_path, MODES_LAB))
+    assert lab.modes == ("flush", "delete", "expire") and lab.scenario.delete == "flush"
+    runs = lab.each_mode()
+    assert [r.scenario.delete for r in runs] == ["flush", "delete", "expire"]
+    assert all(r.targets == lab.targets for r in runs)
+
+    def checks(build, mode):
+        e = lab.expect[build].for_mode(mode)
+        return {k: getattr(e, k) for k in e.measured()}
+
+    # A mode's block adds to the build's own checks, for that mode only; same_as copies it.
+    assert checks("netkey", "flush") == {"drain_ticks_max": 1, "flush_removes": 40}
+    assert checks("netkey", "expire") == {"drain_ticks_max": 1}
+    assert checks("canary", "flush") == {"drain_ticks_max": 1, "drain_ticks_min": 5,
+                                         "flush_removes": 40}  # fmt: skip
+    assert checks("canary", "delete") == {"drain_ticks_min": 5}  # null drops a check
+    single = load_lab(write(tmp_path, MODES_LAB.replace("[flush, delete, expire]", "delete")))
+    assert single.modes == ("delete",) and len(single.each_mode()) == 1
+
+
+def test_a_mode_listed_twice_is_one_line(tmp_path):
+    path = write(tmp_path, MODES_LAB.replace("[flush, delete, expire]", "[flush, delete, flush]"))
+    with pytest.raises(LabError) as e:
+        load_lab(path)
+    (line,) = e.value.lines
+    assert line.startswith(f"{path}:5:") and "delete: mode flush listed twice" in line
+
+
+def test_an_unobservable_measure_under_one_mode_names_its_key(tmp_path):
+    """Linux replaces a policy in place on SPDUPDATE: the dump cannot count the replaced."""
+    text = "name: vm\ndefaults: {kind: qemu, build: linux}\ntargets:\n  - {name: a}\n"
+    text += "scenario: {delete: [flush, spdupdate]}\n"
+    text += "expect:\n  linux:\n    flush_removes: 100\n    spdupdate: {drain_ticks_max: 0}\n"
+    path = write(tmp_path, text)
+    with pytest.raises(LabError) as e:
+        load_lab(path)
+    (line,) = e.value.lines
+    assert line.startswith(f"{path}:8:")
+    assert "expect.linux.flush_removes: not observable on kind qemu under delete spdupdate: " \
+           "Linux replaces a policy in place" in line  # fmt: skip
+    ok = text.replace("    flush_removes: 100\n", "    flush: {flush_removes: 100}\n")
+    assert load_lab(write(tmp_path, ok)).modes == ("flush", "spdupdate")

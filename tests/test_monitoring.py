@@ -82,8 +82,8 @@ def test_dashboard_json_is_the_generated_one() -> None:
     assert uids == {"spdlab-prometheus"}
     types = {p["title"]: p["type"] for p in doc["panels"]}
     assert types["Verdicts"] == "table"
-    assert types["Last drain (ticks) per build"] == "bargauge"
-    assert types["Last drain (seconds) per build"] == "bargauge"
+    assert types["Last drain (ticks) per build and hardware"] == "bargauge"
+    assert types["Last drain (seconds) per build and hardware"] == "bargauge"
     assert types["Targets up"] == "state-timeline"
 
 

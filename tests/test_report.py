@@ -31,7 +31,7 @@ from orchestrator.result.model import (
     TickRecord,
     Trial,
 )
-from orchestrator.result.versions import BuildVersion, PatchVersion, Versions
+from orchestrator.result.versions import BuildVersion, KernelImage, PatchVersion, Versions
 
 pytestmark = pytest.mark.chromium
 
@@ -90,7 +90,12 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         versions=Versions(spdlab="0.1.0", kernel="6.1", hostname="ci", python="3.11",
                           builds={"canary": BuildVersion(
                               tree="netkey", netkeyd_sha256="ab" * 32, synthetic=True,
-                              patches=[PatchVersion(name="canary-earlyexit", sha256="cd" * 32)])}),
+                              patches=[PatchVersion(name="canary-earlyexit", sha256="cd" * 32)]),
+                                  "linux-canary": BuildVersion(
+                              tree="linux-source-6.1", source_version="6.1.99-1", config="spdlab",
+                              synthetic=True, arches={"arm64": KernelImage(
+                                  config_sha256="ef" * 32, image="Image", image_sha256="12" * 32)},
+                              patches=[PatchVersion(name="canary-flush-one", sha256="34" * 32)])}),
         targets=[*targets, unobserved()],
         comparisons=[Comparison(base="canary", patched="canary+nextsp", verdict="fixed",
                                 detail="drain 300 → 1 ticks"),
@@ -119,6 +124,21 @@ def test_page_has_the_tables_and_embeds_the_plot(run_dir: Path) -> None:
     assert "&lt;script&gt;" in page and "<script>" not in page.split("</head>")[1]
     assert not re.search(r'(src|href)="(https?:)?//', page)  # self-contained
     assert ">300<" in page and "(synthetic)" in page
+
+
+def test_versions_name_a_kernel_build_as_a_netkeyd_one(run_dir: Path) -> None:
+    page = render_html(run_dir)
+    table = page.split('<table id="versions">')[1].split("</table>")[0]
+    rows = {r.split("</td>")[0].split()[0].removeprefix("<td>"): r for r in table.split("<tr>")[2:]}
+    canary, kernel = rows["canary"], rows["linux-canary"]
+    assert (
+        "netkeyd <code>abababababab</code>" in canary
+        and "canary-earlyexit (cdcdcdcdcdcd)" in canary
+    )
+    assert "(synthetic)" in kernel and "linux-source-6.1 6.1.99-1" in kernel
+    assert "spdlab: arm64 <code>efefefefefef</code>" in kernel
+    assert "arm64 Image <code>121212121212</code>" in kernel
+    assert "canary-flush-one (343434343434)" in kernel
 
 
 def test_spdlab_report_writes_the_page(run_dir: Path, tmp_path: Path) -> None:

@@ -276,7 +276,8 @@ def test_tokenize_positions() -> None:
         ("add 1.1.1.1 1.1.1.2 esp 1 -A hmac-md5 " + KEY128 + ";", "1:1", "esp needs -E"),
         ("add 1.1.1.1 1.1.1.2 esp 1 -m tunnel -m transport -E null;", "1:37", "-m given twice"),
         ("add 1.1.1.1 1.1.1.2 esp 1 -r 256 -E null;", "1:30", "replay window 256 out of range"),
-        ("add 1.1.1.1 1.1.1.2 esp 1 -f zero-pad -E null;", "1:27", "unknown option '-f'"),
+        ("add 1.1.1.1 1.1.1.2 esp 1 -f odd-pad -E null;", "1:30", "unknown -f option 'odd-pad'"),
+        ("add 1.1.1.1 1.1.1.2 esp 1 -g -E null;", "1:27", "unknown option '-g'"),
         (
             "add 1.1.1.1 1.1.1.2 esp 1 -E aes-gcm-16 0x"
             + "00" * 20
@@ -507,4 +508,34 @@ def test_cli_needs_a_socket() -> None:
 def test_cli_missing_socket_is_an_infra_error(tmp_path: Path) -> None:
     res = spdlab("setkey", "-s", str(tmp_path / "nosock"), "-D")
     assert res.returncode == 3
-    assert res.stderr.count("\n") == 1 and "No such file or directory" in res.stderr
+    assert (
+        res.stderr.count("\n") == 1 and "nosock: no such socket (is the target up?)" in res.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "flags"),
+    [("", 0), ("-f zero-pad", 0x200), ("-f random-pad", 0x100), ("-f seq-pad", 0),
+     ("-f zero-pad -f nocyclic-seq", 0x200), ("-f random-pad -f zero-pad", 0x200)],
+)  # fmt: skip
+def test_sa_pad_flags_as_kame(option: str, flags: int) -> None:
+    (st,) = parse(f"add 1.1.1.1 1.1.1.2 esp 1 {option} -E null;")
+    assert st.msg.sa is not None and st.msg.sa.flags == flags
+
+
+def test_dump_leaves_out_dead_sas_unless_all() -> None:
+    from orchestrator.cli.setkey import visible
+
+    sas = [Msg(MsgType.DUMP, exts={ExtType.SA: Sa(spi, state=st)}) for spi, st in
+           ((1, SaState.MATURE), (2, SaState.DEAD), (3, SaState.DYING))]  # fmt: skip
+    assert [m.sa.spi for m in visible(sas, False)] == [1, 3]
+    assert [m.sa.spi for m in visible(sas, True)] == [1, 2, 3]
+
+
+def test_cli_all_goes_with_sad_dump(tmp_path: Path) -> None:
+    res = spdlab("setkey", "-s", str(tmp_path / "nosock"), "-DP", "-a")
+    assert res.returncode == 2 and "-a goes with -D" in res.stderr
+    assert "Traceback" not in res.stderr
+    # -D -a is parsed: it fails only at the missing socket.
+    res = spdlab("setkey", "-s", str(tmp_path / "nosock"), "-D", "-a")
+    assert res.returncode == 3 and "nosock" in res.stderr

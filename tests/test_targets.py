@@ -67,16 +67,17 @@ def test_state_file_is_atomic_and_records_once(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary left
 
 
-def test_netns_inventory_names_fit_linux_limits(tmp_path):
-    lab = load_lab(ROOT / "labs" / "scale.yaml")
+@pytest.mark.parametrize("name, n", [("scale.yaml", 64), ("scale-256.yaml", 256)])
+def test_netns_inventory_names_fit_linux_limits(tmp_path, name, n):
+    lab = load_lab(ROOT / "labs" / name)
     run = RunDir.create(tmp_path)
     drv = NetnsDriver(run, StateFile.create(run.state_file), lab)
     inv = drv.inventory()["all"]
     hosts = inv["children"]["netns_gateway"]["hosts"]
-    assert len(hosts) == 64
+    assert len(hosts) == n
     veths = {h["spdlab_veth"] for h in hosts.values()} | {inv["vars"]["spdlab_traffic_veth"]}
-    assert len(veths) == 65 and all(len(v) <= 15 for v in veths)
-    assert len({h["spdlab_ns"] for h in hosts.values()}) == 64
+    assert len(veths) == n + 1 and all(len(v) <= 15 for v in veths)
+    assert len({h["spdlab_ns"] for h in hosts.values()}) == n
     assert inv["vars"]["ansible_connection"] == "local"
     path = drv.write_inventory()
     assert yaml.safe_load(path.read_text())["all"]["children"]["controller"]["hosts"]
@@ -140,7 +141,7 @@ def test_admin_client_one_line_one_json(tmp_path):
 def test_runner_events_name_the_failed_host():
     seen = []
     failures: dict[str, str] = {}
-    handle = _handler(lambda h, t, s: seen.append((h, s)), failures)
+    handle = _handler(lambda h, t, s: seen.append((h, s)), failures, set())
     ok = {"event": "runner_on_ok", "event_data": {"host": "gw-1", "task": "Start"}}
     bad = {
         "event": "runner_on_failed",
@@ -155,6 +156,20 @@ def test_runner_events_name_the_failed_host():
     assert failures == {"gw-2": "Start netkeyd: non-zero return code: /bin/netkeyd: no such build"}
     r = PlaybookResult("failed", 2, {"failures": {"gw-2": 1}, "dark": {"gw-3": 1}}, failures)
     assert r.failed_hosts() == ["gw-2", "gw-3"] and not r.ok
+
+
+def test_a_batched_task_names_the_hosts_it_failed_for():
+    failures: dict[str, str] = {}
+    batch: set[str] = set()
+    handle = _handler(None, failures, batch)
+    stderr = "failed gw-2: /bin/gone: no such firmware build\nfailed gw-5: not ready\n"
+    handle({"event": "runner_on_failed", "event_data": {
+        "host": "_controller", "task": "Start every netkeyd",
+        "res": {"msg": "non-zero return code", "stderr": stderr}}})  # fmt: skip
+    assert failures == {"gw-2": "Start every netkeyd: /bin/gone: no such firmware build",
+                        "gw-5": "Start every netkeyd: not ready"}  # fmt: skip
+    r = PlaybookResult("failed", 2, {"failures": {"_controller": 1}}, failures, "", batch)
+    assert r.failed_hosts() == ["gw-2", "gw-5"]  # not the host that ran the batch
 
 
 def test_forks_are_sized_to_the_machine():

@@ -254,6 +254,7 @@ def test_sender_round_robin_and_fresh_sequence_numbers_per_sa():
     ]  # fmt: skip
     assert sender.seq_state() == {f"{DST}/0x00000100": 6, f"{DST}/0x00000101": 3}
     assert stats.per_dst == {DST: 9}
+    assert stats.rounds == 3  # every flow sent three times: what settle() awaits
 
 
 def test_sender_counts_packets_per_gateway():
@@ -385,4 +386,6 @@ def test_per_gateway_counts_continue_across_runs():
     two = scenario.generate(1, SRC, "192.0.2.3")
     sender = Sender(template.build_all(TrafficSpec.merge([one.spec, two.spec]).flows), FakeLink())
     assert sender.run(Pacing("count", count=2)).per_dst == {DST: 2, "192.0.2.3": 0}
-    assert sender.run(Pacing("count", count=3)).per_dst == {DST: 2, "192.0.2.3": 1}
+    again = sender.run(Pacing("count", count=3))
+    assert again.per_dst == {DST: 2, "192.0.2.3": 1}
+    assert again.rounds == 1  # the round begun by the first run, completed in this one

@@ -1,4 +1,4 @@
-"""Write seed corpora for the harnesses: fuzz/corpus/pfkey and fuzz/corpus/esp.
+"""Write seed corpora for the harnesses: fuzz/corpus/{pfkey,esp,admin,relay,py-*}.
 
 Run from the repository root: python firmware/fuzz/mkseeds.py
 """
@@ -161,6 +161,79 @@ def esp_seeds() -> None:
         _write("esp", b"\x04\x01" + struct.pack("<I", 7) + b"\x04" + body)
 
 
+ADMIN_LINES = (
+    "ping",
+    "version",
+    "stats",
+    "policies",
+    "tick",
+    "tick 3\nticks\nticks 2",
+    "flow open 10.99.0.2 10.99.0.1 17 1234 80\nflow send 1\nflow sendall\nflow close 1",
+    "flow open 172.16.1.5 172.16.2.5 6 1 2\ntick 31\nflow closeall",
+    "flow open fd00::1 fd00::2 58 0 0",
+    "persist 1\npersist 99",
+    "flow\nflow bogus\nticks x\nnope",
+)
+
+
+def admin_seeds() -> None:
+    # The first byte is the harness's chunk size.
+    for lines in ADMIN_LINES:
+        for chunk in (127, 3):
+            _write("admin", bytes([chunk]) + lines.encode() + b"\n")
+    _write("admin", b"\x7f" + b"x" * 1100)
+
+
+def _frame(chan: int, op: int, data: bytes = b"") -> bytes:
+    return struct.pack("<HBBI", chan, op, 0, len(data)) + data
+
+
+def relay_seeds() -> None:
+    dump = encode(m.spddump())
+    add = encode(
+        m.spdadd("10.0.0.1/32", "10.0.0.2/32", dir=Dir.OUT, policy_type=PolicyType.DISCARD)
+    )
+    open1, close1 = _frame(1, 1), _frame(1, 3)
+    for chunk in (63, 5):
+        _write("relay", bytes([chunk]) + open1 + _frame(1, 2, dump) + close1)
+        _write("relay", bytes([chunk]) + open1 + _frame(1, 2, add) + _frame(2, 2, dump) + close1)
+    _write("relay", b"\x3f" + open1 + _frame(63, 1) + _frame(63, 2, dump) + _frame(64, 1))
+    _write("relay", b"\x3f" + open1 + open1 + _frame(1, 9))
+
+
+SETKEY_SEEDS = (
+    "spdadd 10.0.0.0/24[any] 10.0.1.0/24[80] tcp -P out ipsec"
+    " esp/tunnel/10.0.0.1-10.0.1.1/require;",
+    "spdadd fd00::/64 fd01::/64 any -P in ipsec esp/transport//unique:7 ah/transport//use;",
+    "spddelete 10.0.0.0/24 10.0.1.0/24 any -P out; spdflush; spddump;",
+    "add 10.0.0.1 10.0.0.2 esp 0x1000 -m tunnel -r 4 -u 7 -E aes-cbc 0x"
+    + "00" * 16
+    + " -A hmac-sha256 0x"
+    + "11" * 32
+    + ";",
+    "add 10.0.0.1 10.0.0.2 esp 300 -E null;"
+    ' add 1.1.1.1 1.1.1.2 ah 5 -A hmac-sha1 "12345678901234567890";',
+    "add 10.0.0.1[4500] 10.0.0.2[4500] esp-udp 9 -lh 60 -bs 1000 -E rijndael-cbc 0x"
+    + "22" * 16
+    + ";",
+    "add 1.1.1.1 1.1.1.2 ipcomp 4 -C deflate -R; get 1.1.1.1 1.1.1.2 esp 300;",
+    "delete 1.1.1.1 1.1.1.2 esp 1; deleteall 1.1.1.1 1.1.1.2 ah; flush esp; dump; # comment",
+)
+
+
+def py_seeds() -> None:
+    for text in SETKEY_SEEDS:
+        _write("py-setkey", text.encode())
+    root = Path(__file__).resolve().parents[2]
+    for lab in sorted((root / "labs").glob("*.yaml")):
+        _write("py-lab", lab.read_bytes())
+    for f in sorted((OUT / "pfkey").iterdir())[:40]:
+        _write("py-codec", f.read_bytes())
+
+
 if __name__ == "__main__":
     pfkey_seeds()
     esp_seeds()
+    admin_seeds()
+    relay_seeds()
+    py_seeds()

@@ -88,7 +88,9 @@ jprintf(struct jbuf *j, const char *fmt, ...)
 		return;
 	for (;;) {
 		va_start(ap, fmt);
-		n = vsnprintf(j->s + j->len, j->cap - j->len, fmt, ap);
+		/* An empty jbuf has no buffer yet: NULL + 0 is undefined. */
+		n = vsnprintf(j->cap == 0 ? NULL : j->s + j->len,
+		    j->cap - j->len, fmt, ap);
 		va_end(ap);
 		if (n < 0) {
 			j->error = 1;

@@ -104,8 +104,22 @@ control_accept(void)
 }
 
 /*
+ * recv() gives 0 both for a zero-length datagram and for a peer that
+ * closed; only the latter hangs the socket up.
+ */
+static int
+control_hungup(int fd)
+{
+	struct pollfd	 pfd = { fd, POLLRDHUP, 0 };
+
+	return (poll(&pfd, 1, 0) == 1 &&
+	    (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0);
+}
+
+/*
  * One datagram is one PF_KEY message.  MSG_TRUNC reports the real size,
- * so an oversized datagram is seen as the length mismatch it is.
+ * so an oversized datagram is seen as the length mismatch it is.  An
+ * empty one is a message too short, as a PF_KEY socket takes it.
  */
 static void
 control_input(struct keycb *kp)
@@ -116,6 +130,10 @@ control_input(struct keycb *kp)
 	for (i = 0; i < CTL_BATCH; i++) {
 		n = recv(kp->fd, msgbuf, PFKEY_MSGMAX, MSG_DONTWAIT |
 		    MSG_TRUNC);
+		if (n == 0 && !control_hungup(kp->fd)) {
+			key_parse(kp, msgbuf, 0);
+			continue;
+		}
 		if (n == 0 || (n == -1 && errno != EAGAIN &&
 		    errno != EWOULDBLOCK && errno != EINTR)) {
 			key_detach(kp);

@@ -107,8 +107,10 @@ esp_auth_xform(uint8_t alg, size_t bits, size_t *icvlen, const char **name)
 
 /*
  * Whether an SA's algorithms and key lengths are ones ESP input can run:
- * a combined-mode cipher takes no separate authenticator, NULL encryption
- * needs one, and an AH SA has only an authenticator.
+ * a combined-mode cipher takes no separate authenticator, and an AH SA has
+ * only an authenticator.  NULL encryption without one (RFC 4303 says not
+ * to configure it) is taken, as KAME's key_mature() and Linux take it:
+ * setkey's `-E null;` is how test beds send plaintext ESP.
  */
 int
 esp_alg_check(uint8_t satype, uint8_t enc, size_t encbits, uint8_t auth,
@@ -129,8 +131,6 @@ esp_alg_check(uint8_t satype, uint8_t enc, size_t encbits, uint8_t auth,
 	    esp_auth_xform(auth, authbits, &icvlen, &name) == -1)
 		return (-1);
 	if (x.aead && auth != SADB_AALG_NONE)
-		return (-1);
-	if (enc == SADB_EALG_NULL && auth == SADB_AALG_NONE)
 		return (-1);
 	return (0);
 }

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError
+from orchestrator.result.describe import stats_line
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,9 +20,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--plot", type=Path, help="combined plot (default: compare.png in the first run)"
     )
-    p.add_argument("--logx", action="store_true")
+    p.add_argument("--linear", action="store_true",
+                   help="a linear tick axis in the plot (default: symlog)")  # fmt: skip
     p.add_argument("--json", action="store_true")
+    p.add_argument("--baseline", metavar="RUN",
+                   help="also compare every build and hardware label with this run's; "
+                   f"exit {EXIT_CHANGED} when any changed")  # fmt: skip
     p.set_defaults(func=run)
+
+
+EXIT_CHANGED = 4
 
 
 def load(spec: str) -> tuple[Path, Any]:
@@ -39,29 +47,41 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from orchestrator.drain import compare
+    from orchestrator.drain import compare, stats
     from orchestrator.export import plot
 
     loaded = [load(s) for s in args.runs]
+    base = load(args.baseline)[1] if args.baseline else None
     first = loaded[0][1]
     targets = [t for _, res in loaded for t in res.targets]
-    sides = compare.measured_by_build(targets)
     if args.builds:
+        sides = compare.measured_by_build(targets)
         missing = [b for b in args.builds if b not in sides]
         if missing:
             raise ConfigError(f"--builds: no measured target of build {', '.join(missing)}")
         comparisons = [compare.classify(sides[args.builds[0]], sides[args.builds[1]])]
     else:
-        comparisons = compare.compare_all(sides)
+        from orchestrator.result.versions import recipes
+
+        known = {b: r for _, res in loaded for b, r in recipes(res.versions).items()}
+        tol = stats.tolerances(first.scenario)
+        comparisons = compare.comparisons(targets, recipes=known, tolerance=tol)
     out = args.plot or loaded[0][0] / "compare.png"
-    plot.plot(targets, out, args.logx, "compare: " + ", ".join(r.run_id for _, r in loaded))
-    if args.json:
-        cs = [c.model_dump(mode="json") for c in comparisons]
-        print(json.dumps({"comparisons": cs, "plot": str(out)}, indent=1))
-        return 0
+    plot.plot(targets, out, "compare: " + ", ".join(r.run_id for _, r in loaded), args.linear)
+    from orchestrator.run.judge import baseline
+
     merged = first.model_copy(update={"targets": targets, "comparisons": comparisons})
+    against = baseline(merged, base) if base is not None else None
+    code = EXIT_CHANGED if against is not None and against.changed else 0
+    if args.json:
+        doc = {"comparisons": [c.model_dump(mode="json") for c in comparisons], "plot": str(out)}
+        if against is not None:
+            doc["baseline"] = against.model_dump(mode="json")
+        print(json.dumps(doc, indent=1))
+        return code
+    merged.baseline = against
     render(merged, Console(width=None if sys.stdout.isatty() else 140), None, out)
-    return 0
+    return code
 
 
 COLUMNS = ("target", "build", "removed", "timer during", "drain", "from issue", "at 1 Hz",
@@ -82,7 +102,9 @@ def render(res: Any, console: Any, run_dir: Path | None, plot: Path | None = Non
     notes = Footnotes()
     t = Table(caption=CAPTION, title=_title(res))
     for c in COLUMNS:
-        t.add_column(c, justify="left" if c in ("target", "build", "verdict") else "right")
+        # Never cut a name or a verdict: "linux-cana…" could be linux-canary or its fix.
+        words = c in ("target", "build", "verdict")
+        t.add_column(c, justify="left" if words else "right", no_wrap=words)
     for td in res.targets:
         t.add_row(*_row(td, notes))
     console.print(t)
@@ -93,9 +115,9 @@ def render(res: Any, console: Any, run_dir: Path | None, plot: Path | None = Non
 
 
 def _title(res: Any) -> str:
-    from orchestrator.result.describe import title
+    from orchestrator.result.describe import clock, title
 
-    return f"{title(res.scenario)}; tick {res.tick_ms} ms (the kernel's is 1000 ms)"
+    return f"{title(res.scenario)}; {clock(res.scenario, res.tick_ms)}"
 
 
 def _ticks(res: Any) -> list[str]:
@@ -122,11 +144,60 @@ def _verdicts(res: Any, console: Any) -> None:
     for td in res.targets:
         if td.verdict != "PASS":
             console.print(f"  {td.name}: {td.verdict}: {td.reason}")
+    methods = []
     for c in res.comparisons:
-        control = " [dim]— the synthetic positive control[/]" if c.control else ""
-        mode = f"{c.mode}: " if c.mode else ""
-        console.print(f"{mode}[bold]{c.patched}[/] vs {c.base}: [bold]{c.verdict}[/] "
-                      f"({c.detail}){control}")  # fmt: skip
+        console.print(comparison_line(c))
+        console.print(f"    [dim]{stats_line(c)}[/]")
+        methods += [c.method] if c.method not in methods else []
+    if res.baseline is not None:
+        _baseline(res.baseline, console)
+    for m in methods:
+        console.print(f"  [dim]method: {m}[/]")
+    tol = {t.measure: t.tolerance for c in res.comparisons for t in c.tests}
+    if tol:
+        console.print(f"  [dim]no effect within: {_tolerances(tol)}[/]")
+
+
+def comparison_line(c: Any) -> str:
+    """One classification: what was compared, the verdict and what differs."""
+    control = " [dim]— the synthetic positive control[/]" if c.control else ""
+    mode = f"{c.mode}: " if c.mode else ""
+    if c.across == "hardware":
+        verdict = {"no effect": "same drain", "undecided": "undecided"}.get(c.verdict, "differs")
+        secs = " | ".join(f"{h} {_secs(v)}" for h, v in c.timing.items())
+        return (f"{mode}[bold]{c.base}[/] on {c.base_hardware} vs {c.patched_hardware}: "
+                f"[bold]{verdict}[/] ({c.detail}; drain at its tick: {secs})")  # fmt: skip
+    where = f" on {c.hardware}" if c.hardware and c.across == "patch" else ""
+    if c.across == "baseline":
+        return f"  [bold]{c.patched}[/]{_at(c.hardware)}: [bold]{c.verdict}[/] ({c.detail})"
+    return (
+        f"{mode}[bold]{c.patched}[/] vs {c.base}{where}: [bold]{c.verdict}[/] ({c.detail}){control}"
+    )
+
+
+def _at(hw: str | None) -> str:
+    return f" on {hw}" if hw else ""
+
+
+def _secs(v: float | None) -> str:
+    return "never" if v is None else f"{v:g} s"
+
+
+def _tolerances(tol: dict[str, float]) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} ±{v:g}" for k, v in tol.items())
+
+
+def _baseline(b: Any, console: Any) -> None:
+    changed = ", ".join(b.changed) if b.changed else "nothing"
+    console.print(f"[bold]changed from baseline {b.run_id}:[/] {changed}")
+    for c in b.comparisons:
+        if c.verdict != "no effect":
+            console.print(comparison_line(c))
+            console.print(f"    [dim]{stats_line(c)}[/]")
+    if b.undecided:
+        console.print(f"  undecided against the baseline: {', '.join(b.undecided)}")
+    if b.missing:
+        console.print(f"  not in the baseline: {', '.join(b.missing)}")
 
 
 def _artifacts(res: Any, console: Any, run_dir: Path | None, plot: Path | None) -> None:

@@ -20,6 +20,7 @@ VERBS: tuple[str, ...] = (
     "matrix",
     "run",
     "compare",
+    "bisect",
     "traffic",
     "serve",
     "monitor",

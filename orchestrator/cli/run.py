@@ -1,4 +1,7 @@
-"""`spdlab run LAB`: up, install, reference, mass delete, measure the drain, judge, down."""
+"""`spdlab run LAB`: up, install, reference, mass delete, measure the drain, judge, down.
+
+A lab whose `delete:` lists several modes runs once per mode, each a run of its own.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Any
 
 from orchestrator.lab import LabError, load_lab
 
-EXIT_PASS, EXIT_FAIL, EXIT_INFRA = 0, 1, 3
+EXIT_PASS, EXIT_FAIL, EXIT_INFRA, EXIT_CHANGED = 0, 1, 3, 4
 BRIEF = ("name", "build", "verdict", "reason", "drain_seconds")
 
 
@@ -20,7 +23,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("lab", metavar="LAB", help="the lab file (YAML)")
     p.add_argument("--trials", type=int, help="repeat the measured phases K times")
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
-    p.add_argument("--logx", action="store_true", help="log-scale ticks in drain.png")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="spdlab drives every tick, in lock-step with traffic and delete",
+    )
+    p.add_argument("--seed", type=int, help="SPIs and keys, so packet contents (default 0)")
+    p.add_argument("--linear", action="store_true",
+                   help="a linear tick axis in drain.png (default: symlog)")  # fmt: skip
     p.add_argument(
         "--metrics-addr",
         default="127.0.0.1:9464",
@@ -28,34 +38,74 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pushgateway", metavar="URL", help="push the run's summary here at the end")
     p.add_argument("--json", action="store_true", help="print result.json's verdicts as JSON")
+    p.add_argument("--baseline", metavar="RUN",
+                   help="compare every build and hardware label with this earlier run's; "
+                   f"exit {EXIT_CHANGED} when any changed (and nothing failed)")  # fmt: skip
     p.set_defaults(func=run)
 
 
-def exit_code(res: Any) -> int:
-    """0 when every target passed, 1 on any FAIL, 3 otherwise (INFRA-ERROR, UNRESOLVED)."""
-    verdicts = {t.verdict for t in res.targets}
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Scenario fields the command line sets over the lab file's."""
+    out: dict[str, Any] = {"deterministic": True} if args.deterministic else {}
+    return out | ({"seed": args.seed} if args.seed is not None else {})
+
+
+def exit_code(*results: Any) -> int:
+    """0 when every target passed, 1 on any FAIL, 3 otherwise (INFRA-ERROR, UNRESOLVED);
+    4 when all passed but a build changed from the baseline."""
+    verdicts = {t.verdict for res in results for t in res.targets}
     if "FAIL" in verdicts:
         return EXIT_FAIL
-    return EXIT_INFRA if verdicts - {"PASS"} else EXIT_PASS
+    if verdicts - {"PASS"}:
+        return EXIT_INFRA
+    changed = any(res.baseline is not None and res.baseline.changed for res in results)
+    return EXIT_CHANGED if changed else EXIT_PASS
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.trials is not None and args.trials < 1:
+        print(f"spdlab: --trials: must be at least 1, not {args.trials}", file=sys.stderr)
+        return 2
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        print(f"spdlab: --seed: must be 0 to 4294967295, not {args.seed}", file=sys.stderr)
+        return 2
     try:
-        lab = load_lab(args.lab)
+        lab = load_lab(args.lab, scenario=overrides(args))
     except LabError as e:
         print(str(e), file=sys.stderr)
         return e.exit_code
-    if args.trials is not None and args.trials < 1:
-        print(f"spdlab: --trials: must be at least 1, not {args.trials}", file=sys.stderr)
+    if args.metrics_addr:
+        from orchestrator.errors import ConfigError
+        from orchestrator.export.exporter import parse_addr
+
+        try:  # a typo is an error before anything is up; a busy port is not (_Exporter)
+            parse_addr(args.metrics_addr)
+        except ConfigError as e:
+            print(f"spdlab: {e}", file=sys.stderr)
+            return e.exit_code
+    if args.baseline:
+        from orchestrator.cli.compare import load
+
+        args.baseline = load(args.baseline)[1]
+    if args.keep and len(lab.modes) > 1:
+        print(f"spdlab: --keep: scenario.delete lists {len(lab.modes)} modes, each a lab of its "
+              "own; keep one mode", file=sys.stderr)  # fmt: skip
         return 2
     from rich.console import Console
 
     console = Console(stderr=True)
-    ctx, code = _execute(lab, args, console)
-    if code is not None:
-        return code
-    _report(ctx, args, console)
-    return exit_code(ctx.result)
+    done, docs, pushed = [], [], True
+    for one in lab.each_mode():
+        ctx, code = _execute(one, args, console)
+        if code is not None:
+            return code
+        doc, ok = _report(ctx, args, console)
+        docs.append(doc)
+        done.append(ctx.result)
+        pushed = pushed and ok
+    if args.json:
+        print(json.dumps(docs[0] if len(docs) == 1 else {"runs": docs}, indent=1))
+    return max(exit_code(*done), 0 if pushed else EXIT_INFRA)
 
 
 def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int | None]:
@@ -67,9 +117,9 @@ def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int
     from orchestrator.run.context import Options, RunContext
 
     exporter = _Exporter(args.metrics_addr, console)
-    opts = Options(trials=args.trials, keep=args.keep, logx=args.logx, on_up=exporter.start,
+    opts = Options(trials=args.trials, keep=args.keep, linear=args.linear, on_up=exporter.start,
                    before_down=exporter.linger, metrics_addr=args.metrics_addr,
-                   pushgateway=args.pushgateway)  # fmt: skip
+                   pushgateway=args.pushgateway, baseline=args.baseline or None)  # fmt: skip
     ctx = RunContext(lab, opts)
     try:
         with interrupts() as flag, bars(console, disable=args.json) as p:
@@ -84,23 +134,37 @@ def _execute(lab: Any, args: argparse.Namespace, console: Any) -> tuple[Any, int
     return ctx, None
 
 
-def _report(ctx: Any, args: argparse.Namespace, console: Any) -> None:
+def _report(ctx: Any, args: argparse.Namespace, console: Any) -> tuple[dict[str, Any] | None, bool]:
+    """Print the verdicts (with --json, return them as a document instead) and push the
+    summary; False if the push failed (said on stderr: the run itself is complete, and its
+    result.json stands)."""
     from rich.console import Console
 
+    from orchestrator.errors import InfraError
+
     res = ctx.result
+    pushed = True
     if args.pushgateway:
-        _push(args.pushgateway, ctx, args.keep)
+        try:
+            _push(args.pushgateway, ctx, args.keep)
+        except InfraError as e:
+            print(f"spdlab: {e}; the run is complete, its result is in {ctx.run_dir}",
+                  file=sys.stderr)  # fmt: skip
+            pushed = False
     if args.json:
         targets = [t.model_dump(mode="json", include=set(BRIEF)) | {
             "measures": t.measures.model_dump(mode="json")} for t in res.targets]  # fmt: skip
         cs = [c.model_dump(mode="json") for c in res.comparisons]
-        doc = {"run_id": res.run_id, "complete": res.complete, "comparisons": cs}
-        print(json.dumps(doc | {"targets": targets}, indent=1))
-        return
+        doc = {"run_id": res.run_id, "complete": res.complete, "delete": res.scenario.delete,
+               "comparisons": cs}  # fmt: skip
+        if res.baseline is not None:
+            doc["baseline"] = res.baseline.model_dump(mode="json")
+        return doc | {"targets": targets}, pushed
     from orchestrator.cli.compare import render
 
     # Logs and CI capture output too: keep the table readable there.
     render(res, Console(width=None if sys.stdout.isatty() else 140), ctx.run_dir)
+    return None, pushed
 
 
 class _Exporter:
@@ -114,12 +178,18 @@ class _Exporter:
     def start(self, lr: Any) -> None:
         if not self.addr:
             return
+        from orchestrator.errors import InfraError
         from orchestrator.export.exporter import Exporter
         from orchestrator.export.file_sd import write_file_sd
 
         self.run_dir = lr.run.path
-        self.exp = Exporter.for_run(lr.run.path)
-        bound = self.exp.start(self.addr)
+        exp = Exporter.for_run(lr.run.path)
+        try:
+            bound = exp.start(self.addr)
+        except InfraError as e:  # taken since preflight: the run goes on, unscraped
+            print(f"spdlab: {e}; the run goes on without live metrics", file=sys.stderr)
+            return
+        self.exp = exp
         # Prometheus finds the run through the file_sd list (monitoring/prometheus).
         write_file_sd(lr.run.path, bound, lr.lab.name if lr.lab else "")
         self.console.print(f"metrics: http://{bound}/metrics")

@@ -4,8 +4,9 @@
 the latest run).
 
 -c reads statements from stdin, -f FILE from a file; -D/-DP dump the SAD/SPD, -F/-FP flush
-them. A statement that does not parse stops everything before anything is sent (exit 2);
-an error reply is reported per statement and gives exit 1.
+them; as in KAME's setkey, -D leaves out DEAD SAs unless -a is given. A statement that
+does not parse stops everything before anything is sent (exit 2); an error reply is
+reported per statement and gives exit 1.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from orchestrator.pfkey import fmt, script, setkey
 from orchestrator.pfkey.client import PfkeyClient
 from orchestrator.pfkey.codec import Msg
 from orchestrator.pfkey.script import Outcome
-from orchestrator.pfkey.wire import MsgType
+from orchestrator.pfkey.wire import MsgType, SaState
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -59,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "-FP", dest="action", action="store_const", const="spdflush", help="flush the SPD"
     )
     p.add_argument("-P", dest="policy", action="store_true", help="with -D or -F: the SPD")
+    p.add_argument(
+        "-a", dest="all", action="store_true", help="with -D: dead SAs too (KAME setkey -D -a)"
+    )
     p.add_argument("--json", action="store_true", help="print dumps as JSON")
     p.add_argument("--check", action="store_true", help="with -c/-f: parse only, send nothing")
     p.add_argument(
@@ -85,6 +89,13 @@ def _render(dump_type: int, entries: list[Msg], as_json: bool) -> str:
         to_json = fmt.policy_json if spd else fmt.sa_json
         return json.dumps([to_json(m) for m in entries], indent=2) + "\n"
     return fmt.format_spd_dump(entries) if spd else fmt.format_sad_dump(entries)
+
+
+def visible(entries: list[Msg], show_dead: bool) -> list[Msg]:
+    """A SAD dump as setkey -D shows it: DEAD SAs only with -a."""
+    if show_dead:
+        return entries
+    return [m for m in entries if m.sa is None or m.sa.state != SaState.DEAD]
 
 
 def _report(outcomes: list[Outcome], as_json: bool) -> int:
@@ -138,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
         args.socket, args.flavour = ep.address, getattr(ep, "flavour", "bsd")
     if args.policy and action in ("dump", "flush"):
         action = "spd" + action
+    if args.all and action != "dump":
+        raise ConfigError("-a goes with -D (the SAD dump)")
     if args.check and args.file is None and action != "stdin":
         raise ConfigError("--check goes with -c or -f")
     if args.socket is None and not args.check:
@@ -146,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
         return _statements(args)
     with PfkeyClient(args.socket, timeout=args.timeout, flavour=args.flavour) as client:
         if action == "dump":
-            sys.stdout.write(_render(MsgType.DUMP, client.dump_sa(), args.json))
+            entries = visible(client.dump_sa(), args.all)
+            sys.stdout.write(_render(MsgType.DUMP, entries, args.json))
         elif action == "spddump":
             sys.stdout.write(_render(MsgType.X_SPDDUMP, client.spddump(), args.json))
         elif action == "flush":

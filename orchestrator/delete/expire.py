@@ -1,7 +1,12 @@
-"""Expire — no message: every policy's hard lifetime ends on the same tick."""
+"""Expire — no message: every policy's hard lifetime ends on the same tick.
+
+On a kernel observed by SPDDUMP polling the lifetimes count in the kernel's own seconds,
+not in ticks: orchestrator.delete.kernelclock sets them.
+"""
 
 from __future__ import annotations
 
+from orchestrator.delete import kernelclock
 from orchestrator.delete.base import Gateway, Span, Strategy, check
 from orchestrator.errors import InfraError
 from orchestrator.pfkey.client import PfkeyClient
@@ -25,7 +30,11 @@ class Expire(Strategy):
     name = "expire"
 
     def install(self, gw: Gateway) -> None:
-        expiry = self._now(gw) + max(2, int(LEAD_S * 1000 / max(gw.tick_ms, 1)))
+        if kernelclock.polled(gw):
+            return kernelclock.install(gw)
+        # tick_ms 0: the clock moves only when spdlab ticks it, never during install.
+        lead = 2 if gw.tick_ms == 0 else max(2, int(LEAD_S * 1000 / gw.tick_ms))
+        expiry = self._now(gw) + lead
         gw.plan["expiry_tick"] = expiry
         with gw.pfkey() as c:
             gw.ids = self._add(gw, c, gw.policy_msgs, expiry, MsgType.X_SPDADD)
@@ -55,6 +64,8 @@ class Expire(Strategy):
         raise InfraError(f"lifetimes did not end on one tick after {REALIGN_TRIES} tries")
 
     def delete(self, gw: Gateway) -> Span:
+        if "kernel_clock" in gw.plan:
+            return kernelclock.delete(gw)
         expiry = int(gw.plan["expiry_tick"])
         before = gw.stats.request("stats")
         if int(before["now"]) >= expiry:

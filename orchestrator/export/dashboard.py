@@ -30,6 +30,13 @@ HW = (
     '(spdlab_build_info{hardware=~"$hardware"})'
 )
 
+# The same, carrying the hardware label over: a bar per build and hardware.
+HW_LABEL = (
+    " * on (target, build) group_left (hardware) group by (target, build, hardware) "
+    '(spdlab_build_info{hardware=~"$hardware"})'
+)
+BY_HW = "{{build}} on {{hardware}}"
+
 
 def _q(expr: str, legend: str, ref: str = "A", instant: bool = False, table: bool = False):
     from grafana_foundation_sdk.builders import prometheus
@@ -70,14 +77,14 @@ def _timeseries(pid: int, title: str, desc: str, unit: str, *targets: Any):
     return p
 
 
-def _bars(pid: int, title: str, desc: str, unit: str, expr: str):
+def _bars(pid: int, title: str, desc: str, unit: str, expr: str, legend: str = "{{build}}"):
     from grafana_foundation_sdk.builders import bargauge
     from grafana_foundation_sdk.models.common import BarGaugeDisplayMode, VizOrientation
 
     return (
         bargauge.Panel().id(pid).title(title).description(desc).unit(unit).height(8).span(12)
         .display_mode(BarGaugeDisplayMode.BASIC).orientation(VizOrientation.HORIZONTAL)
-        .with_target(_q(expr, "{{build}}", instant=True))
+        .with_target(_q(expr, legend, instant=True))
     )  # fmt: skip
 
 
@@ -135,21 +142,38 @@ def build() -> dict[str, Any]:
                f"(target:spdlab_esp_packets:rate1m{{{SEL}}}){HW}",
                "{{target}} {{result}} {{reason}}"),
         ),
-        _bars(8, "Last drain (ticks) per build",
-              "Timer ticks the last completed drain took (result.json, median over trials)",
-              "short", f"max by (build) (spdlab_drain_ticks{{{SEL}}})"),
-        _bars(9, "Last drain (seconds) per build",
-              "The last completed drain at the lab's tick length", "s",
-              f"max by (build) (spdlab_drain_seconds{{{SEL}}})"),
+        _bars(8, "Last drain (ticks) per build and hardware",
+              "Timer ticks the last completed drain took (result.json, median over trials); "
+              "one bar per hardware label: the same build should drain alike on each",
+              "short", f"max by (build, hardware) (spdlab_drain_ticks{{{SEL}}}{HW_LABEL})",
+              BY_HW),
+        _bars(9, "Last drain (seconds) per build and hardware",
+              "The last completed drain at each target's tick length: timings may differ "
+              "between hardware labels", "s",
+              f"max by (build, hardware) (spdlab_drain_seconds{{{SEL}}}{HW_LABEL})", BY_HW),
         table.Panel().id(10).title("Verdicts")
-        .description("Each target's verdict from the run's result.json")
+        .description("Each target's verdict from the run's result.json; synthetic: the "
+                     "build is a synthetic positive control")
         .height(8).span(12)
         .with_target(_q(f"spdlab_verdict{{{SEL}}} == 1", "", instant=True, table=True))
         .with_transformation(DataTransformerConfig(
             id_val="organize",
             options={"excludeByName": {"Time": True, "Value": True, "__name__": True,
                                        "job": True, "instance": True, "lab": True},
-                     "indexByName": {"target": 0, "build": 1, "verdict": 2}},
+                     "indexByName": {"target": 0, "build": 1, "synthetic": 2, "verdict": 3}},
+        )),
+        table.Panel().id(11).title("Builds")
+        .description("What each target runs, named alike for netkeyd and kernel builds: the "
+                     "tree (a kernel's source package), the patch series, synthetic or not")
+        .height(8).span(12)
+        .with_target(_q(f'spdlab_build_info{{{SEL}, hardware=~"$hardware"}}', "",
+                        instant=True, table=True))
+        .with_transformation(DataTransformerConfig(
+            id_val="organize",
+            options={"excludeByName": {"Time": True, "Value": True, "__name__": True,
+                                       "job": True, "instance": True, "lab": True},
+                     "indexByName": {"target": 0, "build": 1, "tree": 2, "patches": 3,
+                                     "synthetic": 4, "kind": 5, "hardware": 6}},
         )),
     ]  # fmt: skip
     d = (

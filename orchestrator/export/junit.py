@@ -1,7 +1,8 @@
 """junit.xml: one testcase per target; a failure carries expectation and measurement.
 
 A measure the target cannot observe is written as "—" with its reason, never 0;
-an UNRESOLVED target is skipped, with the check it could not measure.
+an UNRESOLVED target is skipped, with the check it could not measure. A synthetic
+control's testcase says so: the property `synthetic` and "(synthetic)" in its output.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ def _suite(res: RunResult) -> ET.Element:
         timestamp=res.started,
     )
     props = ET.SubElement(suite, "properties")
-    for k, v in (("run_id", res.run_id), ("tick_ms", res.tick_ms),
-                 ("delete", res.scenario.delete), ("traffic", res.scenario.traffic)):  # fmt: skip
+    sc = res.scenario
+    for k, v in (("run_id", res.run_id), ("tick_ms", res.tick_ms), ("delete", sc.delete),
+                 ("traffic", sc.traffic), ("deterministic", sc.deterministic),
+                 ("seed", sc.seed)):  # fmt: skip
         ET.SubElement(props, "property", name=k, value=str(v))
     return suite
 
@@ -37,6 +40,8 @@ def _suite(res: RunResult) -> ET.Element:
 def _case(suite: ET.Element, t: TargetResult) -> None:
     case = ET.SubElement(suite, "testcase", classname=f"spdlab.{t.build}", name=t.name,
                          time=f"{(t.drain_seconds or 0):.3f}")  # fmt: skip
+    props = ET.SubElement(case, "properties")
+    ET.SubElement(props, "property", name="synthetic", value=str(t.synthetic).lower())
     if t.verdict == "FAIL":
         f = ET.SubElement(case, "failure", message=t.reason, type="expectation")
         f.text = "\n".join(f"{c.name}: expected {c.expected}, measured {c.measured}"
@@ -51,7 +56,8 @@ def _case(suite: ET.Element, t: TargetResult) -> None:
 def _measures(t: TargetResult) -> str:
     notes = Footnotes()
     line = " ".join(f"{k}={notes.cell(getattr(t.measures, k))}" for k in SHOWN)
-    return "\n".join([line, *notes.lines()])
+    head = [f"{t.build} (synthetic): a synthetic positive control"] if t.synthetic else []
+    return "\n".join([*head, line, *notes.lines()])
 
 
 def render(res: RunResult) -> bytes:

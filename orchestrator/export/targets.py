@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator import buildsconf
+
 
 @dataclass(frozen=True)
 class ExportTarget:
@@ -20,6 +22,7 @@ class ExportTarget:
     kind: str = ""
     hardware: str = ""
     admin_path: str = ""
+    synthetic: bool = False  # a synthetic control (`@synthetic` in either builds.conf)
 
     @property
     def labels(self) -> tuple[str, str]:
@@ -27,11 +30,10 @@ class ExportTarget:
         return self.name, self.build
 
 
-def build_recipes(conf: Path | None = None) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """build → (tree, patches) from firmware/builds.conf; empty if it cannot be read."""
-    from orchestrator import buildsconf
-
-    return {b: (r.tree, r.patches) for b, r in buildsconf.read(conf).items()}
+def build_recipes(kernels: Any = None) -> dict[str, buildsconf.Recipe]:
+    """Every build by name: firmware/builds.conf, kernels/builds.conf and the lab's own
+    kernels (lab.json's `kernels`); a file that cannot be read gives none."""
+    return buildsconf.every(kernels if isinstance(kernels, dict) else None)
 
 
 def _read_json(path: Path) -> Any:
@@ -72,22 +74,23 @@ def targets_from_run(run_dir: Path | str) -> list[ExportTarget]:
     listed = lab.get("targets") if isinstance(lab.get("targets"), list) else []
     specs = {t["name"]: t for t in listed if isinstance(t, dict) and "name" in t}
     recs = _obj(state.get("targets")) or {n: {} for n in specs}
-    recipes = build_recipes()
+    recipes = build_recipes(lab.get("kernels"))
     out = []
     for name in sorted(recs):
         rec, spec = _obj(recs[name]), specs.get(name, {})
         build = rec.get("build") or spec.get("build") or ""
-        tree, patches = recipes.get(build, ("", ()))
+        r = recipes.get(build, buildsconf.Recipe(build, ""))
         labels = spec.get("labels") or rec.get("labels") or {}
         out.append(
             ExportTarget(
                 name=name,
                 build=build,
-                tree=tree,
-                patches=patches,
+                tree=r.tree,
+                patches=r.patches,
                 kind=rec.get("kind") or spec.get("kind") or "",
                 hardware=str(labels.get("hardware", "")),
                 admin_path=_admin_path(run_dir, name, rec),
+                synthetic=r.synthetic,
             )
         )
     return out

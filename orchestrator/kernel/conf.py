@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from orchestrator.buildsconf import Recipe
 from orchestrator.errors import ConfigError
 from orchestrator.runs import project_root
 
@@ -36,6 +39,11 @@ class KernelBuild:
     config: str = "spdlab"
     patches: tuple[Patch, ...] = field(default_factory=tuple)
     synthetic: bool = False
+
+    def recipe(self) -> Recipe:
+        """The build as results and comparisons name it: tree = the source package."""
+        return Recipe(self.name, self.source, tuple(p.name for p in self.patches),
+                      self.synthetic, self.config)  # fmt: skip
 
 
 def kernels_dir() -> Path:
@@ -99,13 +107,21 @@ def with_patches(
     )
 
 
-def series() -> dict[str, tuple[str, tuple[str, ...], bool]]:
-    """build → (tree, patch names, synthetic), as comparisons pair builds.
+def recipes(lab: Mapping[str, Any] | None = None) -> dict[str, Recipe]:
+    """Every kernel build as a Recipe: kernels/builds.conf's, then the lab's own.
 
-    The tree is `source:config`: two kernel builds pair when one's series extends
-    the other's on the same source and config, like firmware builds on one tree.
+    Args:
+        lab: the resolved lab's `kernels` (name → base, absolute patch paths, synthetic),
+            as models or as lab.json's dicts.
+
+    A kernel build's tree is its source package and it has a config: two kernel builds
+    pair in comparisons when one's series extends the other's on the same source and
+    config, like firmware builds on one tree.
     """
-    return {
-        b.name: (f"{b.source}:{b.config}", tuple(p.name for p in b.patches), b.synthetic)
-        for b in load().values()
-    }
+    builds = dict(load())
+    for name, k in (lab or {}).items():
+        k = k if isinstance(k, Mapping) else k.model_dump()
+        if k.get("base") is None or k["base"] in builds:
+            builds[name] = with_patches(name, list(k["patches"]), Path("/"), k.get("base"),
+                                        bool(k.get("synthetic")))  # fmt: skip
+    return {b.name: b.recipe() for b in builds.values()}

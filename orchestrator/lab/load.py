@@ -236,7 +236,11 @@ def read_lab(path: str | Path) -> tuple[LabDef, SourceMap]:
 
 
 def load_lab(
-    path: str | Path, *, builds: Sequence[str] | None = None, kinds: Sequence[str] | None = None
+    path: str | Path,
+    *,
+    builds: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+    scenario: dict[str, Any] | None = None,
 ) -> ResolvedLab:
     """Read, validate and resolve a lab file (stages 1 and 2).
 
@@ -244,6 +248,7 @@ def load_lab(
         path: the lab file.
         builds: known firmware builds; default: firmware/builds.conf.
         kinds: supported target kinds; default: the driver registry.
+        scenario: scenario fields set from the command line (`--seed`), over the file's.
 
     Returns:
         ResolvedLab, with sorted runtime target specs.
@@ -252,6 +257,8 @@ def load_lab(
         LabError: every problem, one `file:line:col: field: message` line each.
     """
     lab, smap = read_lab(path)
+    if scenario:
+        lab = lab.model_copy(update={"scenario": lab.scenario.model_copy(update=scenario)})
     try:
         return resolve(lab, builds=builds, kinds=kinds, path=str(path))
     except LabIssues as e:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -20,6 +21,8 @@ Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Label = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,63}$")]
 BuildName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+_.-]{0,47}$")]
 Count = Annotated[int, Field(ge=1, le=1024)]
+DeleteMode = Literal["flush", "delete", "delete2", "expire", "spdupdate"]
+DELETE_MODES: tuple[str, ...] = get_args(DeleteMode)
 
 
 class Strict(BaseModel):
@@ -106,13 +109,49 @@ class Scenario(Strict):
     traffic: Literal["keepalive", "rate", "none"] = "keepalive"
     keepalive_ticks: Annotated[int, Field(ge=1)] = 5
     rate_pps: Annotated[int, Field(ge=1, le=1_000_000)] = 100
-    delete: Literal["flush", "delete", "delete2", "expire", "spdupdate"] = "flush"
+    delete: DeleteMode = "flush"
     timeout_ticks: Annotated[int, Field(ge=1)] = 3000
     trials: Annotated[int, Field(ge=1, le=1000)] = 1
+    # spdlab drives every target's ticks itself, in lock-step with traffic and delete
+    # (also when a netkeyd target has tick_ms 0); docs/MEASURES.md, "Deterministic mode".
+    deterministic: bool = False
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # SPIs, keys, so packet contents
 
 
-class Expectation(Strict):
-    """What one build must show after the mass delete; `same_as` copies another build's."""
+def _one_or_more_modes(v: object) -> object:
+    """`delete: flush` is `delete: [flush]`; a bad single mode is one error, at delete."""
+    if not isinstance(v, str):
+        return v
+    if v not in DELETE_MODES:
+        names = [f"'{m}'" for m in DELETE_MODES]
+        raise ValueError(f"input should be {', '.join(names[:-1])} or {names[-1]}")
+    return [v]
+
+
+class ScenarioDef(Scenario):
+    """The lab file's scenario: `delete:` is one mode, or a list of modes run one by one."""
+
+    delete: Annotated[  # type: ignore[assignment]
+        list[DeleteMode], Field(min_length=1), BeforeValidator(_one_or_more_modes)
+    ] = ["flush"]
+
+    @model_validator(mode="after")
+    def _each_mode_once(self) -> ScenarioDef:
+        modes = self.modes()
+        twice = sorted({m for m in modes if modes.count(m) > 1})
+        if twice:
+            raise ValueError(f"delete: mode {twice[0]} listed twice")
+        return self
+
+    def modes(self) -> tuple[str, ...]:
+        return tuple(self.delete)
+
+    def for_mode(self, mode: str) -> Scenario:
+        return Scenario(**{**self.model_dump(), "delete": mode})
+
+
+class Checks(Strict):
+    """What one build must show after the mass delete, measure by measure."""
 
     drain_ticks_max: Annotated[int, Field(ge=0)] | None = None
     drain_ticks_min: Annotated[int, Field(ge=0)] | None = None
@@ -120,7 +159,6 @@ class Expectation(Strict):
     premature_frees: Annotated[int, Field(ge=0)] | None = None
     premature_frees_min: Annotated[int, Field(ge=0)] | None = None
     use_after_free: Annotated[int, Field(ge=0)] | None = None
-    same_as: str | None = None
 
     # The measure each expectation is checked against (docs/MEASURES.md).
     MEASURES: ClassVar[dict[str, str]] = {
@@ -137,12 +175,48 @@ class Expectation(Strict):
         return {k: m for k, m in self.MEASURES.items() if getattr(self, k) is not None}
 
 
+class Expectation(Checks):
+    """A build's checks; `same_as` copies another build's. A block named after a delete
+    mode (`flush:`) sets checks for that mode only, over the build's own."""
+
+    same_as: str | None = None
+    flush: Checks | None = None
+    delete: Checks | None = None
+    delete2: Checks | None = None
+    expire: Checks | None = None
+    spdupdate: Checks | None = None
+
+    def for_mode(self, mode: str) -> Expectation:
+        """The checks that hold when `mode` runs."""
+        block = getattr(self, mode, None)
+        if block is None:
+            return self
+        own = self.model_dump(exclude={*DELETE_MODES})
+        return Expectation(**{**own, **block.model_dump(exclude_unset=True)})
+
+
 class KernelDef(Strict):
     """A kernel build of the user's own patches (paths relative to the lab file), after base's."""
 
     base: str | None = None
     patches: Annotated[list[str], Field(min_length=1)]
     synthetic: bool = False
+
+
+class FirmwareDef(Strict):
+    """A netkeyd build of the user's own patch files (paths relative to the lab file),
+    applied after base's series, or on a bare tree."""
+
+    base: str | None = None
+    tree: Literal["netkey", "netipsec"] | None = None
+    patches: Annotated[list[str], Field(min_length=1)]
+    synthetic: bool = False
+
+    @model_validator(mode="after")
+    def _one_start(self) -> FirmwareDef:
+        if (self.base is None) == (self.tree is None):
+            raise ValueError("give either base (a build) or tree (netkey, netipsec)")
+        return self
 
 
 class LabDef(Strict):
@@ -154,9 +228,10 @@ class LabDef(Strict):
     groups: dict[Name, TargetSettings] = {}
     targets: Annotated[list[TargetDef], Field(min_length=1)]
     traffic_host: TrafficHostDef = TrafficHostDef()
-    scenario: Scenario = Scenario()
+    scenario: ScenarioDef = ScenarioDef()
     expect: dict[str, Expectation] = {}
     kernels: dict[BuildName, KernelDef] = {}
+    firmware: dict[BuildName, FirmwareDef] = {}
     # lab hosts by name, or an Ansible inventory file whose every host is one
     hosts: Annotated[
         Annotated[dict[Name, HostDef], Tag("[hosts]")]

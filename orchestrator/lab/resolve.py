@@ -9,11 +9,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.lab import clock, ssh
 from orchestrator.lab import hosts as lab_hosts
-from orchestrator.lab import ssh
 from orchestrator.lab.hosts import HostSpec
 from orchestrator.lab.issues import Issue, LabIssues, Loc
-from orchestrator.lab.model import Expectation, LabDef, Scenario, TargetDef
+from orchestrator.lab.model import Checks, Expectation, LabDef, Scenario, TargetDef
 from orchestrator.lab.ssh import SshSpec
 
 DEFAULT_KIND = "netns"
@@ -53,6 +53,17 @@ class ResolvedKernel(BaseModel):
     synthetic: bool = False
 
 
+class ResolvedFirmware(BaseModel):
+    """A netkeyd build the lab file defines: a tree and its whole series, each patch a
+    name of firmware/patches/ or an absolute path."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tree: str
+    patches: tuple[str, ...]
+    synthetic: bool = False
+
+
 class TrafficHostSpec(BaseModel):
     """The traffic host, resolved."""
 
@@ -76,6 +87,13 @@ class ResolvedLab(BaseModel):
     expect: dict[str, Expectation] = {}
     kernels: dict[str, ResolvedKernel] = {}
     hosts: dict[str, HostSpec] = {}
+    firmware: dict[str, ResolvedFirmware] = {}
+    modes: tuple[str, ...] = ()  # the lab file's delete modes, each a run of its own
+
+    def each_mode(self) -> list[ResolvedLab]:
+        """One lab per delete mode, in the lab file's order."""
+        return [self.model_copy(update={"scenario": self.scenario.model_copy(update={"delete": m})})
+                for m in self.modes or (self.scenario.delete,)]  # fmt: skip
 
     @property
     def builds(self) -> tuple[str, ...]:
@@ -270,6 +288,32 @@ class _Resolver:
             out[name] = ResolvedKernel(base=k.base, patches=patches, synthetic=k.synthetic)
         return out
 
+    def firmware(self, lab_file: str) -> dict[str, ResolvedFirmware]:
+        """The lab file's netkeyd builds: base's series, then its patch files (absolute)."""
+        from orchestrator import buildsconf
+
+        here = Path(lab_file).resolve().parent if lab_file else Path.cwd()
+        recipes = buildsconf.read()
+        out = {}
+        for name, f in self.lab.firmware.items():
+            if name in recipes:
+                self.fail(("firmware", name), "already a build of firmware/builds.conf")
+            base = recipes.get(f.base or "")
+            if f.base is not None and base is None:
+                self.fail(("firmware", name, "base"), f"unknown firmware build '{f.base}'")
+                continue
+            files = [(here / p).resolve() for p in f.patches]
+            for j, p in enumerate(files):
+                if not p.is_file():
+                    self.fail(("firmware", name, "patches", j), f"no such patch file: {p}")
+                elif any(c.isspace() for c in str(p)):  # builds.conf words are space-separated
+                    self.fail(("firmware", name, "patches", j), f"a path with a space: {p}")
+            tree = base.tree if base else str(f.tree)
+            series = (*(base.patches if base else ()), *map(str, files))
+            synthetic = f.synthetic or bool(base and base.synthetic)
+            out[name] = ResolvedFirmware(tree=tree, patches=series, synthetic=synthetic)
+        return out
+
     def _where_set(self, t: TargetDef, key: str) -> Loc:
         """Where an inherited setting came from: the group, else defaults."""
         if t.group is not None and getattr(self.lab.groups[t.group], key) is not None:
@@ -353,20 +397,35 @@ class _Resolver:
         if base is None:
             return None
         own = exp.model_dump(exclude_unset=True, exclude={"same_as"})
-        return Expectation(**{**base.model_dump(exclude={"same_as"}), **own}, same_as=exp.same_as)
+        base_set = base.model_dump(exclude={"same_as"}, exclude_unset=True)  # a mode block too
+        return Expectation(**{**base_set, **own}, same_as=exp.same_as)
 
 
 def _observable(r: _Resolver, expect: Mapping[str, Expectation], pending: list[_Pending]) -> None:
-    """An expectation on a measure some target of its build cannot observe is an error."""
-    from orchestrator.kinds import unobservable
-
+    """An expectation on a measure some target of its build cannot observe (under a delete
+    mode the lab runs) is an error, at the key that set it."""
     kinds = {(p.build, p.kind) for p in pending}
+    found: dict[Loc, str] = {}
     for build, exp in expect.items():
-        for key, measure in exp.measured().items():
+        for mode in r.lab.scenario.modes():
             for kind in sorted(k for b, k in kinds if b == build):
-                why = unobservable(kind).get(measure)
-                if why:
-                    r.fail(("expect", build, key), f"not observable on kind {kind}: {why}")
+                for loc, message in _unseen(build, exp, mode, kind):
+                    found.setdefault(loc, message)
+    for loc, message in found.items():
+        r.fail(loc, message)
+
+
+def _unseen(build: str, exp: Expectation, mode: str, kind: str) -> Iterator[tuple[Loc, str]]:
+    """The checks of exp under mode on a measure kind cannot see: where each is set, why."""
+    from orchestrator.kinds import KIND_MODE_UNOBSERVABLE, unobservable
+
+    block = getattr(exp, mode) or Checks()
+    under = f" under delete {mode}" if (kind, mode) in KIND_MODE_UNOBSERVABLE else ""
+    for key, measure in exp.for_mode(mode).measured().items():
+        why = unobservable(kind, build, mode).get(measure)
+        if why:
+            where = (mode, key) if key in block.model_fields_set else (key,)
+            yield ("expect", build, *where), f"not observable on kind {kind}{under}: {why}"
 
 
 def resolve(
@@ -413,6 +472,7 @@ def resolve(
 
         extra_builds = KIND_EXTRA_BUILDS
     base = str(Path(path).parent) if path else "."
+    builds = [*builds, *(b for b in lab.firmware if b not in builds)]
     r = _Resolver(lab, builds, kinds, kind_builds, extra_builds, base)
     r.resolve_hosts()
     pending: list[_Pending] = []
@@ -427,7 +487,9 @@ def resolve(
             pending.append(p)
     expect = r.expectations()
     _observable(r, expect, pending)
+    scenario = clock.resolve(lab.scenario.for_mode(lab.scenario.modes()[0]), pending, r.fail)
     kernels = r.kernels(path)
+    firmware = r.firmware(path)
     th = r.addresses(pending)
     if r.issues:
         raise LabIssues(r.issues)
@@ -457,8 +519,10 @@ def resolve(
         range=lab.range,
         traffic_host=TrafficHostSpec(address=th, prefixlen=plen),
         targets=specs,
-        scenario=lab.scenario,
+        scenario=scenario,
         expect=expect,
         kernels=kernels,
         hosts=r.hosts,
+        firmware=firmware,
+        modes=lab.scenario.modes(),
     )

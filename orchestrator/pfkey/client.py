@@ -130,13 +130,15 @@ class PfkeyClient:
         except OSError as e:
             raise InfraError(f"{self.path}: {e.strerror or e}", step="pfkey send") from None
 
-    def recv(self, timeout: float | None = None) -> Msg:
-        """The next message nobody waited for, else the next one from the socket."""
-        if self._pending:
-            return self._pending.popleft()
-        return self._recv_sock(self.timeout if timeout is None else timeout)
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes as they are, however malformed (orchestrator.pfkey.malformed)."""
+        try:
+            self._sock.send(data)
+        except OSError as e:
+            raise InfraError(f"{self.path}: {e.strerror or e}", step="pfkey send") from None
 
-    def _recv_sock(self, timeout: float) -> Msg:
+    def recv_raw(self, timeout: float) -> bytes:
+        """The next message from the socket, undecoded; PfkeyTimeout if none comes."""
         # settimeout(0) would mean non-blocking, which raises BlockingIOError instead.
         self._sock.settimeout(max(timeout, 1e-6))
         try:
@@ -146,8 +148,17 @@ class PfkeyClient:
         except OSError as e:
             raise InfraError(f"{self.path}: {e.strerror or e}", step="pfkey recv") from None
         if not data:
-            raise InfraError(f"{self.path}: connection closed by netkeyd", step="pfkey recv")
-        return decode(data, self.flavour)
+            raise InfraError(f"{self.path}: connection closed", step="pfkey recv")
+        return data
+
+    def recv(self, timeout: float | None = None) -> Msg:
+        """The next message nobody waited for, else the next one from the socket."""
+        if self._pending:
+            return self._pending.popleft()
+        return self._recv_sock(self.timeout if timeout is None else timeout)
+
+    def _recv_sock(self, timeout: float) -> Msg:
+        return decode(self.recv_raw(timeout), self.flavour)
 
     def _wait(self, match: Callable[[Msg], bool], what: str) -> Msg:
         deadline = time.monotonic() + self.timeout

@@ -4,7 +4,8 @@
     spdupdate ... ;   spddelete src_range dst_range upperspec -P in|out ;
     spdflush ;   spddump ;
     add|update [-46n] src dst esp|ah|ipcomp|esp-udp spi [-m mode] [-r size] [-u reqid]
-        [-lh|-ls secs] [-bh|-bs bytes] -E ealg key [-A aalg key] | -A aalg key | -C calg ;
+        [-f pad|nocyclic-seq] [-lh|-ls secs] [-bh|-bs bytes]
+        -E ealg key [-A aalg key] | -A aalg key | -C calg [-R] ;
     get|delete src dst proto spi ;   deleteall src dst proto ;   flush [proto] ;   dump [proto] ;
 
 The whole input is parsed before anything is sent, so a typo never half-applies a file.
@@ -27,6 +28,10 @@ from orchestrator.pfkey.wire import MsgType, PolicyType, SaType
 MAX_SCRIPT_BYTES = 16 << 20  # about 100000 statements
 # KAME SADB_X_EXT_RAWCPI: `-C alg -R` uses the SPI as the CPI as given.
 SADB_X_EXT_RAWCPI = 0x0080
+# KAME's `-f` SA flags: ESP padding (SADB_X_EXT_PSEQ/PRAND/PZERO) and, cleared by
+# nocyclic-seq, SADB_X_EXT_CYCSEQ (never set here: a sequence number never wraps).
+PAD_FLAGS = {"seq-pad": 0x0000, "random-pad": 0x0100, "zero-pad": 0x0200}
+SADB_X_EXT_PMASK = 0x0300
 NATT_PORT = 4500
 
 
@@ -391,10 +396,16 @@ class _Parser:
 
     def sa_option(self, opts: _SaOptions) -> None:
         tok = self.take()
-        if tok.text in opts.seen:
+        if tok.text in opts.seen and tok.text != "-f":
             raise self.error(tok, f"{tok.text} given twice")
         opts.seen[tok.text] = tok
-        if tok.text == "-m":
+        if tok.text == "-f":
+            what = self.word("-f option")
+            if what.text.lower() == "nocyclic-seq":
+                return
+            pad = self.choice(what, {**PAD_FLAGS, "nocyclic-seq": 0}, "-f option")
+            opts.flags = (opts.flags & ~SADB_X_EXT_PMASK) | pad
+        elif tok.text == "-m":
             opts.mode = self.choice(self.word("mode"), names.MODES, "mode")
         elif tok.text == "-r":
             opts.replay = self.number(self.word("replay window size"), "replay window", 0, 255)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.lab.model import Scenario
+from orchestrator.result.model import Comparison
 
 VERBS = {
     "flush": "SPDFLUSH",
@@ -24,9 +25,26 @@ def title(sc: Scenario) -> str:
     return f"{what} in-use policies" if held(sc) else f"{what} policies (no traffic held them)"
 
 
+def clock(sc: Scenario, tick_ms: int) -> str:
+    """Who ran the ticks: "tick 15 ms (...)", or spdlab in a deterministic run."""
+    if sc.deterministic:
+        return f"deterministic: spdlab ran every tick, seed {sc.seed}"
+    return f"tick {tick_ms} ms (the kernel's is 1000 ms)"
+
+
 def ticks_at_1hz(ticks: object) -> str:
     """Ticks as the time they take at the kernel's 1 Hz timer."""
     if not isinstance(ticks, int):
         return "never" if ticks is None else "—"
     m, s = divmod(ticks, 60)
     return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def stats_line(c: Comparison) -> str:
+    """K, and each measure's p-value and interval of the difference of medians."""
+    parts = [f"K={c.k[0]}/{c.k[1]}"]
+    for t in c.tests:
+        p = "—" if t.p_value is None else f"{t.p_value:.3g}"
+        ci = "—" if t.interval is None else f"[{t.interval[0]:.3g}, {t.interval[1]:.3g}]"
+        parts.append(f"{t.measure.replace('_', ' ')} p={p} Δ{ci}")
+    return "; ".join(parts)

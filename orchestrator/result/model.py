@@ -126,6 +126,9 @@ class TargetResult(Model):
     kind: str
     labels: dict[str, str] = {}
     tick_ms: int
+    # spdlab ran every tick in lock-step with traffic and delete: a rerun of the same seed
+    # gives the same series and measures, so two runs are identical or changed, not samples.
+    deterministic: bool = False
     address: str = ""
     synthetic: bool = False
     tick_meaning: str = "a timer tick"
@@ -140,15 +143,56 @@ class TargetResult(Model):
     trials: list[Trial] = []
 
 
+class MeasureTest(Model):
+    """One measure of a comparison over the trials of both sides (orchestrator/drain/stats.py)."""
+
+    measure: str
+    base: list[float | None]  # per trial; None: never completed
+    patched: list[float | None]
+    median_base: float | None
+    median_patched: float | None
+    p_value: float | None  # None: fewer than 2 trials on a side
+    interval: tuple[float, float] | None  # of median(patched) − median(base); None: not given
+    tolerance: float
+    significant: bool
+    within_tolerance: bool
+
+
+Across = Literal["patch", "hardware", "baseline"]
+
+
 class Comparison(Model):
-    """What a patch changed: a patched build against its base."""
+    """What a patch changed: a patched build against its base.
+
+    across "hardware": one build, base and patched are two hardware labels; "baseline":
+    one build and label, base is the baseline run.
+    """
 
     base: str
     patched: str
-    verdict: Literal["no effect", "fixed", "regressed", "changed"]
+    verdict: Literal["no effect", "fixed", "regressed", "changed", "undecided"]
     detail: str
     control: bool = False  # the patched build is a synthetic positive control
     mode: str | None = None  # the delete mode, when one document holds several
+    across: Across = "patch"
+    hardware: str | None = None  # the label both sides share (across patch, baseline)
+    base_hardware: str | None = None  # across hardware: the two labels
+    patched_hardware: str | None = None
+    observed: str | None = None  # undecided: what the medians alone suggest
+    method: str = ""
+    k: tuple[int, int] = (0, 0)  # trials of base and patched
+    tests: list[MeasureTest] = []
+    timing: dict[str, float | None] = {}  # across hardware: median drain seconds per label
+
+
+class Baseline(Model):
+    """`--baseline RUN`: every (build, hardware) against the same in the baseline run."""
+
+    run_id: str
+    comparisons: list[Comparison] = []
+    changed: list[str] = []  # "build@hardware" whose drain changed significantly
+    undecided: list[str] = []
+    missing: list[str] = []  # in this run and not in the baseline
 
 
 class LabRef(Model):
@@ -173,6 +217,7 @@ class RunResult(Model):
     versions: Versions
     targets: list[TargetResult] = []
     comparisons: list[Comparison] = []
+    baseline: Baseline | None = None
     traffic: list[dict[str, Any]] = []
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

@@ -16,7 +16,9 @@ from orchestrator.export import result as store
 from orchestrator.lab.resolve import ResolvedLab, TargetSpec
 from orchestrator.progress import NullProgress, Progress
 from orchestrator.result.model import InfraFailure, RunResult, Trial
+from orchestrator.run.lockstep import LockStep
 from orchestrator.run.phases import RunPhases
+from orchestrator.run.wallclock import WallClock
 
 
 @dataclass
@@ -37,9 +39,8 @@ class Target:
     def alive(self) -> bool:
         return self.infra is None
 
-    @property
-    def unobservable(self) -> dict[str, str]:
-        return registry.unobservable(self.spec.kind)
+    def unobservable(self, mode: str) -> dict[str, str]:
+        return registry.unobservable(self.spec.kind, self.spec.build, mode)
 
 
 @dataclass
@@ -48,11 +49,12 @@ class Options:
 
     trials: int | None = None
     keep: bool = False
-    logx: bool = False
+    linear: bool = False  # drain.png's tick axis; default symlog
     metrics_addr: str = ""  # the exporter's address, checked free before up
     pushgateway: str | None = None  # checked to answer before up
     on_up: Callable[[Any], None] | None = None
     before_down: Callable[[], object] | None = None  # result.json is final; an exporter lingers
+    baseline: RunResult | None = None  # `--baseline RUN`: compared with at judged
 
 
 @dataclass
@@ -73,6 +75,10 @@ class RunContext:
     def __post_init__(self) -> None:
         self.targets = [Target(t) for t in self.lab.targets]
         self.strategy: Strategy = strategy(self.lab.scenario.delete)
+        # Who runs the ticks: each netkeyd's timer, or spdlab in lock-step (deterministic).
+        self.clock: WallClock | LockStep = (
+            LockStep() if self.lab.scenario.deterministic else WallClock()
+        )
 
     @property
     def trials(self) -> int:

@@ -22,7 +22,20 @@ def run(ctx: RunContext) -> None:
 def delete(ctx: RunContext, t: Target) -> None:
     assert t.gw is not None
     span = ctx.strategy.delete(t.gw)
+    held(ctx, span)
     t.drain = drain_of(span, ctx.strategy.survivors(t.gw))
+
+
+def held(ctx: RunContext, span: Span) -> None:
+    """Traffic still held every policy when the delete began. A sender that falls behind
+    (a loaded machine, wall-clock mode) lets flows idle out after `referenced`, and the
+    delete would hit policies nothing uses: that trial measures something else."""
+    n = ctx.lab.scenario.policies
+    flows = span.before.get("flows", {}).get("open")  # netkeyd only: a kernel has no flows
+    if ctx.lab.scenario.traffic != "none" and flows is not None and flows < n:
+        raise RuntimeError(f"{flows} of {n} flows open when the delete began: the traffic "
+                           "sender fell behind and the others idled out, so not every "
+                           "policy was in use")  # fmt: skip
 
 
 def drain_of(span: Span, survivors: int) -> Drain:

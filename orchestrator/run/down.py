@@ -32,8 +32,8 @@ def artifacts(ctx: RunContext) -> None:
     ctx.save()
     junit.write(ctx.run_dir / "junit.xml", res)
     if any(t.trials for t in res.targets):
-        plot.plot(res.targets, ctx.run_dir / "drain.png", ctx.opts.logx,
-                  f"{ctx.lab.name}: {title(res.scenario)}")  # fmt: skip
+        plot.plot(res.targets, ctx.run_dir / "drain.png",
+                  f"{ctx.lab.name}: {title(res.scenario)}", ctx.opts.linear)  # fmt: skip
     collect(ctx)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from orchestrator.pfkey.fmt import format_spd_dump
 from orchestrator.run import traffic
 from orchestrator.run.context import RunContext, Target
-from orchestrator.wait import WaitTimeout, until
 
 TIMEOUT_S = 60.0
 
@@ -24,11 +23,7 @@ def run(ctx: RunContext) -> None:
 
 
 def wait_referenced(ctx: RunContext, t: Target) -> None:
-    try:
-        until(lambda: referenced(ctx, t), f"every policy of {t.name} referenced", TIMEOUT_S,
-              interval=0.5)  # fmt: skip
-    except WaitTimeout:
-        raise RuntimeError(f"not every policy referenced in {TIMEOUT_S:.0f}s") from None
+    ctx.clock.until(ctx, t, lambda: referenced(ctx, t), "every policy referenced", TIMEOUT_S)
 
 
 def referenced(ctx: RunContext, t: Target) -> bool:

@@ -7,52 +7,81 @@ targets INFRA-ERROR; the rest go on.
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from typing import Any
 
 from orchestrator import atomic
 from orchestrator.errors import InfraError
 from orchestrator.run.context import RunContext, Target
 from orchestrator.traffic.sa import TrafficSpec
-from orchestrator.traffic.sender import Pacing
+from orchestrator.traffic.sender import Pacing, SendStats
 
 
 def start(ctx: RunContext) -> None:
-    sc = ctx.lab.scenario
+    """The trial's traffic, as the run's clock sends it (wallclock.py, lockstep.py)."""
     live = [t for t in ctx.live() if t.gw is not None]
-    if sc.traffic == "none" or not live:
+    if ctx.lab.scenario.traffic == "none" or not live:
         return
-    groups: dict[str, tuple[Any, list[Target]]] = {}
-    for t in live:
-        th = ctx.lr.traffic_host(t.name)
-        if th is not None:
-            groups.setdefault(th.key, (th, []))[1].append(t)
-    ctx.traffic = {}
-    for key, (th, ts) in sorted(groups.items()):
-        sender = ctx.guard(ts[0], "traffic start", lambda _t, th=th, ts=ts: _start(ctx, th, ts))
-        if sender is None:
-            for t in ts[1:]:
-                t.infra = ts[0].infra
+    ctx.traffic = ctx.clock.traffic(ctx, live)
+    ctx.traffic.start()
+
+
+class Senders:
+    """Senders — one sender per traffic host (this machine's, each lab host's), as one.
+
+    A sender that fails to start makes its own targets INFRA-ERROR; the rest go on.
+    stats() is every sender's at once: rounds and report time are the least of them, so
+    the settle waits until each sender has sent its rounds.
+    """
+
+    def __init__(self, ctx: RunContext, live: list[Target]):
+        self.ctx = ctx
+        self.groups: dict[str, tuple[Any, list[Target]]] = {}
+        for t in live:
+            th = ctx.lr.traffic_host(t.name)
+            if th is not None:
+                self.groups.setdefault(th.key, (th, []))[1].append(t)
+        self.senders: dict[str, tuple[Any, list[str]]] = {}
+
+    def start(self) -> Senders:
+        for key, (th, ts) in sorted(self.groups.items()):
+            run = self.ctx.guard(ts[0], "traffic start",
+                                 lambda _t, th=th, ts=ts: self._start(th, ts))  # fmt: skip
+            if run is None:
+                for t in ts[1:]:
+                    t.infra = ts[0].infra
+            else:
+                self.senders[key] = (run, [t.name for t in ts])
+        return self
+
+    def _start(self, th: Any, ts: list[Target]) -> Any:
+        from orchestrator.traffic.run import RemoteTrafficRun, TrafficRun
+
+        ctx = self.ctx
+        spec = TrafficSpec.merge([t.gw.plan["scenario"].spec for t in ts])  # type: ignore[union-attr]
+        paced = pacing(ctx, len(spec.flows))
+        workdir = ctx.run_dir / ("traffic" if not th.key else f"traffic-{th.key}")
+        # recorded in state.json through the owner, so `down` stops it after a crash too
+        kw: dict[str, Any] = {"netns": th.netns, "pacing": paced, "owner": ctx.lr}
+        if th.lab_host is not None:
+            run = RemoteTrafficRun(spec, workdir, th.lab_host, **kw)
         else:
-            ctx.traffic[key] = (sender, [t.name for t in ts])
+            pcap = ctx.run_dir / "esp-sample.pcap" if ctx.trial == 1 else None
+            run = TrafficRun(spec, workdir, pcap=pcap, **kw)
+        where = f" from lab host {th.key}" if th.key else ""
+        ctx.progress.log(f"traffic{where}: {len(spec.flows)} flows, {paced.rate or 0:.0f} pps")
+        return run.start()
 
+    def stats(self) -> SendStats | None:
+        """Every sender's report at once, or None until each has reported."""
+        got = [run.stats() for run, _ in self.senders.values()]
+        if not got or any(s is None for s in got):
+            return None
+        return dataclasses.replace(got[0], rounds=min(s.rounds for s in got),  # type: ignore[union-attr]
+                                   at=min(s.at for s in got))  # type: ignore[union-attr]  # fmt: skip
 
-def _start(ctx: RunContext, th: Any, ts: list[Target]) -> Any:
-    from orchestrator.traffic.run import RemoteTrafficRun, TrafficRun
-
-    spec = TrafficSpec.merge([t.gw.plan["scenario"].spec for t in ts])  # type: ignore[union-attr]
-    paced = pacing(ctx, len(spec.flows))
-    workdir = ctx.run_dir / ("traffic" if not th.key else f"traffic-{th.key}")
-    # recorded in state.json through the owner, so `down` stops it after a crash too
-    kw: dict[str, Any] = {"netns": th.netns, "pacing": paced, "owner": ctx.lr}
-    if th.lab_host is not None:
-        run = RemoteTrafficRun(spec, workdir, th.lab_host, **kw)
-    else:
-        pcap = ctx.run_dir / "esp-sample.pcap" if ctx.trial == 1 else None
-        run = TrafficRun(spec, workdir, pcap=pcap, **kw)
-    where = f" from lab host {th.key}" if th.key else ""
-    ctx.progress.log(f"traffic{where}: {len(spec.flows)} flows, {paced.rate or 0:.0f} pps")
-    return run.start()
+    def running(self) -> bool:
+        return all(run.running() for run, _ in self.senders.values())
 
 
 def pacing(ctx: RunContext, flows: int) -> Pacing:
@@ -62,16 +91,17 @@ def pacing(ctx: RunContext, flows: int) -> Pacing:
     return Pacing("rate", rate=float(sc.rate_pps))
 
 
-def settle(ctx: RunContext) -> None:
-    """One more keepalive period, so a flow touching a policy freed under it is counted."""
-    if ctx.traffic and ctx.lab.scenario.traffic == "keepalive":
-        time.sleep((ctx.lab.scenario.keepalive_ticks + 2) * ctx.tick_ms / 1000)
+def _each(traffic: Any) -> dict[str, tuple[Any, list[str] | None]]:
+    """Each sender by traffic host key, with its targets (None: every target)."""
+    if isinstance(traffic, Senders):
+        return dict(traffic.senders)
+    return {} if traffic is None else {"": (traffic, None)}
 
 
 def stop(ctx: RunContext) -> None:
     if ctx.traffic is None:
         return
-    for key, (sender, _) in sorted(ctx.traffic.items()):
+    for key, (sender, _) in sorted(_each(ctx.traffic).items()):
         try:
             stats = sender.stop()
             if ctx.result is not None:
@@ -86,14 +116,12 @@ def write_json(ctx: RunContext) -> None:
     """Packets sent per target, from each sender's counts per gateway address."""
     from orchestrator.traffic.run import targets_report
 
-    if not ctx.traffic:
-        return
     addrs = {t.name: str(t.spec.address) for t in ctx.targets}
     doc: dict[str, Any] = {"targets": {}, "senders": {}}
-    for key, (sender, names) in sorted(ctx.traffic.items()):
+    for key, (sender, names) in sorted(_each(ctx.traffic).items()):
         stats = sender.stats()
         if stats is not None:
-            part = targets_report(stats, {n: addrs[n] for n in names})
+            part = targets_report(stats, {n: addrs[n] for n in names or addrs})
             doc["targets"] |= part["targets"]
             doc["senders"][key or "local"] = part["sender"]
     if len(doc["senders"]) == 1:
@@ -104,6 +132,6 @@ def write_json(ctx: RunContext) -> None:
 
 def check_running(ctx: RunContext, t: Target) -> None:
     """The sender that holds `t`'s policies still runs."""
-    for sender, names in (ctx.traffic or {}).values():
-        if t.name in names and not sender.running():
+    for sender, names in _each(ctx.traffic).values():
+        if (names is None or t.name in names) and not sender.running():
             raise InfraError("the traffic sender died", step="traffic")

@@ -14,6 +14,12 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def booted_kernels(ctx: RunContext) -> list[dict]:
+    """The versions each target's kernel build recorded while it came up (state.json)."""
+    recs = ctx.lr.state.targets.values()
+    return [r["kernel"] for r in recs if isinstance(r.get("kernel"), dict)]
+
+
 def run(ctx: RunContext) -> None:
     from orchestrator.targets.session import LabRun
 
@@ -38,5 +44,7 @@ def new_result(ctx: RunContext, run_id: str) -> RunResult:
         tick_ms=ctx.tick_ms,
         lab=LabRef(name=ctx.lab.name, file=ctx.lab.path),
         scenario=ctx.lab.scenario.model_copy(update={"trials": ctx.trials}),
-        versions=versions.collect([t.spec.build for t in ctx.targets]),
+        versions=versions.collect(
+            [t.spec.build for t in ctx.targets], ctx.lab.firmware, booted_kernels(ctx)
+        ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ HOST_EVENTS = {
 
 # (host, task name, "ok" | "failed" | "unreachable" | "skipped")
 TaskEvent = Callable[[str, str, str], None]
+# A task that works for many hosts at once names each one it failed for on its stderr.
+FAILED_FOR = re.compile(r"^failed (\S+): (.*)$", re.M)
 
 
 @dataclass
@@ -32,6 +35,7 @@ class PlaybookResult:
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # host → ansible's message
     artifacts: str = ""
+    batch_hosts: set[str] = field(default_factory=set)  # hosts whose failures name others
 
     @property
     def ok(self) -> bool:
@@ -41,7 +45,7 @@ class PlaybookResult:
         bad = set(self.failures)
         for key in ("failures", "dark"):
             bad |= {h for h, n in self.stats.get(key, {}).items() if n}
-        return sorted(bad)
+        return sorted(bad - (self.batch_hosts - set(self.failures)))
 
 
 def default_forks(hosts: int) -> int:
@@ -59,7 +63,9 @@ def _message(res: dict[str, Any]) -> str:
     return ": ".join(p for p in parts if p) or "failed"
 
 
-def _handler(on_task: TaskEvent | None, failures: dict[str, str]) -> Callable[[dict], bool]:
+def _handler(
+    on_task: TaskEvent | None, failures: dict[str, str], batch_hosts: set[str]
+) -> Callable[[dict], bool]:
     def handle(event: dict) -> bool:
         status = HOST_EVENTS.get(event.get("event", ""))
         if status is None:
@@ -67,7 +73,14 @@ def _handler(on_task: TaskEvent | None, failures: dict[str, str]) -> Callable[[d
         data = event.get("event_data", {})
         host, task = data.get("host", "?"), data.get("task", "")
         if status in ("failed", "unreachable") and not data.get("ignore_errors"):
-            failures.setdefault(host, f"{task}: {_message(data.get('res') or {})}")
+            res = data.get("res") or {}
+            named = FAILED_FOR.findall(str(res.get("stderr") or ""))
+            for other, why in named:
+                failures.setdefault(other, f"{task}: {why}")
+            if named:
+                batch_hosts.add(host)
+            else:
+                failures.setdefault(host, f"{task}: {_message(res)}")
         if on_task is not None:
             on_task(host, task, status)
         return True
@@ -108,6 +121,7 @@ def run_playbook(
     import ansible_runner
 
     failures: dict[str, str] = {}
+    batch_hosts: set[str] = set()
     bindir = str(Path(sys.executable).parent)
     args: dict[str, Any] = {
         "private_data_dir": str(private_data_dir),
@@ -117,7 +131,7 @@ def run_playbook(
         "ident": ident,
         "forks": forks,
         "quiet": True,
-        "event_handler": _handler(on_task, failures),
+        "event_handler": _handler(on_task, failures, batch_hosts),
         "cancel_callback": cancel or (lambda: False),
         "settings": {"pexpect_timeout": 0.2, "suppress_ansible_output": True},
         "envvars": {
@@ -143,4 +157,5 @@ def run_playbook(
         stats=r.stats or {},
         failures=failures,
         artifacts=str(r.config.artifact_dir),
+        batch_hosts=batch_hosts,
     )

@@ -14,12 +14,13 @@ class UnixPfkeyEndpoint:
     address: str
     transport: str = "unix"
     flavour: str = "bsd"
+    timeout: float = 5.0  # per answer, unless a caller gives its own
 
-    def connect(self, timeout: float = 5.0):
+    def connect(self, timeout: float | None = None):
         """A connected orchestrator.pfkey PfkeyClient."""
         from orchestrator.pfkey.client import PfkeyClient
 
-        return PfkeyClient(self.address, timeout=timeout, flavour=self.flavour)
+        return PfkeyClient(self.address, timeout=timeout or self.timeout, flavour=self.flavour)
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,12 @@ class UnixStatsEndpoint:
 
     address: str
     target: str | None = None
+    timeout: float = 5.0  # per answer, unless a caller gives its own
 
-    def request(self, line: str, timeout: float = 5.0) -> dict:
-        with AdminClient(self.address, timeout=timeout, target=self.target) as c:
+    def request(self, line: str, timeout: float | None = None) -> dict:
+        with AdminClient(self.address, timeout=timeout or self.timeout, target=self.target) as c:
             return c.request(line)
 
-    def client(self, timeout: float = 5.0) -> AdminClient:
+    def client(self, timeout: float | None = None) -> AdminClient:
         """A client that keeps its connection, for many requests."""
-        return AdminClient(self.address, timeout=timeout, target=self.target)
+        return AdminClient(self.address, timeout=timeout or self.timeout, target=self.target)

@@ -3,9 +3,9 @@
 A lab host is reached like a board (one ssh_config, its host key pinned) and runs netns
 gateways, its own switch and traffic host, and a traffic sender. Everything of the run
 lives in one folder there, `<dir>/spdlab-<short>-<host>/`: the tools the playbooks copy
-(gateway.sh, lab.sh, host.sh, pfkey_ready.py, pfkey_relay, a static netkeyd per build,
-the traffic sender's Python), each gateway's sockets and log, and the list of namespaces
-the run made there. `host.sh down` removes exactly those and the folder.
+(gateway.sh, gateways.sh and its list, lab.sh, host.sh, pfkey_ready.py, pfkey_relay, a
+static netkeyd per build, the traffic sender's Python), each gateway's sockets and log,
+and the list of namespaces the run made there. `host.sh down` removes exactly those and the folder.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 HOST_SH = PLAYBOOKS / "roles" / "lab_host" / "files" / "host.sh"
 GATEWAY_FILES = PLAYBOOKS / "roles" / "netns_gateway" / "files"
+GATEWAY_LIST = "gateways.tsv"  # gateways.sh's list of the host's gateways, in its folder
 
 
 def entry(host: str) -> str:
@@ -109,8 +110,10 @@ class LabHost:
         tar = self.local / "host.tar"
         fw = firmware_dir()
         with tarfile.open(tar, "w") as t:
-            for f in ("gateway.sh", "lab.sh", "pfkey_ready.py"):
+            for f in ("gateway.sh", "gateways.sh", "lab.sh", "pfkey_ready.py"):
                 t.add(GATEWAY_FILES / f, f)
+            if (self.local / GATEWAY_LIST).exists():  # NetnsDriver.write_inventory's
+                t.add(self.local / GATEWAY_LIST, GATEWAY_LIST)
             t.add(HOST_SH, "host.sh")
             t.add(fw / "build" / "relay" / "pfkey_relay", "pfkey_relay")
             for b in builds:

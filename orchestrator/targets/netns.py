@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from orchestrator import atomic
 from orchestrator.errors import InfraError
 from orchestrator.lab.builds import firmware_dir
 from orchestrator.runs import project_root
@@ -27,7 +29,7 @@ from orchestrator.targets import preflight as pf
 from orchestrator.targets.ansible import PlaybookResult, default_forks, run_playbook
 from orchestrator.targets.base import Health, TargetDriver, TrafficHost
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
-from orchestrator.targets.labhost import LabHost, entry
+from orchestrator.targets.labhost import GATEWAY_LIST, LabHost, entry
 from orchestrator.targets.labnet import BRIDGE, LabNetwork
 from orchestrator.targets.registry import register_kind
 from orchestrator.targets.sshbridge import SshBridge
@@ -41,9 +43,13 @@ RESERVED = ("sw", "th")
 PHASE_OF_TASK = {
     "Build the firmware builds the lab uses": "build",
     "Switch namespace, bridge and traffic host": "network",
-    "Gateway namespace, veth and address": "network",
-    "Start netkeyd and wait for PF_KEY REGISTER": "start",
+    "Every gateway's namespace, veth and address": "network",
+    "Start every netkeyd and wait for PF_KEY REGISTER": "start",
 }
+# The tasks that do one step for every gateway at once: progress by the gateway count.
+BATCH_TASKS = {"Every gateway's namespace, veth and address",
+               "Start every netkeyd and wait for PF_KEY REGISTER",
+               "Stop every netkeyd, remove the gateway namespaces and their veths"}  # fmt: skip
 MAX_UNIX_PATH = 107
 
 
@@ -168,9 +174,40 @@ class NetnsDriver(TargetDriver):
         return {**place.connection_vars(), "spdlab_target_dir": place.target_dir(name)}
 
     def write_inventory(self) -> Path:
-        """runs/<id>/inventory.yml: usable by ansible-playbook on its own."""
-        self.run.inventory.write_text(yaml.safe_dump(self.inventory(), sort_keys=False))
+        """runs/<id>/inventory.yml, usable by ansible-playbook on its own, and next to it
+        the gateway list the batched tasks read (a template task would cost a module run):
+        this machine's, and one per lab host, which travels in its tools' tar (pack)."""
+        inv = self.inventory()
+        hosts = inv["all"]["children"]["netns_gateway"]["hosts"]
+        places = self.lab_hosts()
+        atomic.write_text(self.gateway_list, self._gateway_rows(hosts, ""))
+        for h, place in places.items():
+            place.local.mkdir(parents=True, exist_ok=True)
+            atomic.write_text(place.local / GATEWAY_LIST, self._gateway_rows(hosts, h))
+            inv["all"]["children"]["lab_network"]["hosts"][entry(h)]["spdlab_gateway_list"] = (
+                f"{place.dir}/{GATEWAY_LIST}"
+            )
+        inv["all"]["vars"]["spdlab_gateway_list"] = str(self.gateway_list)
+        atomic.write_text(self.run.inventory, yaml.safe_dump(inv, sort_keys=False))
         return self.run.inventory
+
+    @staticmethod
+    def _gateway_rows(hosts: dict[str, dict[str, Any]], host: str) -> str:
+        """The list of the gateways on `host` ("": this machine), paths as seen there."""
+        fw = firmware_dir()
+        rows = [
+            (name, h["spdlab_ns"], h["spdlab_veth"], h["spdlab_address"],
+             h["spdlab_target_dir"],
+             f"{h.get('spdlab_firmware_dir', fw)}/build/{h['spdlab_build']}/netkeyd",
+             str(h["spdlab_tick_ms"]), str(h["spdlab_flow_idle_ticks"]))
+            for name, h in hosts.items() if h.get("spdlab_host", "") == host
+        ]  # fmt: skip
+        return "".join("\t".join(r) + "\n" for r in rows)
+
+    @property
+    def gateway_list(self) -> Path:
+        """gateways.sh's list: a gateway a line, NAME NS VETH ADDR TDIR BIN TICK_MS IDLE."""
+        return self.run.path / "netns_gateways.tsv"
 
     def _record_network(self) -> None:
         sw = self.switch_ns
@@ -198,6 +235,7 @@ class NetnsDriver(TargetDriver):
         )
         self._record_hosts()
         self.write_inventory()
+        self._pack_hosts()
         self._record_network()
         n = len(self.specs)
         self.progress.phase("build", 1)
@@ -225,24 +263,27 @@ class NetnsDriver(TargetDriver):
                 self.state.record(
                     *({"type": "file", "path": str(f[k]), "target": t.name} for k in keys)
                 )
+
+    def _pack_hosts(self) -> None:
+        """Each lab host's tools' tar, with its gateway list (write_inventory)."""
+        places = self.lab_hosts()
         if places:
-            sshbridge.build_static({t.build for t in self.specs if t.host})
+            sshbridge.build_static({t.build for t in self.specs if t.host}, self.spawn_env)
             for h, place in places.items():
                 place.pack(sorted({t.build for t in self.specs if t.host == h}))
 
     def start(self) -> None:
         """Start netkeyd in every gateway; returns when each answers PF_KEY REGISTER."""
         live = [t for t in self.specs if t.name not in self.failed]
-        for t in live:
-            if not t.host:
-                f = self.files(t.name)
-                self.state.record(
-                    *({"type": "file", "path": str(f[k])} for k in ("control", "admin", "pid"))
-                )
+        # one record for all: each save rewrites state.json, so one per target is O(N^2)
+        self.state.record(*(
+            {"type": "file", "path": str(self.files(t.name)[k])}
+            for t in live if not t.host for k in ("control", "admin", "pid")
+        ))  # fmt: skip
         self.progress.phase("start", len(live))
         try:
             if live:
-                self._playbook("up.yml", "up-start", ["start"], "start", [t.name for t in live])
+                self._playbook("up.yml", "up-start", ["start"], "start", self._entries(live))
         finally:
             self._record_processes()
         self._bridges([t for t in live if t.host and t.name not in self.failed])
@@ -262,6 +303,11 @@ class NetnsDriver(TargetDriver):
                 ep, b = self.pfkey_endpoint(t.name), self.bridge(t.name)
                 self._on_host(t.name, lambda b=b, ep=ep: b.wait_register(ep, deadline, self.cancel))
 
+    @staticmethod
+    def _entries(specs: Iterable[Any]) -> list[str]:
+        """The lab_network entries whose batched steps run these gateways."""
+        return sorted({entry(t.host) if t.host else CONTROLLER for t in specs})
+
     def _on_host(self, name: str, step: Any) -> None:
         """A remote gateway's step: when it fails, that gateway is INFRA-ERROR, not the lab."""
         try:
@@ -271,28 +317,37 @@ class NetnsDriver(TargetDriver):
             self.failed[name] = f"lab host {host}: {e}"
 
     def _record_processes(self) -> None:
-        """Record every started netkeyd by PID (read back from its pidfile); bridges too."""
+        """Record every started netkeyd by PID (read back from its pidfile), in one save;
+        the remote gateways' bridges too."""
         for name in self.remote():
             self.bridge(name).record()
-        for t in self.specs:
-            if t.host:
-                continue
-            f = self.files(t.name)
+        found = self._pids(t.name for t in self.specs if not t.host)
+        self.state.record(*(
+            {"type": "process", "pid": pid, "match": str(self.files(name)["control"]),
+             "target": name}
+            for name, pid in found.items()
+        ))  # fmt: skip
+        self.state.set_targets({name: {"pid": pid} for name, pid in found.items()})
+
+    def _pids(self, names: Iterable[str]) -> dict[str, int]:
+        """Target name → the PID its pidfile names, for the targets that have one."""
+        out = {}
+        for name in names:
             try:
-                pid = int(f["pid"].read_text().split()[0])
+                out[name] = int(self.files(name)["pid"].read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
-            self.state.record(
-                {"type": "process", "pid": pid, "match": str(f["control"]), "target": t.name}
-            )
-            self.state.set_target(t.name, pid=pid)
+        return out
 
     def _playbook(self, playbook: str, ident: str, tags: Sequence[str], step: str,
                   limit: Sequence[str] = ()) -> None:  # fmt: skip
         def on_task(host: str, task: str, status: str) -> None:
             phase = PHASE_OF_TASK.get(task)
             if phase is not None and status in ("ok", "failed", "unreachable"):
-                self.progress.advance(phase)
+                self.progress.advance(phase, batch.get(host, 0) if task in BATCH_TASKS else 1)
+
+        # a batched task does one step for every gateway of its host
+        batch = Counter(entry(t.host) if t.host else CONTROLLER for t in self.specs)
 
         result = run_playbook(
             playbook,
@@ -411,15 +466,11 @@ class NetnsDriver(TargetDriver):
 
     def _record_processes_from_state(self) -> None:
         """After a crash mid-start: pick up PIDs from pidfiles that were never recorded."""
-        for name in self.names():
-            d = self.run.target_dir(name)
-            try:
-                pid = int((d / "netkeyd.pid").read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-            self.state.record(
-                {"type": "process", "pid": pid, "match": str(d / "control.sock"), "target": name}
-            )
+        self.state.record(*(
+            {"type": "process", "pid": pid, "match": str(self.files(name)["control"]),
+             "target": name}
+            for name, pid in self._pids(self.names()).items()
+        ))  # fmt: skip
 
     def teardown(self) -> list[str]:
         """down.yml through ansible, then remove whatever state.json still lists."""
@@ -431,7 +482,7 @@ class NetnsDriver(TargetDriver):
             ident = f"down-{len(list(self.run.ansible_dir.glob('artifacts/down*')))}"
 
             def on_task(host: str, task: str, status: str) -> None:
-                self.progress.advance("down")
+                self.progress.advance("down", len(self.names()) if task in BATCH_TASKS else 1)
 
             # the sweep below removes whatever the playbook did not
             with contextlib.suppress(Exception):

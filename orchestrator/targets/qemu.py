@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -51,7 +52,11 @@ if TYPE_CHECKING:
 
 PORT_NAME = "spdlab.pfkey"
 MEMORY_MB = 256
-BOOT_TIMEOUT_S = 120.0
+# TCG on a loaded machine boots slower (every VM of the lab): SPDLAB_QEMU_BOOT_S sets the limit.
+BOOT_TIMEOUT_S = float(os.environ.get("SPDLAB_QEMU_BOOT_S", "300"))
+# A TCG guest dumping thousands of policies on a loaded machine answers in seconds, not
+# milliseconds: a generous limit per answer, for a stuck guest only.
+ANSWER_TIMEOUT_S = 120.0
 MAX_UNIX_PATH = 107
 
 
@@ -257,10 +262,11 @@ class QemuDriver(TargetDriver):
     # ------------------------------------------------------------ while up
 
     def pfkey_endpoint(self, name: str) -> UnixPfkeyEndpoint:
-        return UnixPfkeyEndpoint(str(self.files(name)["control"]), "relay", "linux")
+        return UnixPfkeyEndpoint(str(self.files(name)["control"]), "relay", "linux",
+                                 ANSWER_TIMEOUT_S)  # fmt: skip
 
     def stats_endpoint(self, name: str) -> UnixStatsEndpoint:
-        return UnixStatsEndpoint(str(self.files(name)["admin"]), target=name)
+        return UnixStatsEndpoint(str(self.files(name)["admin"]), name, ANSWER_TIMEOUT_S)
 
     def health(self, name: str) -> Health:
         rec = self.state.targets.get(name, {})

@@ -111,7 +111,9 @@ def qemu_argv(boot: Boot, files: dict[str, Path], memory_mb: int, port: str) -> 
         "-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
         "-serial", f"file:{files['console']}",
         "-kernel", boot.kernel, "-initrd", boot.initrd,
-        "-append", f"console={console} panic=-1 quiet",
+        # no_timer_check: on a loaded host a TCG guest's timer IRQ can miss the kernel's
+        # boot-time check window, and x86 then panics ("IO-APIC + timer doesn't work").
+        "-append", f"console={console} panic=-1 quiet no_timer_check",
         "-device", "virtio-rng-pci", "-device", "virtio-serial-pci",
         "-chardev", f"socket,id=pfkey,path={files['relay']},server=on,wait=off",
         "-device", f"virtserialport,chardev=pfkey,name={port}",

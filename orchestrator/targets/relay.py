@@ -42,7 +42,7 @@ FRAME = struct.Struct("<HBBI")
 OPEN, MSG, CLOSE, HELLO = 1, 2, 3, 4
 MAX_CHAN = 64
 MAX_MSG = 0xFFFF * 8
-SEND_TIMEOUT_S = 5.0
+SEND_TIMEOUT_S = 60.0  # generous: a client on a loaded machine may not run for seconds
 
 
 class RelayBridge:
@@ -188,8 +188,9 @@ class RelayBridge:
         try:
             while True:
                 data = client.recv(MAX_MSG)
-                if not data:
+                if not data and _hung_up(client):
                     break
+                # An empty datagram is a message too: the guest's PF_KEY socket refuses it.
                 self.send_frame(chan, MSG, data)
         except OSError:
             pass
@@ -204,13 +205,20 @@ class RelayBridge:
             client.close()
 
 
+def _hung_up(sock: socket.socket) -> bool:
+    """recv() gave b"": a closed peer, unless it was a zero-length datagram."""
+    p = select.poll()
+    p.register(sock, select.POLLRDHUP)
+    return any(ev & (select.POLLHUP | select.POLLRDHUP | select.POLLERR) for _, ev in p.poll(0))
+
+
 def daemonize(pidfile: str | None) -> None:
     """Fork into a new session (init reaps it); the parent exits once the pidfile is written."""
     pid = os.fork()
     if pid > 0:
         if pidfile:
             with contextlib.suppress(WaitTimeout):
-                until(lambda: os.path.exists(pidfile), f"the daemon's {pidfile}", 10, 0.01)
+                until(lambda: os.path.exists(pidfile), f"the daemon's {pidfile}", 60, 0.01)
         os._exit(0)
     os.setsid()
     if pidfile:

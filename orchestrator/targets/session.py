@@ -8,8 +8,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator import proc
-from orchestrator.errors import InfraError
+from orchestrator import atomic, buildsconf, proc
+from orchestrator.errors import InfraError, WriteError
 from orchestrator.lab.resolve import ResolvedLab
 from orchestrator.runs import RunDir, list_runs
 from orchestrator.targets import cleanup
@@ -85,6 +85,8 @@ class LabRun:
         if lab.path and Path(lab.path).is_file():
             shutil.copyfile(lab.path, run.path / "lab.yaml")
         (run.path / "lab.json").write_text(lab.model_dump_json(indent=1) + "\n")
+        if lab.firmware:  # the lab's own netkeyd builds, for firmware/mkbuild.sh
+            atomic.write_text(run.path / "builds.conf", buildsconf.conf_text(lab.firmware))
         lr = cls(run, state, lab, progress=progress, cancel=cancel)
         try:
             state.set(phase="provisioning")
@@ -177,7 +179,10 @@ class LabRun:
                 d.teardown()
         # Whatever no driver removed, and resources recorded before any target was known.
         problems = cleanup.remove_all(self.state.resources())
-        self.state.set(phase="down", down_problems=problems)
+        try:
+            self.state.set(phase="down", down_problems=problems)
+        except WriteError as e:  # everything is down; only the record of it is missing
+            problems.append(str(e))
         return problems
 
 

@@ -34,6 +34,7 @@ from orchestrator.errors import SpdlabError
 from orchestrator.wait import WaitTimeout, until
 
 RESOLUTION = "spddump-poll"
+DUMP_TIMEOUT_S = 120.0  # thousands of policies from a TCG guest on a loaded machine
 RING = 1 << 16
 NOT_OBSERVABLE = (
     "premature_frees",
@@ -83,7 +84,7 @@ class SpdPoller:
     def _dump(self) -> list:
         from orchestrator.pfkey.client import PfkeyClient
 
-        with PfkeyClient(self.control, timeout=10.0, flavour=self.flavour) as c:
+        with PfkeyClient(self.control, timeout=DUMP_TIMEOUT_S, flavour=self.flavour) as c:
             return c.spddump()
 
     def observe(self) -> dict[str, Any]:

@@ -142,7 +142,8 @@ class SshDriver(TargetDriver):
         f["config"].write_text(sshconn.ssh_config(t.name, t.ssh))
 
     def _build_local(self) -> None:
-        sshbridge.build_static({t.build for t in self.specs if t.build != KERNEL})
+        """The static relay, and a static netkeyd for each firmware build boards run."""
+        sshbridge.build_static({t.build for t in self.specs if t.build != KERNEL}, self.spawn_env)
 
     def inventory(self) -> dict[str, Any]:
         """One host per target; ssh reads everything about the connection from its config."""

@@ -12,7 +12,7 @@ import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,8 +31,9 @@ FILES = {"control": "control.sock", "admin": "admin.sock", "bridge_pid": "relay.
 START_TIMEOUT_S = 60.0
 
 
-def build_static(builds: Iterable[str]) -> None:
-    """What goes over SSH: the static pfkey_relay, and a static netkeyd per firmware build."""
+def build_static(builds: Iterable[str], env: Mapping[str, str] | None = None) -> None:
+    """What goes over SSH: the static pfkey_relay, and a static netkeyd per firmware build
+    (make's environment: `env`, default this process's)."""
     r = subprocess.run(["make", "-s", "-C", str(firmware_dir() / "relay")],
                        capture_output=True, text=True)  # fmt: skip
     if r.returncode != 0:
@@ -40,7 +41,7 @@ def build_static(builds: Iterable[str]) -> None:
     if builds := sorted(builds):
         from orchestrator.targets.dockerapi import make_static
 
-        make_static(builds)
+        make_static(builds, env)
 
 
 def files(d: Path) -> dict[str, Path]:

@@ -156,6 +156,11 @@ class PacketLink:
             out.append(dataclasses.replace(t, header=eth + t.header, length=t.length + len(eth)))
         return out
 
+    @property
+    def hops(self) -> list[NextHop]:
+        """The next hop of each template the last frame() call returned."""
+        return list(self._hops)
+
     def sender(self, templates: list[Template]) -> tuple:
         if len(self._hops) != len(templates):
             raise ConfigError("PacketLink.sender() needs the templates frame() returned")

@@ -83,7 +83,7 @@ class TrafficJob:
         return cls(**d)
 
 
-def _write_pcap(path: str, packets: list[bytes]) -> None:
+def write_pcap(path: str, packets: list[bytes]) -> None:
     from scapy.layers.inet import IP
     from scapy.utils import wrpcap
 
@@ -113,7 +113,7 @@ def execute(job: TrafficJob, stop: threading.Event | None = None) -> SendStats:
             if stats_path is not None:
                 write_json(stats_path, stats.to_json())
             if not pcap_done[0] and len(sender.recorded) >= job.pcap_count:
-                _write_pcap(job.pcap, sender.recorded)  # type: ignore[arg-type]
+                write_pcap(job.pcap, sender.recorded)  # type: ignore[arg-type]
                 pcap_done[0] = True
             if state_path is not None:  # a lease on the next two reports' numbers
                 rate = max(stats.rate_pps, job.pacing.rate or 0.0)
@@ -131,7 +131,7 @@ def execute(job: TrafficJob, stop: threading.Event | None = None) -> SendStats:
             if state_path is not None:
                 save_seq_state(state_path, sender.seq_state())
         if not pcap_done[0] and sender.recorded:
-            _write_pcap(job.pcap, sender.recorded)  # type: ignore[arg-type]
+            write_pcap(job.pcap, sender.recorded)  # type: ignore[arg-type]
         return stats
     finally:
         link.close()
@@ -341,6 +341,7 @@ class RemoteTrafficRun(TrafficRun):
         for line in out:
             try:
                 doc = json.loads(line)["stats"]
+                doc["at"] = time.time()  # this machine's clock, which the settle compares
             except (ValueError, KeyError, TypeError):
                 continue
             write_json(self.stats_path, doc)

@@ -74,6 +74,8 @@ class SendStats:
     cpu_s: float = 0.0
     target_pps: float | None = None
     exhausted: int = 0  # SAs stopped at sequence number 2^32-1
+    rounds: int = 0  # whole passes over every flow: each flow sent once more per round
+    at: float = 0.0  # wall time of this report (time.time())
     state: str = "running"  # "running", "done"
     per_dst: dict[str, int] = field(default_factory=dict)  # packets per outer destination
 
@@ -194,7 +196,7 @@ class Sender:
                     break
                 if report is not None and now >= next_report:
                     stats.elapsed, stats.cpu_s = now - t0, time.process_time() - c0
-                    stats.per_dst = self.per_dst(stats.sent + stats.errors, first)
+                    self.count(stats, first)
                     report(stats)
                     next_report = now + report_every
                 if rate is None:
@@ -225,11 +227,18 @@ class Sender:
         except _Stop:
             stats.exhausted = sum(1 for s in self._last if s >= SEQ_MAX)
         stats.elapsed, stats.cpu_s = time.monotonic() - t0, time.process_time() - c0
-        stats.per_dst = self.per_dst(stats.sent + stats.errors, first)
+        self.count(stats, first)
         stats.state = "done"
         if report is not None:
             report(stats)
         return stats
+
+    def count(self, stats: SendStats, first: int) -> None:
+        """Per destination and whole rounds, from the sends since flow `first`."""
+        attempts = stats.sent + stats.errors
+        stats.per_dst = self.per_dst(attempts, first)
+        stats.rounds = (first + attempts) // len(self._fns)
+        stats.at = time.time()
 
     def per_dst(self, attempts: int, first: int = 0) -> dict[str, int]:
         """Packets per outer destination after `attempts` sends starting at flow `first`.

@@ -43,8 +43,9 @@ class DrainCollector:
             labels=TARGET_LABELS,
         )
         verdict = GaugeMetricFamily(
-            "spdlab_verdict", "1 on the target's current verdict, 0 on the others",
-            labels=(*TARGET_LABELS, "verdict"),
+            "spdlab_verdict", "1 on the target's current verdict, 0 on the others; "
+            "synthetic: the build is a synthetic control",
+            labels=(*TARGET_LABELS, "verdict", "synthetic"),
         )  # fmt: skip
         for t in _targets(self.path):
             labels = (t.name, t.build)
@@ -57,7 +58,8 @@ class DrainCollector:
                 completed.add_metric(labels, t.completed_at)
             if t.verdict in VERDICTS:
                 for name in VERDICTS:
-                    verdict.add_metric((*labels, name), 1.0 if t.verdict == name else 0.0)
+                    verdict.add_metric((*labels, name, str(t.synthetic).lower()),
+                                       1.0 if t.verdict == name else 0.0)  # fmt: skip
         yield ticks
         yield seconds
         yield completed

@@ -1,4 +1,4 @@
-"""TargetCollector — is each target's admin socket answering, and what firmware it runs."""
+"""TargetCollector — is each target's admin socket answering, and what build it runs."""
 
 from __future__ import annotations
 
@@ -28,13 +28,14 @@ class TargetCollector:
             labels=TARGET_LABELS,
         )  # fmt: skip
         info = GaugeMetricFamily(
-            "spdlab_build_info", "The firmware build a target runs (value 1)",
-            labels=(*TARGET_LABELS, "tree", "patches", "kind", "hardware"),
+            "spdlab_build_info", "The build a target runs, firmware or kernel (value 1)",
+            labels=(*TARGET_LABELS, "tree", "patches", "kind", "hardware", "synthetic"),
         )  # fmt: skip
         for r in reading.targets:
             t = r.target
             up.add_metric(t.labels, 1.0 if r.up else 0.0)
             if r.up:
-                info.add_metric((*t.labels, t.tree, ",".join(t.patches), t.kind, t.hardware), 1.0)
+                info.add_metric((*t.labels, t.tree, ",".join(t.patches), t.kind, t.hardware,
+                                 str(t.synthetic).lower()), 1.0)  # fmt: skip
         yield up
         yield info

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Wait until a PF_KEY v2 control socket answers SADB_REGISTER with errno 0 (stdlib only).
+"""Wait until PF_KEY v2 control sockets answer SADB_REGISTER with errno 0 (stdlib only).
 
-usage: pfkey_ready.py SOCKET [--timeout SECONDS]
+usage: pfkey_ready.py [--timeout SECONDS] SOCKET...
+
+Every socket is tried in turn until all have answered or the time is up; each one that
+did not is named on stderr as "SOCKET: not ready after Ns: why".
 """
 
 import argparse
@@ -35,24 +38,31 @@ def register_once(path: str, seq: int, wait: float) -> int | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("socket")
+    ap.add_argument("sockets", nargs="+", metavar="SOCKET")
     ap.add_argument("--timeout", type=float, default=20.0)
     args = ap.parse_args()
     deadline = time.monotonic() + args.timeout
-    last = "no answer"
+    waiting = {path: "no answer" for path in args.sockets}  # socket -> the last reason
     seq = 1
-    while time.monotonic() < deadline:
-        try:
-            errno = register_once(args.socket, seq, min(2.0, max(0.1, deadline - time.monotonic())))
-            if errno == 0:
-                return 0
-            last = f"REGISTER answered errno {errno}" if errno is not None else "short reply"
-        except (OSError, TimeoutError) as e:
-            last = f"{type(e).__name__}: {e}"
-        seq += 1
-        time.sleep(0.05)
-    print(f"{args.socket}: not ready after {args.timeout:g}s: {last}", file=sys.stderr)
-    return 1
+    while waiting and time.monotonic() < deadline:
+        for path in list(waiting):
+            wait = min(2.0, max(0.1, deadline - time.monotonic()))
+            try:
+                errno = register_once(path, seq, wait)
+                if errno == 0:
+                    del waiting[path]
+                    continue
+                waiting[path] = (
+                    f"REGISTER answered errno {errno}" if errno is not None else "short reply"
+                )
+            except (OSError, TimeoutError) as e:
+                waiting[path] = f"{type(e).__name__}: {e}"
+            seq += 1
+        if waiting:
+            time.sleep(0.05)
+    for path, last in waiting.items():
+        print(f"{path}: not ready after {args.timeout:g}s: {last}", file=sys.stderr)
+    return 1 if waiting else 0
 
 
 if __name__ == "__main__":
