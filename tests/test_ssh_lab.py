@@ -206,6 +206,12 @@ def test_an_inventory_file_gives_every_host(tmp_path):
         ),
         ("hosts: {H1: {address: x}}\ntargets:\n  - {name: a, build: netkey}\n", "hosts.H1"),
         ("hosts: nothere.ini\ntargets:\n  - {name: a, build: netkey}\n", "hosts: inventory"),
+        (
+            "hosts: {h1: {address: 192.0.2.1}}\ntargets:\n  - {name: a, build: netkey, host: h1}\n"
+            "scenario: {deterministic: true}\n",
+            "targets[0].host: lab host h1: a deterministic lab (scenario.deterministic) runs "
+            "on this machine only",
+        ),
     ],
 )
 def test_bad_hosts_are_one_line_each(tmp_path, body, want):
