@@ -7,14 +7,13 @@ targets INFRA-ERROR; the rest go on.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from orchestrator import atomic
 from orchestrator.errors import InfraError
 from orchestrator.run.context import RunContext, Target
 from orchestrator.traffic.sa import TrafficSpec
-from orchestrator.traffic.sender import Pacing, SendStats
+from orchestrator.traffic.sender import Pacing
 
 
 def start(ctx: RunContext) -> None:
@@ -29,9 +28,9 @@ def start(ctx: RunContext) -> None:
 class Senders:
     """Senders — one sender per traffic host (this machine's, each lab host's), as one.
 
-    A sender that fails to start makes its own targets INFRA-ERROR; the rest go on.
-    stats() is every sender's at once: rounds and report time are the least of them, so
-    the settle waits until each sender has sent its rounds.
+    A sender that fails to start makes its own targets INFRA-ERROR; the rest go on. The
+    settle waits for each sender's own rounds (`senders`), so a host lost mid-run fails
+    only the targets behind it.
     """
 
     def __init__(self, ctx: RunContext, live: list[Target]):
@@ -72,17 +71,6 @@ class Senders:
         ctx.progress.log(f"traffic{where}: {len(spec.flows)} flows, {paced.rate or 0:.0f} pps")
         return run.start()
 
-    def stats(self) -> SendStats | None:
-        """Every sender's report at once, or None until each has reported."""
-        got = [run.stats() for run, _ in self.senders.values()]
-        if not got or any(s is None for s in got):
-            return None
-        return dataclasses.replace(got[0], rounds=min(s.rounds for s in got),  # type: ignore[union-attr]
-                                   at=min(s.at for s in got))  # type: ignore[union-attr]  # fmt: skip
-
-    def running(self) -> bool:
-        return all(run.running() for run, _ in self.senders.values())
-
 
 def pacing(ctx: RunContext, flows: int) -> Pacing:
     sc = ctx.lab.scenario
@@ -91,7 +79,7 @@ def pacing(ctx: RunContext, flows: int) -> Pacing:
     return Pacing("rate", rate=float(sc.rate_pps))
 
 
-def _each(traffic: Any) -> dict[str, tuple[Any, list[str] | None]]:
+def senders(traffic: Any) -> dict[str, tuple[Any, list[str] | None]]:
     """Each sender by traffic host key, with its targets (None: every target)."""
     if isinstance(traffic, Senders):
         return dict(traffic.senders)
@@ -101,7 +89,7 @@ def _each(traffic: Any) -> dict[str, tuple[Any, list[str] | None]]:
 def stop(ctx: RunContext) -> None:
     if ctx.traffic is None:
         return
-    for key, (sender, _) in sorted(_each(ctx.traffic).items()):
+    for key, (sender, _) in sorted(senders(ctx.traffic).items()):
         try:
             stats = sender.stop()
             if ctx.result is not None:
@@ -118,7 +106,7 @@ def write_json(ctx: RunContext) -> None:
 
     addrs = {t.name: str(t.spec.address) for t in ctx.targets}
     doc: dict[str, Any] = {"targets": {}, "senders": {}}
-    for key, (sender, names) in sorted(_each(ctx.traffic).items()):
+    for key, (sender, names) in sorted(senders(ctx.traffic).items()):
         stats = sender.stats()
         if stats is not None:
             part = targets_report(stats, {n: addrs[n] for n in names or addrs})
@@ -132,6 +120,6 @@ def write_json(ctx: RunContext) -> None:
 
 def check_running(ctx: RunContext, t: Target) -> None:
     """The sender that holds `t`'s policies still runs."""
-    for sender, names in _each(ctx.traffic).values():
+    for sender, names in senders(ctx.traffic).values():
         if (names is None or t.name in names) and not sender.running():
             raise InfraError("the traffic sender died", step="traffic")
