@@ -17,6 +17,9 @@ KIND_MODULES: dict[str, str] = {
     "ssh": "orchestrator.targets.ssh",
 }
 
+# Kinds a multi-host lab may place on a lab host (`host:`); the rest run on this machine.
+LAB_HOST_KINDS: tuple[str, ...] = ("netns",)
+
 # Kinds that do not run a firmware build from builds.conf, and the builds they run
 # instead (a real kernel is its own build). Every other kind runs firmware builds.
 KIND_BUILDS: dict[str, tuple[str, ...]] = {

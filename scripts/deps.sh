@@ -43,7 +43,8 @@ for group in "$@"; do
 		install linux-source-6.1 bison flex bc libelf-dev xz-utils lz4 \
 		    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm
 		;;
-	ssh) install openssh-server openssh-client dropbear-bin ;;
+	# python3-scapy, python3-cryptography: the traffic sender on a multi-host lab's hosts
+	ssh) install openssh-server openssh-client dropbear-bin python3-scapy python3-cryptography ;;
 	fresh) install debootstrap stress-ng ;;  # stress-ng: the suite is checked under load
 	bench) install linux-perf ;;  # perf record: what bounds netkeyd's ESP input
 	prometheus)

@@ -47,7 +47,7 @@ from orchestrator.pfkey.wire import (
     type_name,
 )
 
-FLAVOURS = ("bsd", "linux")
+FLAVOURS = ("bsd", "freebsd", "linux")
 
 
 def hexbytes(text: str) -> bytes:
@@ -228,6 +228,17 @@ def test_flavours_differ_only_in_sockaddr_header() -> None:
     assert len(bsd) == len(linux)
     assert bsd[24:26] == bytes([28, 24])  # sa_len, AF_INET6 as on NetBSD
     assert linux[24:26] == struct.pack("<H", 10)  # Linux AF_INET6, no length byte
+
+
+def test_freebsd_numbers_af_inet6_28() -> None:
+    msg = messages.spdadd("2001:db8::/48", "2001:db8:1::/48")
+    fbsd = encode(msg, "freebsd")
+    assert fbsd[24:26] == bytes([28, 28])  # sa_len, FreeBSD's AF_INET6
+    assert decode(fbsd, "freebsd").src == msg.src
+    with pytest.raises(PfkeyError, match="unsupported address family 28"):
+        decode(fbsd, "bsd")  # NetBSD's reading of the same bytes: no such family
+    v4 = messages.spdadd("10.1.0.0/16", "10.2.0.0/16")
+    assert encode(v4, "freebsd") == encode(v4, "bsd")  # AF_INET is 2 on every BSD
 
 
 # ---------------------------------------------------------------- round trips

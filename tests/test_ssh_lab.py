@@ -134,3 +134,92 @@ def test_the_example_board_labs_validate(name):
     [t] = lab.targets
     assert (t.kind, t.build) == ("ssh", "kernel")
     assert t.ssh.known_hosts == str(Path("~/.ssh/known_hosts").expanduser())
+
+
+# ------------------------------------------------------------------ multi-host labs
+
+
+def test_hosts_and_host_place_targets(tmp_path):
+    lab = load_lab(
+        write(
+            tmp_path,
+            """\
+name: hosts
+hosts:
+  h1: {address: 192.0.2.1, user: root, key: k, known_hosts: kh}
+  h2: {address: 192.0.2.2, python: /opt/py/bin/python3}
+groups:
+  far: {host: h2}
+targets:
+  - {name: a, build: netkey, host: h1}
+  - {name: b, build: netkey, group: far}
+  - {name: c, build: netkey}
+""",
+        )
+    )
+    a, b, c = lab.targets
+    assert (a.host, b.host, c.host) == ("h1", "h2", None)
+    h1, h2 = lab.hosts["h1"], lab.hosts["h2"]
+    assert (h1.ssh.address, h1.ssh.key, h1.python) == ("192.0.2.1", str(tmp_path / "k"), "python3")
+    assert (h2.python, h2.ssh.known_hosts) == (
+        "/opt/py/bin/python3",
+        str(Path("~/.ssh/known_hosts").expanduser()),
+    )
+    cfg = sshconn.ssh_config("host-h1", h1.ssh)
+    assert "StrictHostKeyChecking yes" in cfg and f"UserKnownHostsFile {tmp_path / 'kh'}" in cfg
+
+
+def test_an_inventory_file_gives_every_host(tmp_path):
+    (tmp_path / "hosts.ini").write_text(
+        "[lab]\nlab1 ansible_host=198.51.100.1\nlab2 ansible_host=198.51.100.2 ansible_user=ops\n"
+    )
+    lab = load_lab(
+        write(
+            tmp_path,
+            "name: inv\nhosts: hosts.ini\ntargets:\n  - {name: a, build: netkey, host: lab2}\n",
+        )
+    )
+    assert sorted(lab.hosts) == ["lab1", "lab2"]
+    cfg = sshconn.ssh_config("host-lab2", lab.hosts["lab2"].ssh)
+    assert "HostName 198.51.100.2" in cfg and "User ops" in cfg
+
+
+@pytest.mark.parametrize(
+    "body, want",
+    [
+        (
+            "hosts: {h1: {address: 192.0.2.1}}\ntargets:\n  - {name: a, build: netkey, host: h9}\n",
+            "4:36: targets[0].host: unknown lab host 'h9' (hosts: h1)",
+        ),
+        (
+            "targets:\n  - {name: a, build: netkey, host: h1}\n",
+            "targets[0].host: unknown lab host 'h1' (hosts: none)",
+        ),
+        (
+            "hosts: {h1: {address: 192.0.2.1}}\ntargets:\n"
+            "  - {name: a, kind: docker, build: netkey, host: h1}\n",
+            "targets[0].host: kind docker does not run on lab hosts (kinds there: netns)",
+        ),
+        (
+            "hosts: {h1: {user: root}}\ntargets:\n  - {name: a, build: netkey}\n",
+            "hosts.h1.address: required",
+        ),
+        ("hosts: {H1: {address: x}}\ntargets:\n  - {name: a, build: netkey}\n", "hosts.H1"),
+        ("hosts: nothere.ini\ntargets:\n  - {name: a, build: netkey}\n", "hosts: inventory"),
+        (
+            "hosts: {h1: {address: 192.0.2.1}}\ntargets:\n  - {name: a, build: netkey, host: h1}\n"
+            "scenario: {deterministic: true}\n",
+            "targets[0].host: lab host h1: a deterministic lab (scenario.deterministic) runs "
+            "on this machine only",
+        ),
+    ],
+)
+def test_bad_hosts_are_one_line_each(tmp_path, body, want):
+    lines = errors(tmp_path, "name: b\n" + body)
+    assert len(lines) == 1 and want in lines[0], lines
+
+
+def test_the_example_multihost_lab_validates():
+    lab = load_lab(Path(__file__).resolve().parents[1] / "labs" / "multihost.yaml")
+    assert sorted({t.host for t in lab.targets}) == ["lab1", "lab2", "lab3"]
+    assert len(lab.targets) == 14

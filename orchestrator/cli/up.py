@@ -50,8 +50,14 @@ def run(args: argparse.Namespace) -> int:
     write_file_sd(lr.run.path, DEFAULT_ADDR, lab.name)
     if args.json:
         print(json.dumps({"run_id": lr.run_id, "run_dir": str(lr.run.path),
-                          "targets": [h.as_dict() for h in lr.health()]}))  # fmt: skip
+                          "targets": [h.as_dict() for h in lr.health()],
+                          "failed": lr.failed}))  # fmt: skip
     else:
         print(lr.run_id)
-        console.print(f"lab '{lab.name}' is up: {len(lab.targets)} targets, run {lr.run_id}")
+        up = len(lab.targets) - len(lr.failed)
+        console.print(f"lab '{lab.name}' is up: {up} targets, run {lr.run_id}")
+        for name, why in sorted(lr.failed.items()):
+            console.print(f"{name}: INFRA-ERROR: {why}")
+    if lr.failed:
+        return 3
     return 0

@@ -3,7 +3,8 @@
 A lab is deterministic when `scenario.deterministic` is set or a netkeyd target has
 `tick_ms: 0`. Then spdlab runs every tick itself (orchestrator/run/lockstep.py), so every
 target must run netkeyd, whose virtual clock moves only on the admin `tick` command, and
-the traffic must be keepalives, which have a tick schedule, or none.
+the traffic must be keepalives, which have a tick schedule, or none; its rounds go from
+this machine, so its targets are this machine's (no `host:`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Clocked(Protocol):
     kind: str
     build: str
     tick_ms: int
+    host: str | None  # a lab host's name; None: this machine
 
 
 def resolve(sc: Scenario, targets: Sequence[Clocked], fail: Callable[[Loc, str], None]) -> Scenario:
@@ -39,6 +41,9 @@ def resolve(sc: Scenario, targets: Sequence[Clocked], fail: Callable[[Loc, str],
         elif t.tick_ms != 0 and not sc.deterministic:
             fail((*t.loc, "tick_ms"), f"{t.tick_ms}, but {why} makes the lab deterministic: "
                  "set scenario.deterministic: true, or tick_ms 0 on every target")  # fmt: skip
+        if t.host:  # lock-step rounds go from this machine's traffic host (traffic/stepped.py)
+            fail((*t.loc, "host"), f"lab host {t.host}: a deterministic lab ({why}) runs "
+                 "on this machine only")  # fmt: skip
         t.tick_ms = 0
     if sc.traffic == "rate":
         fail(("scenario", "traffic"), "rate has no tick schedule: a deterministic lab sends "

@@ -184,7 +184,8 @@ def _message(e: dict, loc: Loc) -> str:
 def _pydantic_issues(err: ValidationError) -> list[tuple[Issue, bool]]:
     out = []
     for e in err.errors(include_url=False):
-        loc = tuple(p for p in e["loc"] if p != "[key]")
+        # "[key]", and the tags of a union's members ("[hosts]"), are not places in the file
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("[")))
         out.append((Issue(loc, _message(e, loc)), e["type"] == "extra_forbidden"))
     return out
 

@@ -9,12 +9,15 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     model_validator,
 )
 
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,23}$")]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,23}$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Label = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,63}$")]
 BuildName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+_.-]{0,47}$")]
 Count = Annotated[int, Field(ge=1, le=1024)]
@@ -50,6 +53,14 @@ class SshDef(Strict):
     relay: Literal["auto", "build"] | None = None
 
 
+class HostDef(SshDef):
+    """A lab host of a multi-host lab: reached like a board, it runs gateways of its own,
+    its own switch and traffic host, and a traffic sender with `python` (python3 with
+    scapy and cryptography)."""
+
+    python: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./+-]{1,200}$")] | None = None
+
+
 class TargetSettings(Strict):
     """Settings a target inherits from `defaults:` and its group (defaults < group < target)."""
 
@@ -60,6 +71,7 @@ class TargetSettings(Strict):
     labels: dict[Label, str] | None = None
     arch: Literal["x86_64", "arm64"] | None = None
     ssh: SshDef | None = None
+    host: Name | None = None  # a lab host from `hosts:`; unset: this machine
 
 
 class TargetDef(TargetSettings):
@@ -220,3 +232,9 @@ class LabDef(Strict):
     expect: dict[str, Expectation] = {}
     kernels: dict[BuildName, KernelDef] = {}
     firmware: dict[BuildName, FirmwareDef] = {}
+    # lab hosts by name, or an Ansible inventory file whose every host is one
+    hosts: Annotated[
+        Annotated[dict[Name, HostDef], Tag("[hosts]")]
+        | Annotated[Annotated[str, StringConstraints(min_length=1)], Tag("[inventory]")],
+        Discriminator(lambda v: "[inventory]" if isinstance(v, str) else "[hosts]"),
+    ] = {}

@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.lab import clock, ssh
+from orchestrator.lab import hosts as lab_hosts
+from orchestrator.lab.hosts import HostSpec
 from orchestrator.lab.issues import Issue, LabIssues, Loc
 from orchestrator.lab.model import Checks, Expectation, LabDef, Scenario, TargetDef
 from orchestrator.lab.ssh import SshSpec
@@ -38,6 +40,7 @@ class TargetSpec(BaseModel):
     index: int = 0
     arch: str = ""
     ssh: SshSpec | None = None
+    host: str | None = None  # the lab host it runs on; None: this machine
 
 
 class ResolvedKernel(BaseModel):
@@ -83,6 +86,7 @@ class ResolvedLab(BaseModel):
     scenario: Scenario
     expect: dict[str, Expectation] = {}
     kernels: dict[str, ResolvedKernel] = {}
+    hosts: dict[str, HostSpec] = {}
     firmware: dict[str, ResolvedFirmware] = {}
     modes: tuple[str, ...] = ()  # the lab file's delete modes, each a run of its own
 
@@ -128,6 +132,7 @@ class _Pending:
     subnet: ipaddress.IPv4Network | None = None
     arch: str = ""
     ssh: SshSpec | None = None
+    host: str | None = None
 
 
 @dataclass
@@ -140,6 +145,7 @@ class _Resolver:
     base: str = "."
     issues: list[Issue] = field(default_factory=list)
     loops: set[frozenset[str]] = field(default_factory=set)
+    hosts: dict[str, HostSpec] = field(default_factory=dict)
 
     def fail(self, loc: Loc, message: str) -> None:
         self.issues.append(Issue(loc, message))
@@ -156,9 +162,9 @@ class _Resolver:
         layers.append(t)
         merged: dict = {"kind": DEFAULT_KIND, "tick_ms": DEFAULT_TICK_MS}
         merged |= {"flow_idle_ticks": DEFAULT_FLOW_IDLE_TICKS, "build": None, "labels": {}}
-        merged["arch"] = ""
+        merged["arch"], merged["host"] = "", None
         for layer in layers:
-            for key in ("kind", "build", "tick_ms", "flow_idle_ticks", "arch"):
+            for key in ("kind", "build", "tick_ms", "flow_idle_ticks", "arch", "host"):
                 value = getattr(layer, key)
                 if value is not None:
                     merged[key] = value
@@ -197,7 +203,7 @@ class _Resolver:
             self.fail((*loc, "build"), "required (in the target, its group or defaults)")
             return
         board = self.blocks(i, t, s)
-        if board is False:
+        if board is False or not self.placed(i, t, s):
             return
         ok = True
         known = self.known(s["kind"])
@@ -225,8 +231,32 @@ class _Resolver:
                     name += f"-{n:0{width}d}"
                 yield _Pending(
                     loc, name, s["kind"], b, s["tick_ms"], s["flow_idle_ticks"], s["labels"],
-                    t.address, t.subnet, s["arch"], board or None,
+                    t.address, t.subnet, s["arch"], board or None, s["host"],
                 )  # fmt: skip
+
+    def placed(self, i: int, t: TargetDef, s: dict) -> bool:
+        """A target's `host:` names a lab host, and its kind runs on lab hosts."""
+        from orchestrator.kinds import LAB_HOST_KINDS
+
+        if s["host"] is None:
+            return True
+        where = ("targets", i, "host") if t.host else self._where_set(t, "host")
+        if s["host"] not in self.hosts:
+            known = ", ".join(sorted(self.hosts)) or "none"
+            self.fail(where, f"unknown lab host '{s['host']}' (hosts: {known})")
+            return False
+        if s["kind"] not in LAB_HOST_KINDS:
+            on = ", ".join(LAB_HOST_KINDS)
+            self.fail(where, f"kind {s['kind']} does not run on lab hosts (kinds there: {on})")
+            return False
+        return True
+
+    def resolve_hosts(self) -> None:
+        for got in lab_hosts.resolve_hosts(self.lab, Path(self.base)):
+            if isinstance(got, HostSpec):
+                self.hosts[got.name] = got
+            else:
+                self.fail(*got)
 
     def known(self, kind: str) -> list[str]:
         """Builds a kind runs: firmware builds (and the kind's extras), or its own plus
@@ -444,6 +474,7 @@ def resolve(
     base = str(Path(path).parent) if path else "."
     builds = [*builds, *(b for b in lab.firmware if b not in builds)]
     r = _Resolver(lab, builds, kinds, kind_builds, extra_builds, base)
+    r.resolve_hosts()
     pending: list[_Pending] = []
     first: dict[str, Loc] = {}
     for i, t in enumerate(lab.targets):
@@ -478,6 +509,7 @@ def resolve(
             index=n,
             arch=p.arch,
             ssh=p.ssh,
+            host=p.host,
         )
         for n, p in enumerate(targets)
     )
@@ -490,6 +522,7 @@ def resolve(
         scenario=scenario,
         expect=expect,
         kernels=kernels,
+        hosts=r.hosts,
         firmware=firmware,
         modes=lab.scenario.modes(),
     )

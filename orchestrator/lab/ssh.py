@@ -53,11 +53,14 @@ def problems(merged: dict) -> Iterator[tuple[str, str]]:
         yield "address", "required: the board's address, or inventory and host"
 
 
-def _path(value: str | None, base: Path) -> str | None:
-    if value is None:
-        return None
+def absolute(value: str, base: Path) -> str:
+    """A path of the lab file: ~ expanded, relative to the lab file's folder."""
     p = Path(os.path.expanduser(value))
     return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _path(value: str | None, base: Path) -> str | None:
+    return None if value is None else absolute(value, base)
 
 
 def spec(merged: dict, base: Path) -> SshSpec:

@@ -294,11 +294,11 @@ def encode_sockaddr(ip: IPAddress, port: int, flavour: str) -> bytes:
     af_inet, af_inet6 = wire.FAMILIES[flavour]
     bport = _be(port, 2, "sin_port")
     if ip.version == 4:
-        if flavour == "bsd":
+        if flavour in wire.SA_LEN_FLAVOURS:
             return wire.BSD_SIN.pack(wire.SIN_LEN, af_inet, bport, ip.packed)
         return wire.LINUX_SIN.pack(af_inet, bport, ip.packed)
     scope = int(ip.scope_id) if ip.scope_id and ip.scope_id.isdigit() else 0
-    if flavour == "bsd":
+    if flavour in wire.SA_LEN_FLAVOURS:
         return wire.BSD_SIN6.pack(wire.SIN6_LEN, af_inet6, bport, 0, ip.packed, scope)
     return wire.LINUX_SIN6.pack(af_inet6, bport, 0, ip.packed, scope)
 
@@ -445,7 +445,7 @@ def decode_sockaddr(buf: bytes, off: int, end: int, flavour: str) -> tuple[IPAdd
     af_inet, af_inet6 = wire.FAMILIES[flavour]
     if end - off < 2:
         raise PfkeyError("truncated sockaddr", offset=off, field="sockaddr")
-    if flavour == "bsd":
+    if flavour in wire.SA_LEN_FLAVOURS:
         sa_len, family = buf[off], buf[off + 1]
         fam_off, fam_field = off + 1, "sa_family"
     else:
@@ -457,7 +457,7 @@ def decode_sockaddr(buf: bytes, off: int, end: int, flavour: str) -> tuple[IPAdd
         size, name = wire.SIN6_LEN, "AF_INET6"
     else:
         raise PfkeyError(f"unsupported address family {family}", offset=fam_off, field=fam_field)
-    if flavour == "bsd" and sa_len != size:
+    if flavour in wire.SA_LEN_FLAVOURS and sa_len != size:
         raise PfkeyError(
             f"sockaddr length {sa_len} does not match {name} ({size})", offset=off, field="sa_len"
         )
@@ -465,7 +465,7 @@ def decode_sockaddr(buf: bytes, off: int, end: int, flavour: str) -> tuple[IPAdd
         raise PfkeyError(
             f"{name} sockaddr of {size} bytes overruns its container by {off + size - end}",
             offset=off,
-            field="sa_len" if flavour == "bsd" else "sockaddr",
+            field="sa_len" if flavour in wire.SA_LEN_FLAVOURS else "sockaddr",
         )
     port = int.from_bytes(buf[off + 2 : off + 4], "big")
     ip: IPAddress

@@ -249,7 +249,11 @@ LINUX_SIN = struct.Struct("<H2s4s8x")
 LINUX_SIN6 = struct.Struct("<H2sI16sI")
 
 # (AF_INET, AF_INET6) per flavour: NetBSD numbers the BSD side.
-FAMILIES: dict[str, tuple[int, int]] = {"bsd": (2, 24), "linux": (2, 10)}
+# (AF_INET, AF_INET6) per flavour. The BSDs agree on AF_INET; FreeBSD (and DragonFly)
+# number AF_INET6 28 where NetBSD, OpenBSD and KAME's netkeyd use 24.
+FAMILIES: dict[str, tuple[int, int]] = {"bsd": (2, 24), "freebsd": (2, 28), "linux": (2, 10)}
+# Flavours whose sockaddrs start with sa_len (the BSDs); Linux's start with a u16 family.
+SA_LEN_FLAVOURS = frozenset({"bsd", "freebsd"})
 
 
 def type_name(value: int) -> str:

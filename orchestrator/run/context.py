@@ -68,7 +68,7 @@ class RunContext:
     lr: Any = None  # the LabRun, once up
     driver_progress: Any = None  # what the LabRun's drivers report to
     result: RunResult | None = None
-    traffic: Any = None  # the TrafficRun of the current trial
+    traffic: Any = None  # this trial's senders: traffic host key → (TrafficRun, target names)
     trial: int = 0
     targets: list[Target] = field(default_factory=list)
 
@@ -112,7 +112,8 @@ class RunContext:
             return fn(t)
         except (InfraError, OSError, RuntimeError) as e:
             phase = self.phases.current.value if self.phases.current else step
-            t.infra = InfraFailure(phase=phase, message=f"{step}: {e}")
+            on = f" on lab host {t.spec.host}" if t.spec.host else ""
+            t.infra = InfraFailure(phase=phase, message=f"{step}{on}: {e}")
             self.progress.log(f"{t.name}: INFRA-ERROR in {phase} ({step}): {e}")
             return None
 

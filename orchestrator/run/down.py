@@ -17,7 +17,8 @@ def run(ctx: RunContext) -> None:
             ctx.opts.before_down()
         if not ctx.opts.keep and ctx.lr is not None:
             ctx.driver_progress.prefix = ""
-            teardown.down(ctx.lr)
+            for problem in teardown.down(ctx.lr):
+                ctx.progress.log(f"down: {problem}")
 
 
 def artifacts(ctx: RunContext) -> None:

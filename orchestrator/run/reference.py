@@ -29,7 +29,7 @@ def wait_referenced(ctx: RunContext, t: Target) -> None:
 def referenced(ctx: RunContext, t: Target) -> bool:
     with ctx.lr.pfkey_endpoint(t.name).connect() as c:
         entries = c.spddump()
-    traffic.check_running(ctx)
+    traffic.check_running(ctx, t)
     traffic.write_json(ctx)
     n = ctx.lab.scenario.policies
     return len(entries) >= n and all(e.reserved >= 2 for e in entries)

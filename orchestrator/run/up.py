@@ -6,7 +6,7 @@ import time
 
 from orchestrator.progress import Prefixed
 from orchestrator.result import versions
-from orchestrator.result.model import LabRef, RunResult
+from orchestrator.result.model import InfraFailure, LabRef, RunResult
 from orchestrator.run.context import RunContext
 
 
@@ -29,6 +29,10 @@ def run(ctx: RunContext) -> None:
     ctx.driver_progress = Prefixed(ctx.progress, "up: ")
     ctx.lr = LabRun.up(ctx.lab, progress=ctx.driver_progress)
     ctx.result = new_result(ctx, ctx.lr.run_id)
+    for t in ctx.targets:
+        if t.name in ctx.lr.failed:
+            t.infra = InfraFailure(phase="up", message=ctx.lr.failed[t.name])
+            ctx.progress.log(f"{t.name}: INFRA-ERROR in up: {t.infra.message}")
     ctx.save()
     if ctx.opts.on_up:
         ctx.opts.on_up(ctx.lr)

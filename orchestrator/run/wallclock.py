@@ -28,26 +28,10 @@ class WallClock:
     deterministic = False
 
     def traffic(self, ctx: RunContext, live: list[Target]) -> Any:
-        """The trial's sender: one subprocess for every target's flows."""
-        from orchestrator.traffic.run import TrafficRun
-        from orchestrator.traffic.sa import TrafficSpec
-        from orchestrator.traffic.sender import Pacing
+        """The trial's senders: one subprocess per traffic host for its targets' flows."""
+        from orchestrator.run.traffic import Senders
 
-        sc = ctx.lab.scenario
-        spec = TrafficSpec.merge([t.gw.plan["scenario"].spec for t in live])  # type: ignore[union-attr]
-        if sc.traffic == "keepalive":
-            paced = Pacing.keepalive(len(spec.flows), sc.keepalive_ticks, ctx.tick_ms)
-        else:
-            paced = Pacing("rate", rate=float(sc.rate_pps))
-        ctx.progress.log(f"traffic: {len(spec.flows)} flows, {paced.rate or 0:.0f} pps")
-        return TrafficRun(
-            spec,
-            ctx.run_dir / "traffic",
-            netns=ctx.lr.traffic_netns(),
-            pacing=paced,
-            pcap=ctx.run_dir / "esp-sample.pcap" if ctx.trial == 1 else None,
-            owner=ctx.lr,  # recorded in state.json, so `down` stops it after a crash too
-        )
+        return Senders(ctx, live)
 
     def until(self, ctx: RunContext, t: Target, cond: Callable[[], object], what: str,
               timeout_s: float) -> Any:  # fmt: skip
@@ -66,11 +50,17 @@ class WallClock:
               POLL_S)  # fmt: skip
         drained = [t for t in ctx.live() if t.drain is not None]
         if drained and ctx.traffic is not None and ctx.lab.scenario.traffic == "keepalive":
-            try:
-                self._settle(ctx, traffic)
-            except WaitTimeout as e:  # the sender stalled: no trial can count its touches
-                msg = f"settle: {e}"
-                ctx.each("settle", lambda t: _fail(msg), drained)
+            since = time.time()
+            for run, names in traffic.senders(ctx.traffic).values():
+                mine = [t for t in drained if t.alive and (names is None or t.name in names)]
+                try:
+                    if mine:
+                        self._rounds(ctx, run, since)
+                except WaitTimeout as e:  # the sender stalled: its trials cannot count touches
+                    msg = f"settle: {e}"
+                    ctx.each("settle", lambda t, msg=msg: _fail(msg), mine)
+            traffic.write_json(ctx)
+            ctx.each("settle", lambda t: self._ticks(ctx, t, SETTLE_TICKS))
 
     def _step(self, ctx: RunContext, pending: list[Target], timeout: int) -> list[Target]:
         """Poll each pending target once; returns (and keeps in `pending`) those not done."""
@@ -85,12 +75,11 @@ class WallClock:
         traffic.write_json(ctx)
         return pending
 
-    def _settle(self, ctx: RunContext, traffic: Any) -> None:
-        """Until every flow has sent once more after the drain, so that a flow touching a
-        policy freed under it is counted: the sender's round counter two whole rounds past
-        its first report after now (the round in progress may have begun before), then
-        SETTLE_TICKS of each target's clock."""
-        run, since = ctx.traffic, time.time()
+    def _rounds(self, ctx: RunContext, run: Any, since: float) -> None:
+        """Until every flow of `run` has sent once more after the drain, so that a flow
+        touching a policy freed under it is counted: the sender's round counter two whole
+        rounds past its first report after `since` (the round in progress may have begun
+        before); then the settle runs SETTLE_TICKS of each target's clock."""
         period_s = ctx.lab.scenario.keepalive_ticks * ctx.tick_ms / 1000
         limit = 60.0 + 3 * period_s
 
@@ -101,8 +90,6 @@ class WallClock:
         first = until(report, "a traffic report after the drain", limit, 0.05, run.running)
         until(lambda: (s := report()) is not None and s.rounds >= first.rounds + 2,
               "one whole keepalive round after the drain", limit, 0.05, run.running)  # fmt: skip
-        traffic.write_json(ctx)
-        ctx.each("settle", lambda t: self._ticks(ctx, t, SETTLE_TICKS))
 
     def _ticks(self, ctx: RunContext, t: Target, n: int) -> None:
         stats = ctx.stats(t)

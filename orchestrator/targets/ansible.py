@@ -99,6 +99,7 @@ def run_playbook(
     on_task: TaskEvent | None = None,
     cancel: Callable[[], bool] | None = None,
     env: Mapping[str, str] | None = None,
+    limit: Sequence[str] = (),
 ) -> PlaybookResult:
     """Run one playbook from playbooks/ with ansible_runner.
 
@@ -112,6 +113,7 @@ def run_playbook(
         on_task: called for every host's task result.
         cancel: polled; True stops the playbook (its process group is killed).
         env: variables set for ansible-playbook and every process it starts.
+        limit: run only on these inventory hosts (default: all).
 
     Returns:
         Per-host stats and ansible's message for every failed host.
@@ -145,6 +147,8 @@ def run_playbook(
     }
     if tags:
         args["tags"] = ",".join(tags)
+    if limit:
+        args["limit"] = ",".join(limit)
     private_data_dir.mkdir(parents=True, exist_ok=True)
     r = ansible_runner.run(**args)
     return PlaybookResult(

@@ -38,6 +38,21 @@ class Health:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class TrafficHost:
+    """Where a target's traffic comes from: this machine's traffic host, or a lab host's.
+
+    Attributes:
+        key: "" for this machine, else the lab host's name (one sender per key).
+        netns: the traffic host's namespace there.
+        lab_host: the LabHost to run the sender on over SSH; None: here.
+    """
+
+    key: str
+    netns: str | None
+    lab_host: Any = None
+
+
 class TargetDriver(ABC):
     """TargetDriver — runs one run's targets of one kind.
 
@@ -76,6 +91,8 @@ class TargetDriver(ABC):
         self.lab = lab
         self.progress = progress or NullProgress()
         self.cancel = cancel or (lambda: False)
+        # targets that could not come up, each with its reason, while the others did
+        self.failed: dict[str, str] = {}
 
     @property
     def specs(self) -> list[TargetSpec]:
@@ -157,6 +174,11 @@ class TargetDriver(ABC):
     def traffic_netns(self) -> str | None:
         """The network namespace traffic to this kind's targets is sent from, if any."""
         return None
+
+    def traffic_host(self, name: str) -> TrafficHost | None:
+        """Where traffic to `name` is sent from; None: it takes no traffic."""
+        ns = self.traffic_netns()
+        return TrafficHost("", ns) if ns else None
 
     @abstractmethod
     def teardown(self) -> list[str]:

@@ -44,17 +44,24 @@ class LabNetwork:
 
     Args:
         short: the run's four hex digits (RunDir.short).
+        host: the lab host it is on; None: this machine. Each host has its own network,
+            named after the host too, so hosts that share a kernel never collide.
     """
 
     short: str
+    host: str | None = None
+
+    @property
+    def _prefix(self) -> str:
+        return f"spdlab-{self.short}-" + (f"{self.host}-" if self.host else "")
 
     @property
     def switch_ns(self) -> str:
-        return f"spdlab-{self.short}-sw"
+        return f"{self._prefix}sw"
 
     @property
     def traffic_ns(self) -> str:
-        return f"spdlab-{self.short}-th"
+        return f"{self._prefix}th"
 
     @property
     def traffic_veth(self) -> str:

@@ -98,7 +98,10 @@ class LabRun:
                 lr._checkpoint(cancel)
                 d.start()
             lr._checkpoint(cancel)
-            state.set(phase="up")
+            if lr.failed and len(lr.failed) == len(lab.targets):
+                raise InfraError("; ".join(f"{n}: {w}" for n, w in sorted(lr.failed.items())),
+                                 step="up")  # fmt: skip
+            state.set(phase="up", failed=lr.failed)
         except BaseException as e:
             interrupted = isinstance(e, KeyboardInterrupt)
             state.set(phase="interrupted" if interrupted else "failed", error=str(e))
@@ -145,6 +148,15 @@ class LabRun:
 
     def stats_endpoint(self, name: str):
         return self.driver(name).stats_endpoint(name)
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Targets that could not come up (a lab host lost, say), each with its reason."""
+        return {n: why for d in self.drivers.values() for n, why in d.failed.items()}
+
+    def traffic_host(self, name: str):
+        """Where the traffic to `name` is sent from (targets.base.TrafficHost), or None."""
+        return self.driver(name).traffic_host(name)
 
     def traffic_netns(self) -> str | None:
         """Where the traffic host sends from: the first driver that has one."""

@@ -18,35 +18,30 @@ framed stream, and serves control.sock. Nothing listens on the board's network.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import platform
 import shlex
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from orchestrator.errors import InfraError, SpdlabError
+from orchestrator.errors import InfraError
 from orchestrator.lab.builds import firmware_dir
-from orchestrator.runs import project_root
-from orchestrator.targets import cleanup, sshconn
+from orchestrator.targets import cleanup, sshbridge, sshconn
 from orchestrator.targets import preflight as pf
 from orchestrator.targets.ansible import PlaybookResult, default_forks, run_playbook
 from orchestrator.targets.base import Health, TargetDriver
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
 from orchestrator.targets.registry import register_kind
-from orchestrator.wait import WaitTimeout, until
+from orchestrator.targets.sshbridge import SshBridge
 
 if TYPE_CHECKING:
     from orchestrator.lab.resolve import ResolvedLab, TargetSpec
 
 KERNEL = "kernel"
-START_TIMEOUT_S = 60.0
 MAX_UNIX_PATH = 107
 
 
@@ -98,10 +93,12 @@ class SshDriver(TargetDriver):
     def files(self, name: str) -> dict[str, Path]:
         """The target's files on this host, under runs/<id>/targets/<name>/."""
         d = self.run.target_dir(name)
-        names = {"config": "ssh_config", "control": "control.sock", "admin": "admin.sock",
-                 "bridge_pid": "relay.pid", "ssh_pid": "ssh.pid", "log": "relay.log",
-                 "board": "board.json", "mux": "mux.sock", "tar": "board.tar"}  # fmt: skip
-        return {k: d / v for k, v in names.items()}
+        names = {"config": "ssh_config", "board": "board.json", "mux": "mux.sock",
+                 "tar": "board.tar"}  # fmt: skip
+        return {**sshbridge.files(d), **{k: d / v for k, v in names.items()}}
+
+    def bridge(self, name: str) -> SshBridge:
+        return SshBridge(self, name, self.files(name)["config"])
 
     @property
     def inventory_path(self) -> Path:
@@ -146,15 +143,7 @@ class SshDriver(TargetDriver):
 
     def _build_local(self) -> None:
         """The static relay, and a static netkeyd for each firmware build boards run."""
-        r = subprocess.run(["make", "-s", "-C", str(firmware_dir() / "relay")],
-                           capture_output=True, text=True)  # fmt: skip
-        if r.returncode != 0:
-            raise InfraError(f"pfkey_relay build: {r.stderr.strip()[-300:]}", step="build")
-        builds = sorted({t.build for t in self.specs if t.build != KERNEL})
-        if builds:
-            from orchestrator.targets.dockerapi import make_static
-
-            make_static(builds, self.spawn_env)
+        sshbridge.build_static({t.build for t in self.specs if t.build != KERNEL}, self.spawn_env)
 
     def inventory(self) -> dict[str, Any]:
         """One host per target; ssh reads everything about the connection from its config."""
@@ -230,10 +219,10 @@ class SshDriver(TargetDriver):
             self._playbook("up.yml", "ssh-start", ["start"], "start")
         self.progress.phase("relay", len(self.specs))
         for t in self.specs:
-            self._spawn(t.name, t.tick_ms)
-        deadline = time.monotonic() + START_TIMEOUT_S
+            self.bridge(t.name).spawn(self._bridge_argv(t.name, t.tick_ms))
+        deadline = time.monotonic() + sshbridge.START_TIMEOUT_S
         for t in self.specs:
-            self._wait_register(t.name, deadline)
+            self.bridge(t.name).wait_register(self.pfkey_endpoint(t.name), deadline, self.cancel)
             if t.build == KERNEL:
                 self._check_empty(t.name)
             self.progress.advance("relay")
@@ -249,83 +238,15 @@ class SshDriver(TargetDriver):
 
     def _bridge_argv(self, name: str, tick_ms: int) -> list[str]:
         rec, f = self.state.targets[name], self.files(name)
-        argv = [sys.executable, "-m", "orchestrator.targets.relay", "--daemon",
-                "--control", str(f["control"]), "--pidfile", str(f["bridge_pid"]),
-                "--command-pidfile", str(f["ssh_pid"])]  # fmt: skip
+        options = []
         if rec["mode"] == "kernel":
             board = rec["board"]
-            argv += ["--admin", str(f["admin"]), "--build", KERNEL, "--tick-ms", str(tick_ms),
-                     "--kernel", board["release"], "--flavour", rec["flavour"],
-                     "--tree", board["os"].lower()]  # fmt: skip
+            options = ["--admin", str(f["admin"]), "--build", KERNEL, "--tick-ms", str(tick_ms),
+                       "--kernel", board["release"], "--flavour", rec["flavour"],
+                       "--tree", board["os"].lower()]  # fmt: skip
         forward = f["admin"] if rec["mode"] == "netkeyd" else None
-        return [*argv, "--", *sshconn.relay_argv(f["config"], name, rec["board_dir"], forward)]
-
-    def _spawn(self, name: str, tick_ms: int) -> None:
-        f = self.files(name)
-        for k in ("control", "admin", "bridge_pid", "ssh_pid"):
-            f[k].unlink(missing_ok=True)
-        with open(f["log"], "ab") as log:
-            r = subprocess.run(self._bridge_argv(name, tick_ms), stdin=subprocess.DEVNULL,
-                               stdout=log, stderr=subprocess.STDOUT, cwd=project_root(),
-                               env=self.spawn_env, timeout=60)  # fmt: skip
-        self._record_from_pidfiles()
-        if r.returncode != 0 or "bridge_pid" not in self.state.targets[name]:
-            raise InfraError(f"relay bridge did not start; {self._tail(name)}", name, "start")
-
-    def _match(self, name: str, what: str) -> str:
-        """A string only that process's command line holds (guards PID reuse)."""
-        f = self.files(name)
-        return str(f["control"]) if what == "bridge" else str(f["config"])
-
-    def _record_from_pidfiles(self) -> None:
-        """Record the bridge and its ssh by the PIDs their pidfiles name (also after a crash)."""
-        for name in self.names():
-            for what in ("bridge", "ssh"):
-                try:
-                    pid = int(self.files(name)[f"{what}_pid"].read_text().split()[0])
-                except (OSError, ValueError, IndexError):
-                    continue
-                self.state.record({"type": "process", "pid": pid,
-                                   "match": self._match(name, what), "target": name})  # fmt: skip
-                self.state.set_target(name, **{f"{what}_pid": pid})
-
-    def _wait_register(self, name: str, deadline: float) -> None:
-        f, last = self.files(name), ["no control socket"]
-
-        def registered() -> bool:
-            if self.cancel():
-                raise KeyboardInterrupt
-            self._record_from_pidfiles()
-            if not self._running(name, "bridge"):
-                raise InfraError(f"the relay's ssh ended; {self._tail(name)}", name, "start")
-            if not (f["control"].exists() and f["admin"].exists()):
-                return False
-            try:
-                with self.pfkey_endpoint(name).connect(timeout=15.0) as c:
-                    c.register()
-                return True
-            except (SpdlabError, OSError) as e:
-                last[0] = str(e)
-                return False
-
-        try:
-            until(
-                registered, f"{name} answers PF_KEY REGISTER", max(1.0, deadline - time.monotonic())
-            )
-        except WaitTimeout as e:
-            raise InfraError(f"{e} ({last[0]}); {self._tail(name)}", name, "start") from None
-
-    def _running(self, name: str, what: str) -> bool:
-        pid = self.state.targets.get(name, {}).get(f"{what}_pid")
-        return pid is not None and cleanup.process_matches(pid, self._match(name, what))
-
-    def _tail(self, name: str) -> str:
-        with contextlib.suppress(OSError):
-            text = self.files(name)["log"].read_text(errors="replace").strip()
-            why = sshconn.host_key_problem(text)
-            lines = text.splitlines()[-3:]
-            return (f"{why}: refusing to connect / " if why else "") + " / ".join(lines)
-        return "no output"
+        ssh = sshconn.relay_argv(f["config"], sshconn.alias(name), rec["board_dir"], forward)
+        return self.bridge(name).argv(options, ssh)
 
     # ------------------------------------------------------------ while up
 
@@ -339,7 +260,8 @@ class SshDriver(TargetDriver):
     def health(self, name: str) -> Health:
         rec = self.state.targets.get(name, {})
         h = Health(name, self.kind, rec.get("build", "?"), False, pid=rec.get("ssh_pid"))
-        if not self._running(name, "bridge") or not self._running(name, "ssh"):
+        b = self.bridge(name)
+        if not b.running("bridge") or not b.running("ssh"):
             h.reason = "the relay's ssh connection is not running"
             return h
         return self.stats_health(h, name, timeout=10.0)
@@ -367,7 +289,8 @@ class SshDriver(TargetDriver):
 
     def stop(self) -> None:
         """Stop every bridge and its ssh: the board's relay ends with the channel."""
-        self._record_from_pidfiles()
+        for name in self.names():
+            self.bridge(name).record()
         for r in self._mine("process"):
             cleanup.remove(r)
 

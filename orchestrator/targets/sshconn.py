@@ -19,13 +19,13 @@ from orchestrator.lab.ssh import SshSpec
 
 # ssh's messages for a host key it will not accept, and what spdlab says instead.
 HOST_KEY_ERRORS = {
-    "REMOTE HOST IDENTIFICATION HAS CHANGED": "the board's SSH host key changed",
-    "Host key verification failed": "the board's SSH host key is not in known_hosts",
+    "REMOTE HOST IDENTIFICATION HAS CHANGED": "the {what}'s SSH host key changed",
+    "Host key verification failed": "the {what}'s SSH host key is not in known_hosts",
 }
 # OS (uname -s) → sockaddr flavour of its PF_KEY. The BSDs agree on AF_INET (2); their
-# AF_INET6 differs (NetBSD 24, FreeBSD 28), which only IPv6 selectors would show.
-FLAVOURS = {"Linux": "linux", "NetBSD": "bsd", "FreeBSD": "bsd", "OpenBSD": "bsd",
-            "DragonFly": "bsd"}  # fmt: skip
+# AF_INET6 differs (NetBSD and OpenBSD 24, FreeBSD and DragonFly 28).
+FLAVOURS = {"Linux": "linux", "NetBSD": "bsd", "FreeBSD": "freebsd", "OpenBSD": "bsd",
+            "DragonFly": "freebsd"}  # fmt: skip
 
 
 def alias(target: str) -> str:
@@ -83,35 +83,42 @@ def ssh_config(target: str, spec: SshSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def host_key_problem(text: str) -> str | None:
-    """spdlab's one-line reason when ssh refused the board's host key, else None."""
-    return next((why for key, why in HOST_KEY_ERRORS.items() if key in text), None)
+def host_key_problem(text: str, what: str = "board") -> str | None:
+    """spdlab's one-line reason when ssh refused the host key of `what`, else None."""
+    why = next((why for key, why in HOST_KEY_ERRORS.items() if key in text), None)
+    return why.format(what=what) if why else None
 
 
-def relay_argv(config: Path, target: str, board_dir: str, local_admin: Path | None) -> list[str]:
+def relay_argv(config: Path, host: str, board_dir: str, local_admin: Path | None,
+               relay: str | None = None) -> list[str]:  # fmt: skip
     """ssh running pfkey_relay on the channel's stdio; netkeyd boards also forward admin.sock.
 
     Args:
         config: the target's ssh_config.
-        target: the target's name.
+        host: its Host alias there.
         board_dir: the target's folder on the board.
         local_admin: for a netkeyd board, where its admin socket appears on this host.
+        relay: the relay binary there (default: in board_dir).
     """
-    relay = shlex.quote(f"{board_dir}/pfkey_relay")
+    relay = shlex.quote(relay or f"{board_dir}/pfkey_relay")
     argv = ["ssh", "-F", str(config), "-T"]
     remote = f"exec {relay} -"
     if local_admin is not None:
         argv += ["-L", f"{local_admin}:{board_dir}/admin.sock"]
         remote = f"exec {relay} -u {shlex.quote(board_dir + '/control.sock')} -"
-    return [*argv, alias(target), remote]
+    return [*argv, host, remote]
 
 
 def run(config: Path, target: str, command: str, timeout: float = 30.0) -> tuple[int, str, str]:
     """One command on the board over the target's ssh_config: status, stdout, stderr."""
-    argv = ["ssh", "-F", str(config), "-T", alias(target), command]
+    return run_argv(["ssh", "-F", str(config), "-T", alias(target), command], None, timeout)
+
+
+def run_argv(argv: list[str], stdin: str | None, timeout: float) -> tuple[int, str, str]:
+    """One ssh command line, `stdin` its input: status, stdout, stderr."""
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)  # fmt: skip
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=stdin,
+                           stdin=None if stdin is not None else subprocess.DEVNULL)  # fmt: skip
     except subprocess.TimeoutExpired:
         return 255, "", f"ssh: no answer in {timeout:g}s"
     return r.returncode, r.stdout, r.stderr

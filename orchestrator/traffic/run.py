@@ -13,6 +13,7 @@ Sequence numbers continue across TrafficRuns that share `workdir` (a state file)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import IO, Any, BinaryIO
 
 from orchestrator.errors import ConfigError, InfraError
 from orchestrator.proc import ProcessOwner, terminate
@@ -198,24 +200,12 @@ class TrafficRun:
             InfraError: the sender exited or did not report within `timeout`.
         """
         self.workdir.mkdir(parents=True, exist_ok=True)
-        job_path = self.workdir / "job.json"
-        fd = os.open(job_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # keys inside
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.job.to_json(), f)
         self.stats_path.unlink(missing_ok=True)
-        log = open(self.workdir / "sender.log", "wb")  # noqa: SIM115
-        root = Path(__file__).resolve().parents[2]
         env = dict(self.owner.spawn_env if self.owner else os.environ)
-        env["PYTHONPATH"] = f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.traffic", str(job_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-        )
-        log.close()
+        with open(self.workdir / "sender.log", "wb") as log:
+            self.proc, match = self._spawn(env, log)
         if self.owner is not None:
-            self.owner.record_process(self.proc.pid, str(job_path), "traffic")
+            self.owner.record_process(self.proc.pid, match, "traffic")
         deadline = time.monotonic() + timeout
         while not self.stats_path.exists():
             if self.proc.poll() is not None:
@@ -229,6 +219,22 @@ class TrafficRun:
                 raise InfraError("sender did not start in time", self.job.netns, "traffic start")
             time.sleep(0.02)
         return self
+
+    def _spawn(self, env: dict[str, str], log: BinaryIO) -> tuple[subprocess.Popen, str]:
+        """The sender process, and a string its command line holds."""
+        job_path = self.workdir / "job.json"
+        fd = os.open(job_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # keys inside
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.job.to_json(), f)
+        root = Path(__file__).resolve().parents[2]
+        env["PYTHONPATH"] = f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}"
+        argv = [sys.executable, "-m", "orchestrator.traffic", str(job_path)]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, env=env)
+        return proc, str(job_path)
+
+    def _halt(self, timeout: float) -> None:
+        assert self.proc is not None
+        terminate(self.proc, timeout)
 
     def stats(self) -> SendStats | None:
         """The latest report (running, or final once the sender has exited)."""
@@ -261,7 +267,7 @@ class TrafficRun:
         """
         if self.proc is None:
             raise InfraError("sender was never started", self.job.netns, "traffic stop")
-        terminate(self.proc, timeout)
+        self._halt(timeout)
         return self._final()
 
     def _final(self) -> SendStats:
@@ -297,6 +303,59 @@ class TrafficRun:
             except InfraError:
                 if exc is None:
                     raise
+
+
+class RemoteTrafficRun(TrafficRun):
+    """RemoteTrafficRun — the sender on a lab host (orchestrator.traffic.remote), over ssh.
+
+    The job goes on the ssh's stdin; each stats line that comes back is written to
+    workdir/stats.json here, so stats() and stop() read it as for a local sender. stop()
+    closes stdin: the sender stops, prints its final stats and exits, and so does ssh.
+
+    Args:
+        lab_host: the targets.labhost.LabHost to send from.
+        The rest: as TrafficRun (no pcap: the sample comes from this machine's sender).
+    """
+
+    def __init__(self, spec: TrafficSpec, workdir: Path, lab_host: Any, **kw: Any):
+        super().__init__(spec, workdir, **kw)
+        self.lab_host = lab_host
+        self.remote_dir = f"{lab_host.dir}/traffic"
+        self.reader: threading.Thread | None = None
+
+    def _spawn(self, env: dict[str, str], log: BinaryIO) -> tuple[subprocess.Popen, str]:
+        argv = self.lab_host.sender_argv(self.remote_dir)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=log, env=env)  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        self.reader = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self.reader.start()
+        try:
+            proc.stdin.write(json.dumps(self.job.to_json()).encode() + b"\n")
+            proc.stdin.flush()
+        except OSError:
+            pass  # ssh is gone already: start() reports its exit and log
+        return proc, self.remote_dir
+
+    def _read(self, out: IO[bytes]) -> None:
+        for line in out:
+            try:
+                doc = json.loads(line)["stats"]
+                doc["at"] = time.time()  # this machine's clock, which the settle compares
+            except (ValueError, KeyError, TypeError):
+                continue
+            write_json(self.stats_path, doc)
+
+    def _halt(self, timeout: float) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            terminate(self.proc, 2.0)
+        if self.reader is not None:
+            self.reader.join(timeout)
 
 
 def targets_report(stats: SendStats, targets: dict[str, str]) -> dict:
