@@ -29,6 +29,7 @@ from orchestrator.proc import terminate
 from orchestrator.traffic import fastpath, template
 from orchestrator.traffic.link import PacketLink, open_link
 from orchestrator.traffic.sa import SaSpec, TrafficSpec
+from orchestrator.traffic.sender import Rates
 from orchestrator.traffic.template import Template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def job_bytes(sas: list[SaSpec], framed: list[Template], last: dict[str, int]) -
 
 
 @dataclass
-class NativeStats:
+class NativeStats(Rates):
     """What the processes did together. `rate_pps` is the total sent over the longest
     process's wall time; `cpu_pps` is sent per CPU-second of all of them."""
 
@@ -93,14 +94,6 @@ class NativeStats:
     exhausted: int = 0
     per_proc: list[dict] = field(default_factory=list)
     last_seq: dict[str, int] = field(default_factory=dict)  # per SA key
-
-    @property
-    def rate_pps(self) -> float:
-        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def cpu_pps(self) -> float:
-        return self.sent / self.cpu_s if self.cpu_s > 0 else 0.0
 
 
 class NativeFlood:

@@ -59,8 +59,24 @@ class Pacing:
         return asdict(self)
 
 
+class Rates:
+    """Packets per wall second and per CPU second, of stats with sent, elapsed, cpu_s."""
+
+    sent: int
+    elapsed: float
+    cpu_s: float
+
+    @property
+    def rate_pps(self) -> float:
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def cpu_pps(self) -> float:
+        return self.sent / self.cpu_s if self.cpu_s > 0 else 0.0
+
+
 @dataclass
-class SendStats:
+class SendStats(Rates):
     """What a sender did. `rate_pps` is the achieved rate: sent / elapsed; `cpu_pps` is
     sent per CPU-second the sender used (user + system), what one busy core would do."""
 
@@ -78,14 +94,6 @@ class SendStats:
     at: float = 0.0  # wall time of this report (time.time())
     state: str = "running"  # "running", "done"
     per_dst: dict[str, int] = field(default_factory=dict)  # packets per outer destination
-
-    @property
-    def rate_pps(self) -> float:
-        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def cpu_pps(self) -> float:
-        return self.sent / self.cpu_s if self.cpu_s > 0 else 0.0
 
     def to_json(self) -> dict:
         d = asdict(self)
