@@ -49,7 +49,7 @@ kernels: deps-test venv
 	$(PY) -m orchestrator.kernel --all --arch x86_64 --arch arm64 >/dev/null
 
 test: deps-test venv firmware firmware-asan kernels lint
-	$(PY) -m pytest $(PYTEST_ARGS) tests
+	$(PY) -m pytest --durations=30 $(PYTEST_ARGS) tests
 
 # 5 trials: the fewest at which every comparison's rank test can decide (README "Regressions")
 demo: deps-demo venv firmware

@@ -23,6 +23,7 @@ from leftovers import leftovers
 from scapy.layers.inet import IP
 from scapy.utils import rdpcap
 
+from orchestrator.drain.compare import SECONDARY
 from orchestrator.export import result
 from orchestrator.runs import list_runs
 from orchestrator.targets.admin import AdminClient
@@ -115,10 +116,12 @@ def test_demo_classifications(demo: Any) -> None:
     _, out, _, run_dir = demo
     res = result.load(run_dir / "result.json")
     got = {(c.base, c.patched): c for c in res.comparisons}
-    # The report's patch: never a significant change (free ticks follow the traffic and may
-    # leave its interval too wide to call it no effect on a loaded host).
-    assert got[("netkey", "netkey+nextsp")].verdict in ("no effect", "undecided")
-    assert not any(t.significant for t in got[("netkey", "netkey+nextsp")].tests)
+    # The report's patch: never a significant change in what the patch could touch. Free
+    # ticks and walked per lookup follow when the traffic's packets fall: on a loaded host
+    # they may differ, which leaves the pair undecided, never changed.
+    nextsp = got[("netkey", "netkey+nextsp")]
+    assert nextsp.verdict in ("no effect", "undecided"), nextsp.detail
+    assert not [t.measure for t in nextsp.tests if t.significant and t.measure not in SECONDARY]
     assert got[("canary", "canary+nextsp")].verdict == "fixed"
     assert got[("netipsec", "netipsec+split")].verdict == "fixed"
     assert got[("netkey", "canary")].verdict == "regressed" and got[("netkey", "canary")].control

@@ -146,8 +146,8 @@ def _verdicts(res: Any, console: Any) -> None:
             console.print(f"  {td.name}: {td.verdict}: {td.reason}")
     methods = []
     for c in res.comparisons:
-        console.print(comparison_line(c))
-        console.print(f"    [dim]{stats_line(c)}[/]")
+        _line(console, comparison_line(c))
+        _line(console, f"    [dim]{stats_line(c)}[/]")
         methods += [c.method] if c.method not in methods else []
     if res.baseline is not None:
         _baseline(res.baseline, console)
@@ -156,6 +156,11 @@ def _verdicts(res: Any, console: Any) -> None:
     tol = {t.measure: t.tolerance for c in res.comparisons for t in c.tests}
     if tol:
         console.print(f"  [dim]no effect within: {_tolerances(tol)}[/]")
+
+
+def _line(console: Any, text: str) -> None:
+    """A classification is one line however wide: CI logs are grepped for it."""
+    console.print(text, soft_wrap=True)
 
 
 def comparison_line(c: Any) -> str:
@@ -192,8 +197,8 @@ def _baseline(b: Any, console: Any) -> None:
     console.print(f"[bold]changed from baseline {b.run_id}:[/] {changed}")
     for c in b.comparisons:
         if c.verdict != "no effect":
-            console.print(comparison_line(c))
-            console.print(f"    [dim]{stats_line(c)}[/]")
+            _line(console, comparison_line(c))
+            _line(console, f"    [dim]{stats_line(c)}[/]")
     if b.undecided:
         console.print(f"  undecided against the baseline: {', '.join(b.undecided)}")
     if b.missing:
