@@ -1,56 +1,44 @@
 /*
- * libFuzzer harness for the admin socket's line parser and every command
- * behind it (the tick ring's readers, flow open/send/close, persist).  The
- * first byte sets the chunk size; the rest is written to the admin client
- * in chunks of that size, and admin_input() runs after each, as it would
- * after each read.  The replies are drained and thrown away.  admin.c and
- * timer.c are included so each input starts from an empty tick ring and a
- * fresh client; the policies fz_install_policies() puts in stay.
+ * libFuzzer harness for the admin protocol: admin_lines(), which splits a
+ * client's bytes into lines, and every command behind it (the tick ring's
+ * readers, flow open/send/close, persist).  The first byte sets the read
+ * size; the rest arrives in the client's buffer in reads of that size, as
+ * recv() would put it there, and admin_lines() runs after each.  Each reply
+ * must be one line.  No socket is involved: admin_input()'s recv() and
+ * send() are tested against a real netkeyd (tests/test_export.py).
+ *
+ * admin.c and timer.c are included so each input starts from an empty tick
+ * ring and a fresh client.  The ring holds FZ_TICKRING records, not
+ * netkeyd's 16384, so a few dozen ticks wrap it and the paths that skip
+ * overwritten records run; FZ_MAXTICKS bounds the ticks one input runs.
+ * The policies fz_install_policies() puts in stay.
  */
-
-#include <sys/socket.h>
 
 #include <stdlib.h>
 #include <string.h>
 
+#define FZ_TICKRING	16
+#define TICKRING	FZ_TICKRING
 #include "../src/admin.c"
 #include "../src/timer.c"
 #include "fuzz_common.h"
 
-/* Most ticks one input may ask for, so no input runs for minutes. */
-#define FZ_MAXTICKS	1024
+#define FZ_MAXTICKS	64
 
 unsigned int	 netkeyd_tick_ms = 0;
 unsigned int	 netkeyd_flow_idle_ticks = 30;
 
-static int	 fz_client = -1;	/* our end; admin.c has the other */
-
 int	 LLVMFuzzerInitialize(int *, char ***);
 int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
-static void
-fz_admin_connect(void)
+/* A reply goes nowhere, but it must be exactly one line. */
+static int
+fz_reply(int fd, const char *s, size_t len)
 {
-	int	 sv[2], sz = 1024 * 1024;
-
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-	    sv) == -1)
+	(void)fd;
+	if (len == 0 || memchr(s, '\n', len) != s + len - 1)
 		abort();
-	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-	(void)setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-	clients[0].fd = sv[0];
-	clients[0].len = 0;
-	nclients = 1;
-	fz_client = sv[1];
-}
-
-static void
-fz_admin_drain(void)
-{
-	static char	 buf[65536];
-
-	while (recv(fz_client, buf, sizeof(buf), MSG_DONTWAIT) > 0)
-		;
+	return (0);
 }
 
 /* The ticks the input's `tick N` lines ask for, split as admin.c splits. */
@@ -93,14 +81,19 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	fz_init();
 	fz_install_policies();
-	fz_admin_connect();
 	return (0);
 }
 
+/*
+ * The input is a byte stream to the client: each read takes what was sent
+ * and not yet read, up to the room in the client's buffer.  A dropped
+ * client loses what it had not read, and the next chunk starts a new one.
+ */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	size_t	 chunk, n;
+	struct adminclient	*c = &clients[0];
+	size_t			 chunk, sent = 0, rd = 0, n;
 
 	if (size < 1 || fz_ticks_asked(data + 1, size - 1) > FZ_MAXTICKS)
 		return (-1);
@@ -109,20 +102,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size--;
 	nrec = 0;
 	memset(&prev, 0, sizeof(prev));
-	clients[0].len = 0;
-	while (size > 0) {
-		n = size < chunk ? size : chunk;
-		if (send(fz_client, data, n, MSG_NOSIGNAL) != (ssize_t)n)
-			abort();
-		admin_input(clients[0].fd);
-		fz_admin_drain();
-		if (nclients == 0) {
-			/* admin.c dropped the client, as it does an overlong line. */
-			close(fz_client);
-			fz_admin_connect();
+	c->fd = -1;
+	c->len = 0;
+	while (sent < size) {
+		sent += size - sent < chunk ? size - sent : chunk;
+		n = sent - rd;
+		if (n > sizeof(c->buf) - c->len - 1)
+			n = sizeof(c->buf) - c->len - 1;
+		memcpy(c->buf + c->len, data + rd, n);
+		c->len += n;
+		rd += n;
+		if (admin_lines(c, fz_reply) == -1) {
+			c->len = 0;
+			rd = sent;
 		}
-		data += n;
-		size -= n;
 	}
 	(void)flow_closeall();
 	return (0);

@@ -170,6 +170,8 @@ ADMIN_LINES = (
     "tick 3\nticks\nticks 2",
     "flow open 10.99.0.2 10.99.0.1 17 1234 80\nflow send 1\nflow sendall\nflow close 1",
     "flow open 172.16.1.5 172.16.2.5 6 1 2\ntick 31\nflow closeall",
+    # The harness's tick ring holds 16: this wraps it, then reads past the wrap.
+    "tick 20\nticks\nticks 10",
     "flow open fd00::1 fd00::2 58 0 0",
     "persist 1\npersist 99",
     "flow\nflow bogus\nticks x\nnope",
@@ -197,7 +199,8 @@ def relay_seeds() -> None:
     for chunk in (63, 5):
         _write("relay", bytes([chunk]) + open1 + _frame(1, 2, dump) + close1)
         _write("relay", bytes([chunk]) + open1 + _frame(1, 2, add) + _frame(2, 2, dump) + close1)
-    _write("relay", b"\x3f" + open1 + _frame(63, 1) + _frame(63, 2, dump) + _frame(64, 1))
+    # The harness's last channel (it has 8) and the first past it.
+    _write("relay", b"\x3f" + open1 + _frame(7, 1) + _frame(7, 2, dump) + _frame(8, 1))
     _write("relay", b"\x3f" + open1 + open1 + _frame(1, 9))
 
 

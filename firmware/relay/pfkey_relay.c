@@ -56,7 +56,9 @@
 #define RELAY_HELLO	4
 
 #define RELAY_HDRLEN	8
-#define RELAY_MAXCHAN	64
+#ifndef RELAY_MAXCHAN
+#define RELAY_MAXCHAN	64	/* the fuzz harness makes it small */
+#endif
 #define RELAY_MAXMSG	(0xffff * 8)
 #define RELAY_BUFLEN	(RELAY_HDRLEN + RELAY_MAXMSG)
 /*
@@ -278,39 +280,66 @@ host_gone(void)
 	inlen = 0;
 }
 
-/* Act on every complete frame in inbuf; keep a partial one. */
+/*
+ * host_frame: decode the frame at the start of buf (len bytes) into h.
+ * 1: the frame is whole; 0: more bytes are needed; -1: the frame is bad (a
+ * channel or length out of range, an unknown op), said on stderr.
+ */
 static int
-port_frames(void)
+host_frame(const unsigned char *buf, size_t len, struct relay_hdr *h)
+{
+	if (len < RELAY_HDRLEN)
+		return (0);
+	hdr_decode(h, buf);
+	if (h->chan >= RELAY_MAXCHAN || h->len > RELAY_MAXMSG) {
+		log_warnx(__func__, "bad frame from host", 0);
+		return (-1);
+	}
+	if (len - RELAY_HDRLEN < h->len)
+		return (0);
+	if (h->op != RELAY_OPEN && h->op != RELAY_MSG &&
+	    h->op != RELAY_CLOSE) {
+		log_warnx(__func__, "unknown op from host", 0);
+		return (-1);
+	}
+	return (1);
+}
+
+/* host_frames: act on every whole frame in buf; the bytes used, or -1. */
+static ssize_t
+host_frames(const unsigned char *buf, size_t len)
 {
 	struct relay_hdr	 h;
 	size_t			 off = 0;
+	int			 rv;
 
-	while (inlen - off >= RELAY_HDRLEN) {
-		hdr_decode(&h, inbuf + off);
-		if (h.chan >= RELAY_MAXCHAN || h.len > RELAY_MAXMSG) {
-			log_warnx(__func__, "bad frame from host", 0);
-			return (-1);
-		}
-		if (inlen - off < RELAY_HDRLEN + h.len)
-			break;
+	while ((rv = host_frame(buf + off, len - off, &h)) == 1) {
 		switch (h.op) {
 		case RELAY_OPEN:
 			chan_open(h.chan);
 			break;
 		case RELAY_MSG:
-			chan_msg(h.chan, inbuf + off + RELAY_HDRLEN, h.len);
+			chan_msg(h.chan, buf + off + RELAY_HDRLEN, h.len);
 			break;
 		case RELAY_CLOSE:
 			chan_close(h.chan);
 			break;
-		default:
-			log_warnx(__func__, "unknown op from host", 0);
-			return (-1);
 		}
 		off += RELAY_HDRLEN + h.len;
 	}
-	memmove(inbuf, inbuf + off, inlen - off);
-	inlen -= off;
+	return (rv == -1 ? -1 : (ssize_t)off);
+}
+
+/* Act on every whole frame in inbuf; keep a partial one. */
+static int
+port_frames(void)
+{
+	ssize_t	 used;
+
+	if ((used = host_frames(inbuf, inlen)) == -1)
+		return (-1);
+	memmove(inbuf, inbuf + used, inlen - (size_t)used);
+	inlen -= (size_t)used;
 	return (0);
 }
 

@@ -201,45 +201,68 @@ admin_write(int fd, const char *s, size_t len)
 	return (0);
 }
 
-static int
-admin_command(int fd, char *line)
+/* admin_reply: one command line's JSON reply, newline included, into j. */
+static void
+admin_reply(char *line, struct jbuf *j)
 {
 	char		*argv[ADMIN_MAXARGS], *p, *save = NULL;
-	struct jbuf	 j;
 	size_t		 i;
-	int		 argc = 0, rv;
+	int		 argc = 0;
 
 	for (p = strtok_r(line, " \t\r", &save); p != NULL && argc <
 	    ADMIN_MAXARGS; p = strtok_r(NULL, " \t\r", &save))
 		argv[argc++] = p;
 	if (argc == 0)
-		return (0);
-	memset(&j, 0, sizeof(j));
+		return;
 	for (i = 0; i < sizeof(admincmds) / sizeof(admincmds[0]); i++) {
 		if (strcmp(argv[0], admincmds[i].name) != 0)
 			continue;
 		if (argc - 1 < admincmds[i].minargs)
-			jprintf(&j, "{\"error\":\"%s: missing argument\"}",
+			jprintf(j, "{\"error\":\"%s: missing argument\"}",
 			    argv[0]);
 		else
-			admincmds[i].fn(&j, argc - 1, argv + 1);
+			admincmds[i].fn(j, argc - 1, argv + 1);
 		break;
 	}
 	if (i == sizeof(admincmds) / sizeof(admincmds[0]))
-		jprintf(&j, "{\"error\":\"unknown command\"}");
-	jprintf(&j, "\n");
-	rv = j.error ? -1 : admin_write(fd, j.s, j.len);
-	free(j.s);
-	return (rv);
+		jprintf(j, "{\"error\":\"unknown command\"}");
+	jprintf(j, "\n");
+}
+
+/*
+ * admin_lines: answer every whole line in c's buffer, each reply passed to
+ * out(c->fd, ...) as soon as it is built, and keep a partial line.  -1
+ * means drop the client: a reply could not be built or sent, or the buffer
+ * is full with no newline in it.
+ */
+static int
+admin_lines(struct adminclient *c, int (*out)(int, const char *, size_t))
+{
+	struct jbuf	 j;
+	char		*nl;
+	size_t		 used;
+	int		 rv;
+
+	while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
+		*nl = '\0';
+		used = (size_t)(nl - c->buf) + 1;
+		memset(&j, 0, sizeof(j));
+		admin_reply(c->buf, &j);
+		rv = j.error ? -1 : j.len > 0 ? out(c->fd, j.s, j.len) : 0;
+		free(j.s);
+		if (rv == -1)
+			return (-1);
+		memmove(c->buf, c->buf + used, c->len - used);
+		c->len -= used;
+	}
+	return (c->len == sizeof(c->buf) - 1 ? -1 : 0);
 }
 
 void
 admin_input(int fd)
 {
 	struct adminclient	*c = NULL;
-	char			*nl;
 	ssize_t			 n;
-	size_t			 used;
 	int			 i;
 
 	for (i = 0; i < nclients; i++)
@@ -257,18 +280,7 @@ admin_input(int fd)
 	if (n < 0)
 		return;
 	c->len += (size_t)n;
-	c->buf[c->len] = '\0';
-	while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
-		*nl = '\0';
-		used = (size_t)(nl - c->buf) + 1;
-		if (admin_command(fd, c->buf) == -1) {
-			admin_drop(i);
-			return;
-		}
-		memmove(c->buf, c->buf + used, c->len - used);
-		c->len -= used;
-	}
-	if (c->len == sizeof(c->buf) - 1)	/* no newline in a full line */
+	if (admin_lines(c, admin_write) == -1)
 		admin_drop(i);
 }
 
