@@ -27,6 +27,7 @@ BENCHES = [
     ("demo", ["bench/bench_demo.py"]),
     ("kernel", ["bench/bench_kernel.py", "--rounds", "3"]),
     ("hosts", ["bench/bench_hosts.py"]),
+    ("fuzz", ["bench/bench_fuzz.py"]),
 ]
 
 

@@ -170,8 +170,8 @@ ADMIN_LINES = (
     "tick 3\nticks\nticks 2",
     "flow open 10.99.0.2 10.99.0.1 17 1234 80\nflow send 1\nflow sendall\nflow close 1",
     "flow open 172.16.1.5 172.16.2.5 6 1 2\ntick 31\nflow closeall",
-    # The harness's tick ring holds 16: this wraps it, then reads past the wrap.
-    "tick 20\nticks\nticks 10",
+    # The harness's tick ring holds 32: this wraps it, then reads past the wrap.
+    "tick 40\nticks\nticks 10",
     "flow open fd00::1 fd00::2 58 0 0",
     "persist 1\npersist 99",
     "flow\nflow bogus\nticks x\nnope",

@@ -248,7 +248,11 @@ admin_lines(struct adminclient *c, int (*out)(int, const char *, size_t))
 		used = (size_t)(nl - c->buf) + 1;
 		memset(&j, 0, sizeof(j));
 		admin_reply(c->buf, &j);
-		rv = j.error ? -1 : j.len > 0 ? out(c->fd, j.s, j.len) : 0;
+		rv = 0;
+		if (j.error)
+			rv = -1;
+		else if (j.len > 0)	/* an empty line has no reply */
+			rv = out(c->fd, j.s, j.len);
 		free(j.s);
 		if (rv == -1)
 			return (-1);
