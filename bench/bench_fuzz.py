@@ -4,14 +4,18 @@ baseline revision, on the same seeds, for the same number of executions.
 The baseline is the tree before the admin and relay harnesses ran in process (a socketpair
 send/recv per admin read, a Unix socket connection per relay OPEN, 1,024 ticks per admin
 input) and before the ESP harness kept unchanged SAs between inputs. Both are built with
-`make -C firmware fuzz` (ASan+UBSan); each pair runs one after the other from a copy of this
-tree's committed corpus with `-use_value_profile=1 -seed=1`. exec/s is executions over the
-run's wall time (start-up included); the ratio is current / baseline. cov and ft are
+`make -C firmware fuzz` (ASan+UBSan) and start from a copy of this tree's committed corpus,
+with `-use_value_profile=1 -seed=1`. The machine is shared, so the executions are split into
+--rounds that alternate baseline and current, each round going on from the corpus the last
+left; a change in load then falls on both alike. exec/s is executions over the rounds' wall
+time (start-up included); the ratio is current / baseline. `pfkey`, the same code in both,
+shows what the ratio of two equal harnesses is on this machine at this load. cov and ft are
 libFuzzer's after the same executions, so a speed-up that loses coverage shows there. Both
 count each harness's own code too, which differs, and ft counts how often each loop ran in
 buckets, so fewer ticks and channels per input give fewer of those.
 
-    python bench/bench_fuzz.py [--baseline REV] [--runs N] [--harnesses pfkey,esp,...] [--out FILE]
+    python bench/bench_fuzz.py [--baseline REV] [--runs N] [--rounds R] [--harnesses pfkey,...]
+                               [--out FILE]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchlib import publish
 
@@ -51,10 +56,9 @@ def baseline_tree(rev: str, into: Path) -> Path:
     return into / "firmware"
 
 
-def run(binary: Path, seeds: Path, runs: int, work: Path) -> dict[str, float]:
-    """One libFuzzer run of `runs` executions from a fresh copy of `seeds`."""
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(seeds, work)
+def run(binary: Path, work: Path, runs: int) -> tuple[int, int, int, float]:
+    """One libFuzzer run of `runs` executions on the corpus in `work`: executions, cov, ft,
+    wall seconds."""
     t0 = time.monotonic()
     p = subprocess.run(
         [str(binary), f"-runs={runs}", "-seed=1", "-use_value_profile=1",
@@ -65,21 +69,40 @@ def run(binary: Path, seeds: Path, runs: int, work: Path) -> dict[str, float]:
     done = DONE.search(p.stderr)
     if p.returncode != 0 or done is None:
         sys.exit(f"bench_fuzz: {binary} failed (exit {p.returncode}): {p.stderr[-2000:]}")
-    return {
-        "execs": int(done[1]), "cov": int(done[2]), "ft": int(done[3]),
-        "exec_s": int(int(done[1]) / wall), "wall_s": wall, "load": os.getloadavg()[0],
-    }  # fmt: skip
+    return int(done[1]), int(done[2]), int(done[3]), wall
 
 
-def section(res: dict[str, dict[str, dict[str, float]]], rev: str, runs: int) -> str:
+def pair(bins: dict[str, Path], h: str, runs: int, rounds: int, tmp: Path) -> dict[str, Any]:
+    """Baseline and current of harness `h`, `runs` executions each in alternating rounds."""
+    res: dict[str, Any] = {}
+    for k in bins:
+        shutil.rmtree(tmp / k, ignore_errors=True)
+        shutil.copytree(FW / "fuzz" / "corpus" / h, tmp / k)
+        res[k] = {"execs": 0, "wall_s": 0.0, "loads": []}
+    for _ in range(rounds):
+        for k, d in bins.items():
+            n, cov, ft, wall = run(d / f"fuzz_{h}", tmp / k, runs // rounds)
+            r = res[k]
+            r["execs"] += n
+            r["wall_s"] += wall
+            r["cov"], r["ft"] = cov, ft
+            r["loads"].append(os.getloadavg()[0])
+    for r in res.values():
+        r["exec_s"] = int(r["execs"] / r["wall_s"])
+    return res
+
+
+def section(res: dict[str, dict[str, Any]], rev: str, runs: int, rounds: int) -> str:
+    loads = [x for r in res.values() for k in r.values() for x in k["loads"]]
     rows = [
         "## fuzz",
         "",
         f"Each harness (ASan+UBSan, `-use_value_profile=1 -seed=1`) against the same harness at "
-        f"`{rev}`, {runs:,} executions each from a copy of the committed corpus, baseline "
-        "then current, one at a time. Load average (1 min) after each run in brackets; "
+        f"`{rev}`, {runs:,} executions each from a copy of the committed corpus, in {rounds} "
+        "rounds alternating baseline and current, one run at a time. Load average (1 min) "
+        f"after the runs: {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores. "
         "cov / ft after the same executions; the time to 3×10^7 executions at the measured "
-        "rate.",
+        "rate. `pfkey` is the same code in both: its ratio is this run's noise.",
         "",
         "| harness | baseline exec/s | current exec/s | ratio | baseline cov / ft | "
         "current cov / ft | 3×10^7 at current rate |",
@@ -88,9 +111,9 @@ def section(res: dict[str, dict[str, dict[str, float]]], rev: str, runs: int) ->
     for h, r in res.items():
         b, c = r["baseline"], r["current"]
         rows.append(
-            f"| `{h}` | {b['exec_s']:,} ({b['load']:.1f}) | {c['exec_s']:,} ({c['load']:.1f}) "
-            f"| {c['exec_s'] / b['exec_s']:.2f}× | {b['cov']} / {b['ft']} | "
-            f"{c['cov']} / {c['ft']} | {CAMPAIGN_RUNS / c['exec_s'] / 60:.0f} min |"
+            f"| `{h}` | {b['exec_s']:,} | {c['exec_s']:,} | {c['exec_s'] / b['exec_s']:.2f}× "
+            f"| {b['cov']} / {b['ft']} | {c['cov']} / {c['ft']} "
+            f"| {CAMPAIGN_RUNS / c['exec_s'] / 60:.0f} min |"
         )
     return "\n".join(rows)
 
@@ -99,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", default=BASELINE, help="git revision of the baseline")
     p.add_argument("--runs", type=int, default=500_000, help="executions per run")
+    p.add_argument("--rounds", type=int, default=4, help="alternations per harness")
     p.add_argument("--harnesses", default=",".join(HARNESSES))
     p.add_argument("--out", metavar="FILE", help="write the Markdown section here")
     p.add_argument("--json", metavar="FILE", help="write the numbers here")
@@ -109,14 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="spdfz", dir="/tmp"))
     try:
         bins = {"baseline": build(baseline_tree(a.baseline, tmp)), "current": build(FW)}
-        res: dict[str, dict[str, dict[str, float]]] = {}
+        res = {}
         for h in harnesses:
-            seeds = FW / "fuzz" / "corpus" / h
-            res[h] = {k: run(d / f"fuzz_{h}", seeds, a.runs, tmp / "work") for k, d in bins.items()}
+            res[h] = pair(bins, h, a.runs, a.rounds, tmp)
             print(f"bench_fuzz: {h}: {res[h]}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return publish(section(res, a.baseline, a.runs), a.out, res, a.json)
+    return publish(section(res, a.baseline, a.runs, a.rounds), a.out, res, a.json)
 
 
 if __name__ == "__main__":
