@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -92,6 +93,13 @@ def pair(bins: dict[str, Path], h: str, runs: int, rounds: int, tmp: Path) -> di
     return res
 
 
+def cpu() -> str:
+    for ln in Path("/proc/cpuinfo").read_text().splitlines():
+        if ln.startswith("model name"):
+            return ln.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def section(res: dict[str, dict[str, Any]], rev: str, runs: int, rounds: int) -> str:
     loads = [x for r in res.values() for k in r.values() for x in k["loads"]]
     rows = [
@@ -99,8 +107,9 @@ def section(res: dict[str, dict[str, Any]], rev: str, runs: int, rounds: int) ->
         "",
         f"Each harness (ASan+UBSan, `-use_value_profile=1 -seed=1`) against the same harness at "
         f"`{rev}`, {runs:,} executions each from a copy of the committed corpus, in {rounds} "
-        "rounds alternating baseline and current, one run at a time. Load average (1 min) "
-        f"after the runs: {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores. "
+        f"rounds alternating baseline and current, one run at a time, on {cpu()}, kernel "
+        f"{platform.release()}. Load average (1 min) after the runs: {min(loads):.1f} to "
+        f"{max(loads):.1f} on {os.cpu_count()} cores. "
         "cov / ft after the same executions; the time to 3×10^7 executions at the measured "
         "rate. `pfkey` is the same code in both: its ratio is this run's noise.",
         "",
