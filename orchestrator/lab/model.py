@@ -116,6 +116,15 @@ class Scenario(Strict):
     # (also when a netkeyd target has tick_ms 0); docs/MEASURES.md, "Deterministic mode".
     deterministic: bool = False
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # SPIs, keys, so packet contents
+    # who sends the wall-clock traffic: "auto" takes espgen (traffic/nativerun.py) where it
+    # can carry the scenario, else the Python sender; result.json says which one did
+    sender: Literal["auto", "python", "native"] = "auto"
+
+    @model_validator(mode="after")
+    def _native_sends_gcm(self) -> Scenario:
+        if self.sender == "native" and self.algorithm != "aes-gcm-16":
+            raise ValueError(f"sender native sends aes-gcm-16 only, not {self.algorithm}")
+        return self
 
 
 def _one_or_more_modes(v: object) -> object:
