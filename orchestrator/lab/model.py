@@ -120,12 +120,6 @@ class Scenario(Strict):
     # can carry the scenario, else the Python sender; result.json says which one did
     sender: Literal["auto", "python", "native"] = "auto"
 
-    @model_validator(mode="after")
-    def _native_sends_gcm(self) -> Scenario:
-        if self.sender == "native" and self.algorithm != "aes-gcm-16":
-            raise ValueError(f"sender native sends aes-gcm-16 only, not {self.algorithm}")
-        return self
-
 
 def _one_or_more_modes(v: object) -> object:
     """`delete: flush` is `delete: [flush]`; a bad single mode is one error, at delete."""

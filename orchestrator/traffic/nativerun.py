@@ -14,6 +14,7 @@ the frames that were sent.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -77,7 +78,11 @@ class NativeRun:
 
     @property
     def pid(self) -> int | None:
-        return self.flood.procs[0].pid if self.flood and self.flood.procs else None
+        return self.procs[0].pid if self.procs else None
+
+    @property
+    def procs(self) -> list[subprocess.Popen[bytes]]:
+        return self.flood.procs if self.flood else []
 
     def start(self, timeout: float = 60.0) -> NativeRun:
         """Spawn the processes; return once each has reported (socket open).
@@ -132,10 +137,10 @@ class NativeRun:
         )  # fmt: skip
 
     def running(self) -> bool:
-        return self.flood is not None and all(p.poll() is None for p in self.flood.procs)
+        return bool(self.procs) and all(p.poll() is None for p in self.procs)
 
     def _halt(self, timeout: float = 10.0) -> None:
-        for p in self.flood.procs if self.flood else ():
+        for p in self.procs:
             terminate(p, timeout)
 
     def _log_tails(self) -> str:
