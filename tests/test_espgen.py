@@ -144,7 +144,7 @@ class Owner:
 
 
 def _native(lab: TrafficLab, spec, work: Path, pacing: Pacing, **kw) -> NativeRun:
-    run = NativeRun(spec, work, lab.tr_ns, pacing, **kw)
+    run = NativeRun(spec, work, lab.tr_ns, pacing, asan=True, **kw)
     lab.runs.append(run)  # type: ignore[arg-type]  # down() kills what is left
     run.start()
     lab.pids += [p.pid for p in run.procs]
@@ -197,7 +197,7 @@ def test_native_and_python_senders_continue_each_others_numbers(traffic_lab, tmp
     reported = first.stats().sent  # type: ignore[union-attr]  # at most what it sent
     first.procs[0].kill()  # no final report: the last one's lease is what is left
     first.procs[0].wait()
-    with pytest.raises(InfraError, match="espgen exited"):
+    with pytest.raises(InfraError, match="espgen 0 exited with -9"):
         first.stop()
     leased = load_seq_state(work / "seq.json")
     assert set(leased) == {sa.key for sa in sc.spec.sas}

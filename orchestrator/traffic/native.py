@@ -258,12 +258,16 @@ class NativeFlood:
                 return None
         return out
 
-    def _stats(self, outs: list[bytes]) -> NativeStats:
+    def check_exits(self) -> None:
+        """Raises InfraError if a process that exited failed or its log shows a sanitizer."""
         for k, p in enumerate(self.procs):
             log = self.log_tail(k)
             if p.returncode != 0 or "Sanitizer" in log or "runtime error" in log:
                 raise InfraError(f"espgen {k} exited with {p.returncode}: {log}",
                                  self.netns, "traffic")  # fmt: skip
+
+    def _stats(self, outs: list[bytes]) -> NativeStats:
+        self.check_exits()
         return self.merge([json.loads(out) for out in outs])
 
     def merge(self, reports: list[dict]) -> NativeStats:

@@ -58,6 +58,7 @@ class NativeRun:
         pacing: a rate (keepalive or rate); processes: one per core the rate needs.
         pcap: write the frames kept from the first and the last batches there.
         owner: gives the processes' environment and records their PIDs in state.json.
+        asan: run the ASan+UBSan build (tests).
     """
 
     def __init__(
@@ -69,9 +70,10 @@ class NativeRun:
         pcap: Path | None = None,
         report_every: float = 1.0,
         owner: ProcessOwner | None = None,
+        asan: bool = False,
     ):
         self.spec, self.workdir, self.netns, self.pacing = spec, Path(workdir), netns, pacing
-        self.pcap, self.report_every, self.owner = pcap, report_every, owner
+        self.pcap, self.report_every, self.owner, self.asan = pcap, report_every, owner, asan
         self.seq_path = self.workdir / "seq.json"
         self.flood: NativeFlood | None = None
         self.final: SendStats | None = None
@@ -95,7 +97,7 @@ class NativeRun:
         self.flood = NativeFlood(
             self.spec, self.workdir, self.netns, procs=native.procs_for(self.pacing.rate),
             seq_start=load_seq_state(self.seq_path), sample=SAMPLE, rate=self.pacing.rate,
-            report_every=self.report_every, env=env,
+            report_every=self.report_every, env=env, asan=self.asan,
         )  # fmt: skip
         self.flood.start()
         for k, p in enumerate(self.flood.procs):
@@ -174,10 +176,10 @@ class NativeRun:
         st = self._merged()
         if st is not None:  # a process that died leaves its leased numbers: still above
             save_seq_state(self.seq_path, {**load_seq_state(self.seq_path), **st.last_seq})
-        codes = [p.returncode for p in self.flood.procs]
-        if st is None or st.state != "done" or any(codes):
-            raise InfraError(f"espgen exited with {codes}: {self._log_tails()}", self.netns,
-                             "traffic")  # fmt: skip
+        self.flood.check_exits()
+        if st is None or st.state != "done":
+            raise InfraError(f"espgen stopped without its final report: {self._log_tails()}",
+                             self.netns, "traffic")  # fmt: skip
         try:
             self.flood.check_samples(st)
         except ConfigError as e:
