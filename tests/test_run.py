@@ -241,7 +241,8 @@ def small_lab(tmp: Path, builds: list[str], expect: dict[str, Any] | None = None
             "keepalive_ticks": 20,
             "delete": "delete",
             "timeout_ticks": 2000,
-        } | scenario,
+        }
+        | scenario,
         "expect": expect or {},
     }
     path = tmp / "small.yaml"
