@@ -194,7 +194,7 @@ def test_demo_artifacts(demo: Any) -> None:
     assert {s["sender"] for s in res.traffic} == {"native"} and len(res.traffic) == K
     assert all(s["errors"] == 0 and s["rounds"] >= 2 for s in res.traffic)
     assert "traffic from the native sender (espgen, 1 process)" in report.render_html(run_dir)
-    assert " pps, native sender (espgen, 1 process)" in out + err  # the run's log
+    assert " pps, from the native sender (espgen, 1 process)" in out + err  # the log
 
 
 @pytest.mark.timeout(DEMO_TIMEOUT_S)
