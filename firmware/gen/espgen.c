@@ -13,7 +13,7 @@
  * -N names (as `ip netns add` made it; entered with setns, so the process keeps its pid).
  *
  * With -r, frames are paced by a token bucket at `pps` (bursts of 5 ms worth, at most
- * 64), as the Python sender paces keepalives; without it they leave as fast as they can.
+ * 64, from a bucket 100 ms deep); without it they leave as fast as they can.
  * With -s, the stats are written to `file` (atomically, by rename) once the socket is
  * open, every -e seconds (default 1) and at the end: each running report's sequence
  * numbers are leased ahead by what the rate uses in three reports, so a successor that
@@ -549,7 +549,7 @@ struct opts {
 static double
 run(int fd, struct job *job, struct batch *b, struct opts *o, struct stats *st)
 {
-	double t0, c0, now, last, next, tokens, burst, lease;
+	double t0, c0, now, last, next, tokens, burst, depth, lease;
 	unsigned int want;
 	uint32_t pos = 0;
 
@@ -558,6 +558,13 @@ run(int fd, struct job *job, struct batch *b, struct opts *o, struct stats *st)
 		burst = 1;
 	if (burst > BATCH)
 		burst = BATCH;
+	/*
+	 * The bucket holds 100 ms of packets: a nap that oversleeps (a loaded machine) is
+	 * made up in the next batches, so the rate holds; a longer stall is not (no flood
+	 * after SIGSTOP).
+	 */
+	if ((depth = o->rate * 0.1) < BATCH)
+		depth = BATCH;
 	lease = o->rate > 0 ? 3 * o->every * o->rate : 0;
 	t0 = last = now_s();
 	c0 = cpu_s();
@@ -577,14 +584,15 @@ run(int fd, struct job *job, struct batch *b, struct opts *o, struct stats *st)
 		want = BATCH;
 		if (o->rate > 0) {
 			tokens += (now - last) * o->rate;
-			if (tokens > BATCH)
-				tokens = BATCH;
+			if (tokens > depth)
+				tokens = depth;
 			last = now;
 			if (tokens < burst) {
 				nap((burst - tokens) / o->rate);
 				continue;
 			}
-			want = (unsigned int)tokens;
+			if (tokens < BATCH)
+				want = (unsigned int)tokens;
 		}
 		if (o->count >= 0 && o->count < want)
 			want = (unsigned int)o->count;
