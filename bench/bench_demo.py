@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ def one_run(sender: str, trials: int, tmp: Path) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     (rid,) = list_runs(runs)
     res = result.load(runs / rid / "result.json")
+    shutil.rmtree(runs, ignore_errors=True)  # torn down by the run; its files are read
     tick_s = res.tick_ms / 1000
     canary = next(t for t in res.targets if t.build == "canary")
     settle_s = (2 * res.scenario.keepalive_ticks + SETTLE_TICKS) * tick_s
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="spdb-lab-"))
     rows = [one_run(s, a.trials, tmp) for s in SENDERS]
+    shutil.rmtree(tmp, ignore_errors=True)
     py = rows[0]
     lines = [
         "## The demo run",
