@@ -10,7 +10,7 @@ from orchestrator.errors import ConfigError, InfraError
 from orchestrator.kernel.conf import kernels_dir
 
 CROSS = {"x86_64": "", "arm64": "aarch64-linux-gnu-"}
-IMAGE = {"x86_64": "arch/x86/boot/bzImage", "arm64": "arch/arm64/boot/Image"}
+IMAGE = {"x86_64": "vmlinux", "arm64": "arch/arm64/boot/Image"}
 
 
 def fragments(config: str, arch: str) -> list[Path]:
