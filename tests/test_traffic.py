@@ -389,3 +389,25 @@ def test_per_gateway_counts_continue_across_runs():
     again = sender.run(Pacing("count", count=3))
     assert again.per_dst == {DST: 2, "192.0.2.3": 1}
     assert again.rounds == 1  # the round begun by the first run, completed in this one
+
+
+def test_one_raw_link_serves_senders_of_different_gateways() -> None:
+    """Senders sharing a link (a deterministic run: one a gateway) keep their own
+    destinations: the first connects the socket, the next ones address each packet."""
+    from types import SimpleNamespace
+
+    from orchestrator.traffic.link import RawIpLink
+
+    def flow(dst: str) -> SimpleNamespace:
+        return SimpleNamespace(header=bytes(IP(src="10.9.0.2", dst=dst, proto=50))[:20])
+
+    link = RawIpLink()
+    try:
+        send_a, to_a = link.sender([flow("10.9.0.10")] * 3)
+        send_b, to_b = link.sender([flow("10.9.0.11")] * 2)
+        _, to_c = link.sender([flow("10.9.0.10")])
+        assert to_a is None and send_a == link.sock.send
+        assert to_b == [("10.9.0.11", 0)] * 2 and send_b == link.sock.sendto
+        assert to_c is None  # the destination the socket is connected to
+    finally:
+        link.close()

@@ -116,10 +116,15 @@ class LockStep:
         if ctx.traffic is None or s is None or not due or s.sent_at == s.now:
             return
         stats = ctx.stats(t)
-        want = processed(stats.request("stats")) + ctx.traffic.round(t.name)
-        try:
-            until(lambda: processed(stats.request("stats")) >= want,
-                  f"{t.name}: netkeyd reads the round of tick {s.now}", ROUND_S, 0.002)  # fmt: skip
-        except WaitTimeout as e:
-            raise RuntimeError(f"{e} (packets lost: the run is not deterministic)") from None
+        base = processed(stats.request("stats"))
+
+        def read(sent: int) -> None:
+            what = f"{t.name}: netkeyd reads the round of tick {s.now}"
+            try:
+                until(lambda: processed(stats.request("stats")) >= base + sent, what, ROUND_S,
+                      0.002)  # fmt: skip
+            except WaitTimeout as e:
+                raise RuntimeError(f"{e} (packets lost: the run is not deterministic)") from None
+
+        ctx.traffic.round(t.name, read)
         s.sent_at = s.now

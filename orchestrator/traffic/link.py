@@ -61,14 +61,18 @@ class RawIpLink:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
         _sndbuf(self.sock, sndbuf)
+        self._peer: tuple[str, int] | None = None  # what send() goes to, once connected
 
     def frame(self, templates: list[Template]) -> list[Template]:
         return templates
 
     def sender(self, templates: list[Template]) -> tuple:
         dsts = [(_outer_dst(t), 0) for t in templates]
-        if len(set(dsts)) == 1:
-            self.sock.connect(dsts[0])
+        if len(set(dsts)) == 1 and self._peer in (None, dsts[0]):
+            if self._peer is None:
+                # Once: connecting again would move an earlier sender's packets too.
+                self.sock.connect(dsts[0])
+                self._peer = dsts[0]
             return self.sock.send, None
         return self.sock.sendto, dsts
 
@@ -137,6 +141,7 @@ class PacketLink:
             raise ConfigError("the packet link needs a namespace name, not a path")
         self.netns = netns
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        self._bound: tuple[str, int] | None = None  # the device send() goes out of
         self.sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         _sndbuf(self.sock, sndbuf)
         self.probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -165,8 +170,10 @@ class PacketLink:
         if len(self._hops) != len(templates):
             raise ConfigError("PacketLink.sender() needs the templates frame() returned")
         devs = [(h.dev, 0) for h in self._hops]
-        if len(set(devs)) == 1:
-            self.sock.bind(devs[0])
+        if len(set(devs)) == 1 and self._bound in (None, devs[0]):
+            if self._bound is None:
+                self.sock.bind(devs[0])  # once, as RawIpLink connects once
+                self._bound = devs[0]
             return self.sock.send, None
         return self.sock.sendto, devs
 

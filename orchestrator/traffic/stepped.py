@@ -12,6 +12,7 @@ Sequence numbers continue across trials through the same state file as TrafficRu
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.traffic import fastpath, template
@@ -21,6 +22,7 @@ from orchestrator.traffic.sa import TrafficSpec
 from orchestrator.traffic.sender import Pacing, Sender, SendStats, load_seq_state, save_seq_state
 
 MODE = "lockstep"
+CHUNK = 64  # packets a round sends before it awaits the gateway's reading of them
 
 
 class SteppedTraffic:
@@ -61,15 +63,31 @@ class SteppedTraffic:
         self.t0 = time.monotonic()
         return self
 
-    def round(self, name: str) -> int:
-        """Every flow of target `name` once, in order; returns the packets sent."""
+    def round(self, name: str, settle: Callable[[int], None] | None = None,
+              chunk: int = CHUNK) -> int:  # fmt: skip
+        """Every flow of target `name` once, in order; returns the packets sent.
+
+        With `settle`, the round goes out `chunk` packets at a time and settle(n) is called
+        after each with the round's packets so far: it returns once the gateway has read
+        them, so no burst outgrows the veth backlog or the socket's send queue on a loaded
+        host (a lost packet would make the run depend on the machine).
+        """
         s = self.senders[name]
-        want = self.pcap_count - len(self.recorded) if self.pcap else 0
-        st = s.run(Pacing("keepalive", count=len(s.templates)), record=max(want, 0))
-        self.recorded += s.recorded
-        s.recorded = []
-        self._add(st)
-        return st.sent + st.errors
+        total, done = len(s.templates), 0
+        while done < total:
+            n = total - done if settle is None else min(chunk, total - done)
+            want = self.pcap_count - len(self.recorded) if self.pcap else 0
+            st = s.run(Pacing("keepalive", count=n), record=max(want, 0))
+            self.recorded += s.recorded
+            s.recorded = []
+            self._add(st)
+            done += st.sent + st.errors
+            if settle is not None:
+                settle(done)
+            if st.sent + st.errors < n:
+                break  # an SA ran out of sequence numbers
+        self.total.rounds += 1
+        return done
 
     def _add(self, st: SendStats) -> None:
         t = self.total
@@ -77,7 +95,6 @@ class SteppedTraffic:
         t.cpu_s += st.cpu_s
         for dst, n in st.per_dst.items():
             t.per_dst[dst] = t.per_dst.get(dst, 0) + n
-        t.rounds += 1
         t.elapsed, t.at = time.monotonic() - self.t0, time.time()
 
     def stats(self) -> SendStats:
