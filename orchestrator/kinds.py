@@ -60,6 +60,22 @@ KIND_TICK: dict[str, str] = {"qemu": POLLED_TICK}
 DEFAULT_TICK = "one netkeyd timer tick"
 
 
+# How SPDDUMP shows a policy in use. netkeyd's refcnt counts each flow's cached reference
+# (>= 2: the table's and a flow's). Linux holds an inbound policy only for the length of a
+# check, but stamps its CURRENT lifetime's usetime on every inbound check
+# (__xfrm_policy_check) and outbound bundle lookup (xfrm_lookup_with_ifid).
+IN_USE_BY_REFCNT = "refcnt >= 2 (a flow's cached reference)"
+IN_USE_BY_USETIME = "usetime set (a packet checked against it)"
+KIND_IN_USE: dict[str, str] = {"qemu": IN_USE_BY_USETIME}
+
+
+def in_use(kind: str, refcnt: int, usetime: int) -> bool:
+    """One SPDDUMP entry shows its policy in use, as this kind's kernel shows it."""
+    if KIND_IN_USE.get(kind) == IN_USE_BY_USETIME:
+        return usetime > 0
+    return refcnt >= 2
+
+
 def runs_netkeyd(kind: str, build: str) -> bool:
     """A firmware build's netkeyd, whose virtual clock spdlab can drive (admin `tick`);
     a real kernel (qemu, an ssh board's `kernel`) keeps its own time."""

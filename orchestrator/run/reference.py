@@ -1,13 +1,20 @@
-"""Phase referenced: traffic holds every policy (refcnt >= 2 in SPDDUMP) on every target.
+"""Phase referenced: traffic uses every policy on every target, as SPDDUMP shows it.
+
+netkeyd: refcnt >= 2, a flow's cached reference. A real Linux kernel (qemu): the usetime
+of the policy's CURRENT lifetime, which the kernel stamps on every check of a packet
+against it (orchestrator.kinds.in_use).
 
 With `traffic: none` nothing holds them, and the phase only records the dump.
 """
 
 from __future__ import annotations
 
+from orchestrator.pfkey.codec import Msg
 from orchestrator.pfkey.fmt import format_spd_dump
+from orchestrator.pfkey.wire import ExtType
 from orchestrator.run import traffic
 from orchestrator.run.context import RunContext, Target
+from orchestrator.targets import registry
 
 TIMEOUT_S = 60.0
 
@@ -32,7 +39,12 @@ def referenced(ctx: RunContext, t: Target) -> bool:
     traffic.check_running(ctx, t)
     traffic.write_json(ctx)
     n = ctx.lab.scenario.policies
-    return len(entries) >= n and all(e.reserved >= 2 for e in entries)
+    return len(entries) >= n and all(used(t, e) for e in entries)
+
+
+def used(t: Target, e: Msg) -> bool:
+    cur = e.get(ExtType.LIFETIME_CURRENT)
+    return registry.in_use(t.spec.kind, e.reserved, getattr(cur, "usetime", 0))
 
 
 def dump(ctx: RunContext, t: Target, when: str) -> None:

@@ -11,6 +11,7 @@ from orchestrator.kinds import (  # noqa: F401  (declared there; the registry's 
     KIND_MODULES,
     KIND_TICK,
     KIND_UNOBSERVABLE,
+    in_use,
     supported_kinds,
     tick_meaning,
     unobservable,

@@ -39,6 +39,12 @@ def inner_host(i: int) -> str:
     return f"10.{100 + i // 65536}.{(i >> 8) & 0xFF}.{i & 0xFF}"
 
 
+def protected_host(protected: str = PROTECTED) -> str:
+    """The address flows go to inside `protected`: its first host."""
+    net = ipaddress.ip_network(protected)
+    return str(net.network_address + 1) if net.num_addresses > 1 else str(net.network_address)
+
+
 @dataclass
 class Scenario:
     """N SAs, N policies, their PF_KEY messages and one flow per policy.
@@ -87,8 +93,7 @@ def generate(
         raise ConfigError(f"transport mode tells flows apart by port: at most {65536 - 10000}")
     if spi_base < 256 or spi_base + n - 1 > 0xFFFFFFFF:
         raise ConfigError(f"SPIs 0x{spi_base:x}.. do not fit 0x100..0xffffffff")
-    net = ipaddress.ip_network(protected)
-    inner_dst = str(net.network_address + 1) if net.num_addresses > 1 else str(net.network_address)
+    inner_dst = protected_host(protected)
     rng = random.Random(seed)
     sc = Scenario()
     wmode = Mode.TUNNEL if mode == "tunnel" else Mode.TRANSPORT
