@@ -14,6 +14,9 @@
  * on that channel's socket, CLOSE says the socket is gone, HELLO (channel 0)
  * says the relay is up.  A channel is one PF_KEY socket, so broadcasts,
  * registrations and dumps behave per host client as they do per socket.
+ * STAT (host to guest, then back on the same channel) carries the kernel's
+ * own counters, read fresh: each file of stat_files[] that opens, as a line
+ * "== PATH" then its text (of /proc/slabinfo only the xfrm caches).
  *
  * The frame header is little-endian on every board: it is encoded byte by
  * byte, never copied from a struct.
@@ -54,6 +57,7 @@
 #define RELAY_MSG	2
 #define RELAY_CLOSE	3
 #define RELAY_HELLO	4
+#define RELAY_STAT	5
 
 #define RELAY_HDRLEN	8
 #define RELAY_MAXCHAN	64
@@ -268,6 +272,63 @@ chan_msg(uint16_t chan, const unsigned char *data, uint32_t len)
 	chan_drain(chan);
 }
 
+/*
+ * What STAT reads: XFRM's error counters, the bundle cache, the census of an
+ * instrumented kernel, and the kprobe hit counts spdlab_init sets up on a
+ * kernel that has kprobe events.
+ */
+static const char	*stat_files[] = {
+	"/proc/net/xfrm_stat",
+	"/proc/slabinfo",
+	"/proc/net/xfrm_census",
+	"/sys/kernel/tracing/kprobe_profile",
+};
+
+/* Append the lines of fd that pass (all, or only xfrm caches) to out. */
+static size_t
+stat_read(int fd, int only_xfrm, unsigned char *out, size_t room)
+{
+	char	 buf[8192], line[512];
+	size_t	 used = 0, ll = 0;
+	ssize_t	 n, i;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (i = 0; i < n; i++) {
+			if (ll < sizeof(line) - 1)
+				line[ll++] = buf[i];
+			if (buf[i] != '\n')
+				continue;
+			if ((!only_xfrm || strncmp(line, "xfrm", 4) == 0) &&
+			    used + ll <= room) {
+				memcpy(out + used, line, ll);
+				used += ll;
+			}
+			ll = 0;
+		}
+	}
+	return (used);
+}
+
+static void
+chan_stat(uint16_t chan)
+{
+	size_t	 used = 0, i;
+	int	 fd, n;
+
+	for (i = 0; i < sizeof(stat_files) / sizeof(stat_files[0]); i++) {
+		if ((fd = open(stat_files[i], O_RDONLY)) == -1)
+			continue;
+		n = snprintf((char *)msgbuf + used, RELAY_MAXMSG - used,
+		    "== %s\n", stat_files[i]);
+		if (n > 0 && (size_t)n < RELAY_MAXMSG - used)
+			used += (size_t)n;
+		used += stat_read(fd, strcmp(stat_files[i], "/proc/slabinfo") == 0,
+		    msgbuf + used, RELAY_MAXMSG - used);
+		close(fd);
+	}
+	relay_send(chan, RELAY_STAT, msgbuf, (uint32_t)used);
+}
+
 static void
 host_gone(void)
 {
@@ -302,6 +363,9 @@ port_frames(void)
 			break;
 		case RELAY_CLOSE:
 			chan_close(h.chan);
+			break;
+		case RELAY_STAT:
+			chan_stat(h.chan);
 			break;
 		default:
 			log_warnx(__func__, "unknown op from host", 0);

@@ -10,6 +10,11 @@
  * and checked against the inbound policies).  Debian's kernel runs this too,
  * after its shell init has loaded the modules.
  *
+ * A kernel with kprobe events (Debian's) also gets two probes, on the policy
+ * allocation and on the RCU callback that frees a policy: their hit counts in
+ * kprobe_profile say how many policies are allocated.  Tracing stays off; the
+ * hits are counted all the same.
+ *
  * A static C init rather than busybox: the same two binaries on every
  * architecture, cross-built here, with no foreign dpkg architecture on the
  * build machine.
@@ -38,6 +43,9 @@
 #define PORT_NAME	"spdlab.pfkey"
 #define PORT_TRIES	40
 #define RELAY		"/bin/pfkey_relay"
+#define TRACEFS		"/sys/kernel/tracing"
+#define PROBES		"p:spdlab/policy_alloc xfrm_policy_alloc\n" \
+			"p:spdlab/policy_free xfrm_policy_destroy_rcu\n"
 
 static void
 nap(long ms)
@@ -120,6 +128,35 @@ if_config(int s, const char *ifname, const char *cidr)
 fail:
 	printf("spdlab-init: %s %s: %s\n", ifname, cidr, strerror(errno));
 	return -1;
+}
+
+static int
+file_put(const char *path, const char *text)
+{
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = open(path, O_WRONLY | O_TRUNC)) == -1)
+		return -1;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+static void
+probes_setup(void)
+{
+	if (mount("tracefs", TRACEFS, "tracefs", 0, NULL) == -1 ||
+	    access(TRACEFS "/kprobe_events", W_OK) == -1)
+		return;
+	if (file_put(TRACEFS "/tracing_on", "0") == -1 ||
+	    file_put(TRACEFS "/kprobe_events", PROBES) == -1 ||
+	    file_put(TRACEFS "/events/spdlab/enable", "1") == -1)
+		printf("spdlab-init: kprobes: %s\n", strerror(errno));
+	else
+		printf("spdlab-init: kprobes on xfrm_policy_alloc, "
+		    "xfrm_policy_destroy_rcu\n");
+	fflush(stdout);
 }
 
 /* lo, then eth0 and the protected address from the command line. */
@@ -213,6 +250,7 @@ main(void)
 	mount("dev", "/dev", "devtmpfs", 0, NULL);
 	uname(&u);
 	net_setup();
+	probes_setup();
 	for (i = 0; i < PORT_TRIES && !find_port(port, sizeof(port)); i++)
 		nap(250);
 	if (i == PORT_TRIES) {

@@ -133,9 +133,10 @@ def qemu_argv(
         "-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
         "-serial", f"file:{files['console']}",
         "-kernel", boot.kernel, "-initrd", boot.initrd,
+        # slab_nomerge: xfrm_dst_cache keeps its own line in /proc/slabinfo (the bundles).
         # no_timer_check: on a loaded host a TCG guest's timer IRQ can miss the kernel's
         # boot-time check window, and x86 then panics ("IO-APIC + timer doesn't work").
-        "-append", f"console={console} panic=-1 quiet no_timer_check"
+        "-append", f"console={console} panic=-1 quiet no_timer_check slab_nomerge"
         + (nic.cmdline() if nic else ""), *net,
         "-device", "virtio-rng-pci", "-device", "virtio-serial-pci",
         "-chardev", f"socket,id=pfkey,path={files['relay']},server=on,wait=off",

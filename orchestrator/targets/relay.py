@@ -39,7 +39,7 @@ from orchestrator import atomic
 from orchestrator.wait import WaitTimeout, until
 
 FRAME = struct.Struct("<HBBI")
-OPEN, MSG, CLOSE, HELLO = 1, 2, 3, 4
+OPEN, MSG, CLOSE, HELLO, STAT = 1, 2, 3, 4, 5
 MAX_CHAN = 64
 MAX_MSG = 0xFFFF * 8
 SEND_TIMEOUT_S = 60.0  # generous: a client on a loaded machine may not run for seconds
@@ -62,6 +62,9 @@ class RelayBridge:
         self._wlock = threading.Lock()
         self._clock = threading.Lock()
         self._clients: dict[int, socket.socket] = {}
+        self._stat_lock = threading.Lock()
+        self._stat_reply: bytes | None = None
+        self._stat_event = threading.Event()
 
     # ------------------------------------------------------------ guest side
 
@@ -119,6 +122,9 @@ class RelayBridge:
                     self._deliver(chan, data)
                 elif op == CLOSE:
                     self._drop(chan)
+                elif op == STAT:
+                    self._stat_reply = data
+                    self._stat_event.set()
         except OSError as e:
             print(f"relay: guest: {e}", file=sys.stderr, flush=True)
         finally:
@@ -155,6 +161,19 @@ class RelayBridge:
         if client is not None:
             with contextlib.suppress(OSError):
                 client.shutdown(socket.SHUT_RDWR)
+
+    def stat(self, timeout: float = 60.0) -> str:
+        """The guest kernel's counters, read fresh (pfkey_relay's STAT): "== PATH" sections.
+
+        Raises:
+            OSError: no answer in time (a guest that stopped answering).
+        """
+        with self._stat_lock:
+            self._stat_event.clear()
+            self.send_frame(0, STAT)
+            if not self._stat_event.wait(timeout):
+                raise OSError(f"no STAT answer from the guest in {timeout:.0f}s")
+            return (self._stat_reply or b"").decode(errors="replace")
 
     # ------------------------------------------------------------ host side
 
@@ -264,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         from orchestrator.targets.spdpoll import SpdPoller
 
         poller = SpdPoller(args.control, build=args.build, kernel=args.kernel,
-                           tick_ms=args.tick_ms, flavour=args.flavour, tree=args.tree)  # fmt: skip
+                           tick_ms=args.tick_ms, flavour=args.flavour, tree=args.tree,
+                           kstat=bridge.stat if args.guest else None)  # fmt: skip
         if args.meta:
             poller.meta = json.loads(Path(args.meta).read_text()).get("meta", {})
         threading.Thread(target=poller.serve, args=(args.admin,), daemon=True).start()
