@@ -101,21 +101,25 @@ class SpdPoller:
 
     # ------------------------------------------------------------ observing
 
-    def _dump(self) -> tuple[list, int | None]:
-        """SPDDUMP, and with kstat the packets every SA accepted (SADB_DUMP)."""
+    def _pfkey(self):
         from orchestrator.pfkey.client import PfkeyClient
+
+        return PfkeyClient(self.control, timeout=DUMP_TIMEOUT_S, flavour=self.flavour)
+
+    def _dump(self) -> list:
+        with self._pfkey() as c:
+            return c.spddump()
+
+    def _sa_packets(self) -> int:
+        """Packets every ESP SA accepted: their CURRENT lifetime's allocations (SADB_DUMP)."""
         from orchestrator.pfkey.codec import Msg
         from orchestrator.pfkey.wire import ExtType, MsgType, SaType
 
-        with PfkeyClient(self.control, timeout=DUMP_TIMEOUT_S, flavour=self.flavour) as c:
-            entries = c.spddump()
-            if self.kstat is None:
-                return entries, None
+        with self._pfkey() as c:
             sas = c.dump(Msg(MsgType.DUMP, satype=SaType.ESP))
-        cur = [m.get(ExtType.LIFETIME_CURRENT) for m in sas]
-        return entries, sum(getattr(x, "allocations", 0) for x in cur)
+        return sum(getattr(m.get(ExtType.LIFETIME_CURRENT), "allocations", 0) for m in sas)
 
-    def _kernel(self, rec: dict[str, Any], linked: int, esp_ok: int | None) -> None:
+    def _kernel(self, rec: dict[str, Any], linked: int) -> None:
         """The guest kernel's counters into the record (only those it has)."""
         assert self.kstat is not None
         k = KernelCounters.parse(self.kstat())
@@ -131,17 +135,17 @@ class SpdPoller:
             prev = before.in_errors if before else None
             rec["esp_drop"] = k.in_errors - prev if prev is not None else 0
             rec["xfrm_stat"] = k.xfrm_stat
-        if esp_ok is not None:
-            # SAs come and go with the trials: count only growth, per observation.
-            rec["esp_ok"] = max(0, esp_ok - self.esp_ok)
-            self.esp_ok = esp_ok
+        # SAs come and go with the trials: count only growth, per observation.
+        esp_ok = self._sa_packets()
+        rec["esp_ok"] = max(0, esp_ok - self.esp_ok)
+        self.esp_ok = esp_ok
         self.level["allocated"] = rec["allocated"]
 
     def observe(self) -> dict[str, Any]:
         """One SPDDUMP: a new tick and its record."""
         with self._lock:
             try:
-                entries, esp_ok = self._dump()
+                entries = self._dump()
                 self.error = ""
             except (SpdlabError, OSError) as e:
                 self.error = f"SPDDUMP: {e}"
@@ -181,8 +185,8 @@ class SpdPoller:
             }
             if self.kstat is not None:
                 try:
-                    self._kernel(rec, len(entries), esp_ok)
-                except OSError as e:
+                    self._kernel(rec, len(entries))
+                except (SpdlabError, OSError) as e:
                     self.error = f"STAT: {e}"
                     raise
             self.ring.append(rec)
