@@ -55,11 +55,15 @@ QEMU_UNOBSERVABLE: dict[str, str] = {
     "walked_per_lookup": "Linux counts no SPD lookups",
 }
 _UNCOUNTED_FREES = {
-    "free_ticks": "this kernel has no kprobe events (a built kernel): its frees are not counted"
+    "free_ticks": "this kernel has neither kprobe events nor the xfrm-census patch: "
+    "its frees are not counted"
 }
 KIND_UNOBSERVABLE: dict[str, dict[str, str]] = {"qemu": QEMU_UNOBSERVABLE}
-# The builds of a kind whose frees the kernel counts (kprobes on Debian's kernel).
-KIND_COUNTED_FREES: dict[str, tuple[str, ...]] = {"qemu": ("linux-af_key",)}
+# The builds of a kind whose frees the kernel counts: kprobes on Debian's kernel, the
+# xfrm-census patch first in every build of kernels/builds.conf.
+KIND_COUNTED_FREES: dict[str, tuple[str, ...]] = {
+    "qemu": ("linux-af_key", *kernel_conf.known_names())
+}
 
 # What a kind cannot observe under one delete mode only, (kind, mode) → measure → why.
 KIND_MODE_UNOBSERVABLE: dict[tuple[str, str], dict[str, str]] = {
