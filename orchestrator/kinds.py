@@ -88,6 +88,12 @@ IN_USE_BY_USETIME = "usetime set (a packet checked against it)"
 KIND_IN_USE: dict[str, str] = {"qemu": IN_USE_BY_USETIME}
 
 
+# Kinds whose gateway sends flows of its own, one per outbound policy (spdlab_flows in a
+# qemu guest): with traffic, their scenario mirrors each inbound policy with an outbound
+# one, held by the bundle of the guest's flow (Linux holds outbound policies that way).
+KIND_GUEST_FLOWS: tuple[str, ...] = ("qemu",)
+
+
 def in_use(kind: str, refcnt: int, usetime: int) -> bool:
     """One SPDDUMP entry shows its policy in use, as this kind's kernel shows it."""
     if KIND_IN_USE.get(kind) == IN_USE_BY_USETIME:

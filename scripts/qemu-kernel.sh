@@ -2,7 +2,8 @@
 # qemu-kernel.sh: Debian's stock kernel and an initramfs for the qemu target kind.
 #   .cache/qemu/<kver>/vmlinuz          the kernel of Debian 12's linux-image-amd64
 #   .cache/qemu/<kver>/initramfs.gz     busybox-static, pfkey_relay, spdlab_init (the network and
-#                                       the relay, as on the built kernels), the IPsec and virtio modules
+#                                       the relay, as on the built kernels), spdlab_flows, the IPsec
+#                                       and virtio modules
 #   .cache/qemu/current                 -> <kver>
 # Needs: apt-get (download only), dpkg, busybox-static, gcc with a static libc.
 # Idempotent: does nothing when the current kernel's initramfs is newer than its inputs.
@@ -16,6 +17,7 @@ mkdir -p "$CACHE" "$ROOT/.cache/deb"
 make -s -C firmware/relay
 RELAY=$ROOT/firmware/build/relay/pfkey_relay
 SPDINIT=$ROOT/firmware/build/relay/init
+FLOWS=$ROOT/firmware/build/relay/spdlab_flows
 
 # The package linux-image-amd64 points at, unless PKG names one.
 [ -n "$(ls /var/lib/apt/lists/*_Packages 2>/dev/null)" ] || apt-get update -qq
@@ -43,6 +45,7 @@ fi
 
 INITRD=$OUT/initramfs.gz
 if [ -f "$INITRD" ] && [ "$INITRD" -nt "$RELAY" ] && [ "$INITRD" -nt "$SPDINIT" ] && \
+    [ "$INITRD" -nt "$FLOWS" ] && \
     [ "$INITRD" -nt "$0" ]; then
 	ln -sfn "$KVER" "$CACHE/current"
 	exit 0
@@ -58,6 +61,7 @@ done
 ln -s ../bin/busybox "$T/sbin/modprobe"
 cp "$RELAY" "$T/bin/pfkey_relay"
 cp "$SPDINIT" "$T/bin/spdlab_init"
+cp "$FLOWS" "$T/bin/spdlab_flows"
 M=$OUT/modules/$KVER/kernel
 for d in net/key net/xfrm net/ipv4 crypto lib/crypto arch/x86/crypto drivers/virtio \
     drivers/char/virtio_console.ko drivers/char/hw_random drivers/net/virtio_net.ko \

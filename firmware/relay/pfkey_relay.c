@@ -17,6 +17,9 @@
  * STAT (host to guest, then back on the same channel) carries the kernel's
  * own counters, read fresh: each file of stat_files[] that opens, as a line
  * "== PATH" then its text (of /proc/slabinfo only the xfrm caches).
+ * FLOWS (host to guest, answered by an empty FLOWS) replaces the guest's own
+ * flows: its data goes to FLOWS_FILE and a fresh spdlab_flows runs on it
+ * (no data: none runs).
  *
  * The frame header is little-endian on every board: it is encoded byte by
  * byte, never copied from a struct.
@@ -36,6 +39,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #if defined(__linux__) && !defined(RELAY_BSD_HEADERS)
 #include <linux/pfkeyv2.h>
@@ -46,6 +50,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +63,10 @@
 #define RELAY_CLOSE	3
 #define RELAY_HELLO	4
 #define RELAY_STAT	5
+#define RELAY_FLOWS	6
+
+#define FLOWS_BIN	"/bin/spdlab_flows"
+#define FLOWS_FILE	"/spdlab_flows.txt"
 
 #define RELAY_HDRLEN	8
 #define RELAY_MAXCHAN	64
@@ -84,6 +93,7 @@ static const char	*unixpath;
 static unsigned char	*inbuf;
 static size_t		 inlen;
 static unsigned char	*msgbuf;
+static pid_t		 flowspid = -1;
 
 static void
 log_warnx(const char *func, const char *what, int err)
@@ -329,6 +339,40 @@ chan_stat(uint16_t chan)
 	relay_send(chan, RELAY_STAT, msgbuf, (uint32_t)used);
 }
 
+static int
+flows_write(const unsigned char *data, uint32_t len)
+{
+	int	 fd, rc = 0;
+
+	if ((fd = open(FLOWS_FILE, O_WRONLY | O_CREAT | O_TRUNC, 0644)) == -1)
+		return (-1);
+	if (write(fd, data, len) != (ssize_t)len)
+		rc = -1;
+	close(fd);
+	return (rc);
+}
+
+/* Stop the guest's flows, and start new ones on data unless it is empty. */
+static void
+chan_flows(uint16_t chan, const unsigned char *data, uint32_t len)
+{
+	char	*argv[] = { FLOWS_BIN, FLOWS_FILE, NULL };
+
+	if (flowspid > 0) {
+		kill(flowspid, SIGKILL);
+		waitpid(flowspid, NULL, 0);
+		flowspid = -1;
+	}
+	if (len > 0 && flows_write(data, len) == 0) {
+		if ((flowspid = fork()) == 0) {
+			execv(FLOWS_BIN, argv);
+			_exit(127);
+		}
+	} else if (len > 0)
+		log_warnx(__func__, FLOWS_FILE, errno);
+	relay_send(chan, RELAY_FLOWS, NULL, 0);
+}
+
 static void
 host_gone(void)
 {
@@ -366,6 +410,9 @@ port_frames(void)
 			break;
 		case RELAY_STAT:
 			chan_stat(h.chan);
+			break;
+		case RELAY_FLOWS:
+			chan_flows(h.chan, inbuf + off + RELAY_HDRLEN, h.len);
 			break;
 		default:
 			log_warnx(__func__, "unknown op from host", 0);

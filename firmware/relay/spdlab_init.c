@@ -7,7 +7,9 @@
  * The network: spdlab.addr=A/P is eth0's address on the lab switch,
  * spdlab.local=A/P one more address on lo (the protected side the traffic
  * host's tunnels lead to, so that decapsulated packets are delivered here
- * and checked against the inbound policies).  Debian's kernel runs this too,
+ * and checked against the inbound policies), spdlab.gw=A the default route
+ * (the traffic host: the guest's own flows go out through their outbound
+ * policies' tunnels to it).  Debian's kernel runs this too,
  * after its shell init has loaded the modules.
  *
  * A kernel with kprobe events (Debian's) also gets two probes, on the policy
@@ -28,6 +30,7 @@
 #include <sys/wait.h>
 
 #include <net/if.h>
+#include <net/route.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
@@ -159,6 +162,25 @@ probes_setup(void)
 	fflush(stdout);
 }
 
+static void
+route_default(int s, const char *gw)
+{
+	struct rtentry	 rt;
+	struct in_addr	 a;
+
+	if (inet_pton(AF_INET, gw, &a) != 1) {
+		printf("spdlab-init: bad gateway %s\n", gw);
+		return;
+	}
+	memset(&rt, 0, sizeof(rt));
+	sin_set(&rt.rt_dst, INADDR_ANY);
+	sin_set(&rt.rt_genmask, INADDR_ANY);
+	sin_set(&rt.rt_gateway, a.s_addr);
+	rt.rt_flags = RTF_UP | RTF_GATEWAY;
+	if (ioctl(s, SIOCADDRT, &rt) == -1)
+		printf("spdlab-init: default via %s: %s\n", gw, strerror(errno));
+}
+
 /* lo, then eth0 and the protected address from the command line. */
 static void
 net_setup(void)
@@ -176,6 +198,8 @@ net_setup(void)
 	if (cmdline_get("spdlab.addr", addr, sizeof(addr)) &&
 	    if_config(s, "eth0", addr) == 0)
 		printf("spdlab-init: eth0 %s\n", addr);
+	if (cmdline_get("spdlab.gw", addr, sizeof(addr)))
+		route_default(s, addr);
 	fflush(stdout);	/* before a fork copies the buffer */
 	close(s);
 }

@@ -9,6 +9,7 @@ With `traffic: none` nothing holds them, and the phase only records the dump.
 
 from __future__ import annotations
 
+from orchestrator.errors import InfraError
 from orchestrator.pfkey.codec import Msg
 from orchestrator.pfkey.fmt import format_spd_dump
 from orchestrator.pfkey.wire import ExtType
@@ -21,12 +22,29 @@ TIMEOUT_S = 60.0
 
 def run(ctx: RunContext) -> None:
     traffic.start(ctx)
+    if ctx.lab.scenario.traffic != "none":
+        ctx.each("guest flows", lambda t: guest_flows(ctx, t))
     step = f"reference (trial {ctx.trial})"
     ctx.progress.phase(step, len(ctx.live()))
     if ctx.lab.scenario.traffic != "none":
         ctx.each(step, lambda t: wait_referenced(ctx, t))
     if ctx.trial == 1:
         ctx.each("spddump before", lambda t: dump(ctx, t, "before"))
+
+
+def guest_flows(ctx: RunContext, t: Target) -> None:
+    """A gateway that sends flows of its own (a qemu guest) starts one per outbound policy,
+    a packet each keepalive round."""
+    assert t.gw is not None
+    flows = t.gw.plan["scenario"].guest_flows
+    if not flows:
+        return
+    interval = ctx.lab.scenario.keepalive_ticks * max(t.spec.tick_ms, 1)
+    path = ctx.target_dir(t) / "guest-flows.txt"
+    ctx.write_text(path, "".join([f"{interval}\n", *(f"{g.line()}\n" for g in flows)]))
+    answer = ctx.stats(t).request(f"guestflows {path.resolve()}")
+    if "error" in answer:
+        raise InfraError(f"guest flows: {answer['error']}", step="traffic")
 
 
 def wait_referenced(ctx: RunContext, t: Target) -> None:

@@ -212,7 +212,9 @@ class QemuDriver(TargetDriver):
 
         i = t.index
         mac = f"52:54:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
-        return Nic(tap, mac, f"{t.address}/{t.prefixlen}", f"{protected_host()}/32")
+        assert self.lab is not None
+        gw = str(self.lab.traffic_host.address)
+        return Nic(tap, mac, f"{t.address}/{t.prefixlen}", f"{protected_host()}/32", gw)
 
     def _spawn(self, name: str, boot: Boot, build: str, tick_ms: int, nic: Nic) -> None:
         f = self.files(name)

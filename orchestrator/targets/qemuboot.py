@@ -105,20 +105,22 @@ def built(lab: ResolvedLab | None, spec: TargetSpec) -> Boot:
 
 @dataclass(frozen=True)
 class Nic:
-    """The VM's virtio-net on the lab switch: its tap, MAC, eth0's address (A/P) and the
-    protected address the guest also answers on (A/32)."""
+    """The VM's virtio-net on the lab switch: its tap, MAC, eth0's address (A/P), the
+    protected address the guest also answers on (A/32) and its default gateway (the
+    traffic host, where its outbound tunnels lead)."""
 
     tap: str
     mac: str
     addr: str
     local: str
+    gw: str
 
     def argv(self) -> list[str]:
         return ["-netdev", f"tap,id=lab,ifname={self.tap},script=no,downscript=no",
                 "-device", f"virtio-net-pci,netdev=lab,mac={self.mac}"]  # fmt: skip
 
     def cmdline(self) -> str:
-        return f" spdlab.addr={self.addr} spdlab.local={self.local}"
+        return f" spdlab.addr={self.addr} spdlab.local={self.local} spdlab.gw={self.gw}"
 
 
 def qemu_argv(

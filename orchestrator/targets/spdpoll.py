@@ -74,11 +74,13 @@ class SpdPoller:
         flavour: the kernel's sockaddr flavour ("linux", or "bsd" for a BSD board).
         tree: the tree `version` reports (the kernel's OS).
         kstat: reads the guest kernel's counters (RelayBridge.stat); None: SPDDUMP only.
+        flows: replaces the guest's own flows (RelayBridge.flows), for `guestflows PATH`.
     """
 
     def __init__(self, control: str, build: str = "linux-af_key", kernel: str = "",
                  tick_ms: int = 1000, flavour: str = "linux", tree: str = "linux",
-                 kstat: Callable[[], str] | None = None):  # fmt: skip
+                 kstat: Callable[[], str] | None = None,
+                 flows: Callable[[str], None] | None = None):  # fmt: skip
         self.control = control
         self.flavour = flavour
         self.tree = tree
@@ -95,6 +97,7 @@ class SpdPoller:
         self.error = ""
         self.meta: dict[str, Any] = {}  # a kernel build's versions (orchestrator.kernel)
         self.kstat = kstat
+        self.flows = flows
         self.kernel_counters: KernelCounters | None = None
         self.esp_ok = 0
         self._lock = threading.Lock()
@@ -239,6 +242,10 @@ class SpdPoller:
             if cmd == "tick":
                 recs = [self.observe() for _ in range(int(args[0]) if args else 1)]
                 return {"now": self.now, "ticks": recs}
+            if cmd == "guestflows" and self.flows is not None and len(args) == 1:
+                with open(args[0]) as f:
+                    self.flows(f.read())
+                return {"ok": True}
             if cmd == "policies":
                 self.observe()
                 return {"policies": self.policies, "resolution": RESOLUTION}
