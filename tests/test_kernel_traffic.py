@@ -2,10 +2,13 @@
 
 One `spdlab run` of Debian's kernel (build linux-af_key) with keepalive traffic from the
 traffic host, for the module: its ESP reaches the guest's esp4 through the VM's virtio-net
-NIC, is decrypted and checked against the inbound policies, and every policy shows it
-(the CURRENT lifetime's usetime the kernel stamps on each check) before the delete. The
-per-tick records carry the kernel's own counters: policies allocated and freed (kprobes),
-bundles, ESP accepted and dropped. The VM, its tap and the lab network are gone after.
+NIC, is decrypted and checked against the N inbound policies; the guest's own flows
+(spdlab_flows) go out through the N outbound mirrors, whose bundles hold them. Every
+policy shows its use (the CURRENT lifetime's usetime the kernel stamps on each check and
+bundle lookup) before the delete. The per-tick records carry the kernel's own counters:
+policies allocated and freed (kprobes), bundles, ESP accepted and dropped; they show the
+outbound policies unlinked at once but freed only when their flows next send. The VM,
+its tap and the lab network are gone after.
 """
 
 from __future__ import annotations
@@ -68,7 +71,10 @@ def test_the_run_passes_with_every_policy_in_use_before_the_delete(run):
     assert (t["kind"], t["verdict"]) == ("qemu", "PASS"), t["reason"]
     before = (d / "targets" / "vm" / "spddump-before.txt").read_text()
     used = re.findall(r"lastused: (.*)", before)
-    assert len(used) == N and not any("1970" in u for u in used), used
+    assert len(used) == 2 * N and not any("1970" in u for u in used), used
+    # The outbound ones are also held: the table's reference and their bundle's.
+    assert before.count("\tout ipsec") == N
+    assert len(re.findall(r"refcnt=([2-9]|\d\d+)", before)) >= N, before
     sent = json.loads((d / "traffic.json").read_text())["targets"]["vm"]["sent"]
     assert sent >= N
 
@@ -87,12 +93,18 @@ def test_esp_reaches_the_guest_and_its_counters_are_measured(run):
 def test_the_kernel_counts_the_frees_of_the_deleted_policies(run):
     _, _, t = run
     m = t["measures"]
-    assert m["removed_by_delete"] == N and m["drain_ticks"] == 0
+    assert m["removed_by_delete"] == 2 * N and m["drain_ticks"] == 0
     # kprobes on xfrm_policy_alloc / xfrm_policy_destroy_rcu: a measured free tick.
     assert isinstance(m["free_ticks"], int), m["free_ticks"]
     recs = t["trials"][0]["records"]
-    assert sum(r["freed"] for r in recs) >= N
+    assert sum(r["freed"] for r in recs) == 2 * N
     assert recs[-1]["allocated"] == 0 and recs[-1]["deleted_allocated"] == 0
+    # Unlinked by the delete, the outbound policies stay allocated, held by the bundles
+    # of the guest's flows, until each flow's next packet lets its bundle go.
+    assert sum(r["unlinked"] for r in recs) == 2 * N
+    assert max(r["deleted_allocated"] for r in recs) > 0
+    assert max(r["deleted_allocated"] for r in recs) <= N
+    assert m["free_ticks"] >= 1
     # No kernel counter counts a free while referenced: said, not a 0 that reads measured.
     assert "not_observable" in m["premature_frees"]
 
