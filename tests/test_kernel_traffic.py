@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,8 @@ import pytest
 
 from orchestrator.runs import list_runs
 from orchestrator.targets import cleanup
+from orchestrator.targets.session import LabRun
+from orchestrator.wait import until
 
 pytestmark = pytest.mark.qemu
 
@@ -116,3 +119,49 @@ def test_the_vm_its_tap_and_the_network_are_gone(run):
     taps = [x for x in state["resources"] if x.get("what") == "tap"]
     assert len(taps) == 1
     assert not any(cleanup.still_there(x) for x in state["resources"])
+
+
+def test_a_guest_that_dies_mid_run_is_infra_error_and_the_other_finishes(tmp_path):
+    """QEMU killed between the reference and the delete (a guest gone, as after a panic
+    with -no-reboot): that target is INFRA-ERROR with its console in the artifacts."""
+    runs = Path(tempfile.mkdtemp(prefix="spdk", dir="/tmp"))
+    lab = runs / "lab.yaml"
+    lab.write_text(LAB.replace("range: 10.84.0.0/24", "range: 10.85.0.0/24").replace(
+        "  - {name: vm}", "  - {name: vm}\n  - {name: vm2}"))  # fmt: skip
+    env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs), "SPDLAB_STOP_AT": "referenced"}
+    cmd = [sys.executable, "-m", "orchestrator.cli.main", "run", str(lab), "--metrics-addr", ""]
+    with open(tmp_path / "out.txt", "w") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        until(lambda: stopped(proc.pid), "spdlab stopped after the reference", 600,
+              alive=lambda: proc.poll() is None)  # fmt: skip
+        [run_id] = list_runs(runs)
+        state = json.loads((runs / run_id / "state.json").read_text())
+        qemu = state["targets"]["vm"]["qemu_pid"]
+        os.kill(qemu, signal.SIGKILL)
+        until(lambda: not Path(f"/proc/{qemu}").exists() or stopped(qemu, "Z"),
+              "the VM gone", 30)  # fmt: skip
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.wait(timeout=600)
+        doc = json.loads((runs / run_id / "result.json").read_text())
+        verdicts = {t["name"]: t["verdict"] for t in doc["targets"]}
+        assert verdicts == {"vm": "INFRA-ERROR", "vm2": "PASS"}, verdicts
+        console = runs / run_id / "targets" / "vm" / "vm" / "console.log"
+        assert "spdlab-init" in console.read_text(errors="replace")
+        state = json.loads((runs / run_id / "state.json").read_text())
+        assert not any(cleanup.still_there(x) for x in state["resources"])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for rid in list_runs(runs):
+            LabRun.open(rid, base=runs).down()
+        shutil.rmtree(runs, ignore_errors=True)
+
+
+def stopped(pid: int, states: str = "T") -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] in states
