@@ -134,9 +134,8 @@ def test_spdpoll_counts_unlinks_between_observations(monkeypatch):
     assert "error" in p.answer("flow open 1 2 3 4 5")
 
 
-RELAY_ASAN = (
-    Path(__file__).resolve().parents[1] / "firmware" / "build" / "relay" / "pfkey_relay-asan"
-)
+RELAY_DIR = Path(__file__).resolve().parents[1] / "firmware" / "relay"
+RELAY_ASAN = RELAY_DIR.parent / "build" / "relay" / "pfkey_relay-asan"
 
 
 def test_the_relay_reads_the_kernels_counters_and_takes_flows():
