@@ -13,7 +13,7 @@ DEMO_GROUPS := base
 TEST_GROUPS := base prometheus fuzz chromium docker qemu kernel ssh
 ALL_GROUPS := $(TEST_GROUPS) fresh bench
 
-.PHONY: all setup deps deps-demo deps-test venv firmware firmware-asan kernels test demo bench \
+.PHONY: all setup deps deps-demo deps-test venv firmware firmware-asan kernels test test-under-load demo bench \
 	lint fmt clean dashboards check-fresh fuzz-campaign
 
 all: setup
@@ -60,6 +60,10 @@ demo: deps-demo venv firmware
 fuzz-campaign: venv
 	@scripts/deps.sh fuzz
 	@$(MAKE) -s -C firmware fuzz-campaign
+
+# make test N times (default 3) on fresh clones while stress-ng keeps every core busy
+test-under-load:
+	@scripts/test-under-load.sh $(or $(N),3)
 
 # the install steps on a fresh Debian 12, in a debootstrap chroot (scripts/check-fresh.sh)
 check-fresh:

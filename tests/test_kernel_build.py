@@ -163,3 +163,21 @@ def test_spdlab_up_with_a_stale_user_patch_is_one_line_and_leaves_nothing():
     ), r.stderr
     assert leftovers(tmp_path / "runs") == []
     shutil.rmtree(tmp_path)
+
+
+def test_config_hash_follows_settings_not_comments(tmp_path: Path, monkeypatch) -> None:
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    shutil.copy(ROOT / "kernels/config/spdlab.config", cfg / "spdlab.config")
+    shutil.copy(ROOT / "kernels/config/x86_64.config", cfg / "x86_64.config")
+    monkeypatch.setattr(config, "kernels_dir", lambda: tmp_path)
+    base = config.config_hash("spdlab", "x86_64")
+    assert base == config.config_hash("spdlab", "x86_64")
+    frag = cfg / "x86_64.config"
+    frag.write_text("# a comment, and a blank line\n\n" + frag.read_text() + "\n# more\n")
+    assert config.config_hash("spdlab", "x86_64") == base  # comments decide nothing
+    frag.write_text(frag.read_text() + "# CONFIG_NET_KEY is not set\n")
+    unset = config.config_hash("spdlab", "x86_64")
+    assert unset != base  # the "is not set" form is a setting
+    frag.write_text(frag.read_text() + "CONFIG_HZ_100=y\n")
+    assert config.config_hash("spdlab", "x86_64") not in (base, unset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from orchestrator.errors import ConfigError, InfraError
 from orchestrator.kernel.conf import kernels_dir
 
 CROSS = {"x86_64": "", "arm64": "aarch64-linux-gnu-"}
-IMAGE = {"x86_64": "arch/x86/boot/bzImage", "arm64": "arch/arm64/boot/Image"}
+IMAGE = {"x86_64": "vmlinux", "arm64": "arch/arm64/boot/Image"}
 
 
 def fragments(config: str, arch: str) -> list[Path]:
@@ -29,11 +30,18 @@ def fragments(config: str, arch: str) -> list[Path]:
     return out
 
 
+# A fragment's settings: `CONFIG_X=v` and `# CONFIG_X is not set`; comments and blank
+# lines decide nothing, so editing them must not rebuild every kernel.
+SETTING = re.compile(r"^(CONFIG_\w+=.*|# CONFIG_\w+ is not set)$")
+
+
 def config_hash(config: str, arch: str) -> str:
-    """sha256 of what decides the .config: the base, the arch and both fragments."""
+    """sha256 of what decides the .config: the base, the arch and both fragments' settings."""
     h = hashlib.sha256(f"tinyconfig\0{arch}\0".encode())
     for f in fragments(config, arch):
-        h.update(f.read_bytes())
+        lines = (ln.strip() for ln in f.read_text().splitlines())
+        h.update("".join(f"{ln}\n" for ln in lines if SETTING.match(ln)).encode())
+        h.update(b"\0")
     return h.hexdigest()
 
 

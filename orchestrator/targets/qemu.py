@@ -60,6 +60,9 @@ BOOT_TIMEOUT_S = float(os.environ.get("SPDLAB_QEMU_BOOT_S", "300"))
 # A TCG guest dumping thousands of policies on a loaded machine answers in seconds, not
 # milliseconds: a generous limit per answer, for a stuck guest only.
 ANSWER_TIMEOUT_S = 120.0
+# A built kernel answers REGISTER well under a second after QEMU starts; each poll of the
+# boot is a stat and two /proc reads, so a short interval costs nothing and loses no time.
+BOOT_POLL_S = 0.02
 MAX_UNIX_PATH = 107
 
 
@@ -289,7 +292,7 @@ class QemuDriver(TargetDriver):
                     return
                 except (SpdlabError, OSError) as e:
                     last = str(e)
-            time.sleep(0.2)
+            time.sleep(BOOT_POLL_S)
         raise InfraError(f"no REGISTER answer in {BOOT_TIMEOUT_S:.0f}s ({last}); "
                          f"{self._tail(name)}", name, "start")  # fmt: skip
 
