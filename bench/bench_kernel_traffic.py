@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{rate['vm'] / max(rate['nk'], 1e-9):.2f}× |",
             f"| accepted of those sent to it | {got['nk'] / per_target:.2f} | "
             f"{got['vm'] / per_target:.2f} | |",
-            f"| `stats` scrape, median of {a.scrapes} (ms) | {scrape["nk"] * 1e3:.2f} | "
-            f"{scrape["vm"] * 1e3:.2f} | {scrape["vm"] / scrape["nk"]:.0f}× |",
+            f"| `stats` scrape, median of {a.scrapes} (ms) | {scrape['nk'] * 1e3:.2f} | "
+            f"{scrape['vm'] * 1e3:.2f} | {scrape['vm'] / scrape['nk']:.0f}× |",
             "",
             "The kernel target's scrape is an SPDDUMP and an SADB_DUMP through the relay, and "
             "a STAT of the guest's counters: it grows with the policies, netkeyd's does not.",
