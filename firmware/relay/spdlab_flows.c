@@ -15,6 +15,7 @@
  * go.  Whatever arrives on the sockets (the traffic host's flows, delivered
  * once the inbound policy check passed) is read and dropped.
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
@@ -28,9 +29,11 @@
 #include <unistd.h>
 
 #define FLOWS_MAX	65536
+#define FLOWS_WARN	3	/* bad lines told one by one; the rest counted */
 
 static int	 flowfd[FLOWS_MAX];
 static int	 nflows;
+static int	 nbad;
 
 static int
 sin_parse(struct sockaddr_in *sin, const char *addr, const char *port)
@@ -57,19 +60,24 @@ flow_open(const char *line, int lineno)
 
 	if (sscanf(line, "%63s %63s %15s %15s", a, b, sp, dp) != 4 ||
 	    sin_parse(&src, a, sp) == -1 || sin_parse(&dst, b, dp) == -1) {
-		fprintf(stderr, "spdlab_flows: line %d: bad flow\n", lineno);
+		if (nbad++ < FLOWS_WARN)
+			fprintf(stderr, "spdlab_flows: line %d: bad flow\n",
+			    lineno);
 		return (-1);
 	}
 	if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0)) == -1) {
-		fprintf(stderr, "spdlab_flows: socket: %s\n", strerror(errno));
+		if (nbad++ < FLOWS_WARN)
+			fprintf(stderr, "spdlab_flows: line %d: socket: %s\n",
+			    lineno, strerror(errno));
 		return (-1);
 	}
 	/* Every reply flow binds the same protected address and port. */
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
 	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) == -1 ||
 	    connect(fd, (struct sockaddr *)&dst, sizeof(dst)) == -1) {
-		fprintf(stderr, "spdlab_flows: line %d: %s\n", lineno,
-		    strerror(errno));
+		if (nbad++ < FLOWS_WARN)
+			fprintf(stderr, "spdlab_flows: line %d: %s\n", lineno,
+			    strerror(errno));
 		close(fd);
 		return (-1);
 	}
@@ -102,15 +110,19 @@ flows_round(void)
 int
 main(int argc, char *argv[])
 {
-	char	 line[256];
-	FILE	*f;
-	long	 interval;
-	int	 lineno = 1, bad = 0;
+	struct rlimit	 rl = { FLOWS_MAX + 64, FLOWS_MAX + 64 };
+	char		 line[256];
+	FILE		*f;
+	long		 interval;
+	int		 lineno = 1;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: spdlab_flows FILE\n");
 		return (2);
 	}
+	/* A socket a flow: far more than the default 1024 descriptors. */
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		fprintf(stderr, "spdlab_flows: setrlimit: %s\n", strerror(errno));
 	if ((f = fopen(argv[1], "r")) == NULL) {
 		fprintf(stderr, "spdlab_flows: %s: %s\n", argv[1],
 		    strerror(errno));
@@ -124,12 +136,11 @@ main(int argc, char *argv[])
 	}
 	while (fgets(line, sizeof(line), f) != NULL && nflows < FLOWS_MAX) {
 		lineno++;
-		if (flow_open(line, lineno) == -1)
-			bad++;
+		flow_open(line, lineno);
 	}
 	fclose(f);
 	fprintf(stderr, "spdlab_flows: %d flows every %ld ms, %d refused\n",
-	    nflows, interval, bad);
+	    nflows, interval, nbad);
 	for (;;) {
 		flows_round();
 		nap(interval);

@@ -62,7 +62,9 @@ def referenced(ctx: RunContext, t: Target) -> bool:
 
 def used(t: Target, e: Msg) -> bool:
     cur = e.get(ExtType.LIFETIME_CURRENT)
-    return registry.in_use(t.spec.kind, e.reserved, getattr(cur, "usetime", 0))
+    pol = e.policy
+    dir = pol.dir if pol is not None else 0
+    return registry.in_use(t.spec.kind, e.reserved, getattr(cur, "usetime", 0), dir)
 
 
 def dump(ctx: RunContext, t: Target, when: str) -> None:
