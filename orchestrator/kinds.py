@@ -82,10 +82,12 @@ DEFAULT_TICK = "one netkeyd timer tick"
 # How SPDDUMP shows a policy in use. netkeyd's refcnt counts each flow's cached reference
 # (>= 2: the table's and a flow's). Linux holds an inbound policy only for the length of a
 # check, but stamps its CURRENT lifetime's usetime on every inbound check
-# (__xfrm_policy_check) and outbound bundle lookup (xfrm_lookup_with_ifid).
+# (__xfrm_policy_check) and outbound bundle lookup (xfrm_lookup_with_ifid); an outbound
+# policy is also held by its flow's bundle (refcnt >= 2).
 IN_USE_BY_REFCNT = "refcnt >= 2 (a flow's cached reference)"
-IN_USE_BY_USETIME = "usetime set (a packet checked against it)"
+IN_USE_BY_USETIME = "usetime set (a packet checked against it; outbound: and refcnt >= 2)"
 KIND_IN_USE: dict[str, str] = {"qemu": IN_USE_BY_USETIME}
+DIR_OUT = 2  # sadb_x_policy_dir
 
 
 # Kinds whose gateway sends flows of its own, one per outbound policy (spdlab_flows in a
@@ -94,10 +96,10 @@ KIND_IN_USE: dict[str, str] = {"qemu": IN_USE_BY_USETIME}
 KIND_GUEST_FLOWS: tuple[str, ...] = ("qemu",)
 
 
-def in_use(kind: str, refcnt: int, usetime: int) -> bool:
+def in_use(kind: str, refcnt: int, usetime: int, dir: int = 0) -> bool:
     """One SPDDUMP entry shows its policy in use, as this kind's kernel shows it."""
     if KIND_IN_USE.get(kind) == IN_USE_BY_USETIME:
-        return usetime > 0
+        return usetime > 0 and (dir != DIR_OUT or refcnt >= 2)
     return refcnt >= 2
 
 
