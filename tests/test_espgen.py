@@ -16,11 +16,18 @@ from pathlib import Path
 
 import pytest
 import traffic_fixtures
+from scapy.layers.inet import IP
+from scapy.utils import rdpcap
 from traffic_fixtures import GW, TR, TrafficLab, needs_netns
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, InfraError
+from orchestrator.proc import has_env, run_env, run_marker
 from orchestrator.traffic import native, scenario, template
 from orchestrator.traffic.native import NativeFlood
+from orchestrator.traffic.nativerun import NativeRun, cannot_carry
+from orchestrator.traffic.run import TrafficRun
+from orchestrator.traffic.sender import Pacing, load_seq_state
+from orchestrator.wait import until
 
 traffic_lab = traffic_fixtures.traffic_lab  # the fixture, by name
 pytestmark = needs_netns
@@ -120,3 +127,96 @@ def test_an_unknown_namespace_is_one_line_naming_it(tmp_path):
     assert r.stderr.strip().splitlines() == ["espgen: -N spdt-none-x: No such file or directory"], (
         r.stderr
     )
+
+
+# ---------------------------------------------------------------- keepalives in a run
+
+
+class Owner:
+    """What a run gives its senders: its marker in their environment, their PIDs recorded."""
+
+    def __init__(self, marker: str):
+        self.spawn_env = run_env(marker)
+        self.recorded: list[tuple[int, str, str]] = []
+
+    def record_process(self, pid: int, match: str, what: str) -> None:
+        self.recorded.append((pid, match, what))
+
+
+def _native(lab: TrafficLab, spec, work: Path, pacing: Pacing, **kw) -> NativeRun:
+    run = NativeRun(spec, work, lab.tr_ns, pacing, asan=True, **kw)
+    lab.runs.append(run)  # type: ignore[arg-type]  # down() kills what is left
+    run.start()
+    lab.pids += [p.pid for p in run.procs]
+    return run
+
+
+def test_native_keepalives_hold_every_policy_with_the_run_contract(traffic_lab, tmp_path):
+    """espgen paced as keepalives: every policy held, the rounds the settle awaits, per
+    gateway counts, PIDs recorded and marked, every packet accepted, a decrypted sample."""
+    tick_ms = 50
+    lab = traffic_lab("netkey", tick_ms=tick_ms, flow_idle_ticks=20)
+    sc = scenario.generate(N, TR, GW)
+    lab.install(sc)
+    before = lab.esp()
+    owner = Owner(str(tmp_path))
+    pcap = tmp_path / "sample.pcap"
+    run = _native(lab, sc.spec, tmp_path / "traffic", Pacing.keepalive(N, 5, tick_ms),
+                  pcap=pcap, owner=owner, report_every=0.2)  # fmt: skip
+    assert [pid for pid, _, what in owner.recorded if what == "traffic"] == [
+        p.pid for p in run.procs]  # fmt: skip
+    assert all(has_env(p.pid, run_marker(tmp_path)) for p in run.procs)
+    until(lambda: lab.admin.stats()["flows"]["open"] == N, f"{N} flows", 60, alive=run.running)
+    first = until(run.stats, "a report", 60)
+    until(lambda: run.stats().rounds >= first.rounds + 2, "two whole rounds", 120,  # type: ignore[union-attr]
+          alive=run.running)  # fmt: skip
+    final = run.stop()
+    assert final.sender == "native" and final.mode == "keepalive" and final.state == "done"
+    assert final.errors == 0 and final.rounds >= 2 and final.per_dst == {GW: final.sent}
+    assert final.rounds == final.sent // N  # one proc: its rounds are whole passes
+    moved = lab.wait_esp(final.sent, before)
+    assert moved == {"ok": final.sent}, moved  # every packet accepted, nothing dropped
+    pkts = rdpcap(str(pcap))  # the frames sent, scapy-decrypted in stop() already
+    assert len(pkts) > 0 and all(p[IP].proto == 50 for p in pkts)
+    seq = load_seq_state(tmp_path / "traffic" / "seq.json")
+    assert set(seq) == {sa.key for sa in sc.spec.sas}
+    assert sum(seq.values()) == final.sent  # one flow per SA from 1: numbers are packets
+
+
+def test_native_and_python_senders_continue_each_others_numbers(traffic_lab, tmp_path):
+    """A killed espgen leaves leased numbers in seq.json; Python and native senders that
+    follow in the same folder continue above them: netkeyd sees no replay."""
+    lab = traffic_lab("netkey")
+    sc = scenario.generate(N, TR, GW)
+    lab.install(sc)
+    work = tmp_path / "traffic"
+    before = lab.esp()
+    first = _native(lab, sc.spec, work, Pacing("rate", rate=2000.0), report_every=0.2)
+    until(lambda: (s := first.stats()) is not None and s.sent > 0 and lab.esp()["ok"] > 0,
+          "the first sender's packets accepted", 60, alive=first.running)  # fmt: skip
+    reported = first.stats().sent  # type: ignore[union-attr]  # at most what it sent
+    first.procs[0].kill()  # no final report: the last one's lease is what is left
+    first.procs[0].wait()
+    with pytest.raises(InfraError, match="espgen 0 exited with -9"):
+        first.stop()
+    leased = load_seq_state(work / "seq.json")
+    assert set(leased) == {sa.key for sa in sc.spec.sas}
+    second = TrafficRun(sc.spec, work, lab.tr_ns, Pacing("count", count=500))
+    lab.runs.append(second)
+    second.start()
+    assert second.wait(60).sent == 500
+    third = _native(lab, sc.spec, work, Pacing("rate", rate=2000.0))
+    until(lambda: (s := third.stats()) is not None and s.sent >= 500, "500 more sent", 60,
+          alive=third.running)  # fmt: skip
+    final = third.stop()
+    assert all(v > leased[k] for k, v in load_seq_state(work / "seq.json").items())
+    moved = lab.wait_esp(reported + 500 + final.sent, before)
+    assert set(moved) == {"ok"}, moved  # no replay, no other drop
+
+
+def test_the_native_sender_says_what_it_cannot_carry():
+    cbc = scenario.generate(2, TR, GW, alg="aes-cbc-hmac-sha256")
+    assert "AES-GCM only" in (cannot_carry(cbc.spec, "spdlab-x-traffic") or "")
+    gcm = scenario.generate(2, TR, GW)
+    assert cannot_carry(gcm.spec, "/proc/1/ns/net") is not None
+    assert cannot_carry(gcm.spec, "spdlab-x-traffic") is None  # built by the fixture

@@ -34,6 +34,8 @@ EXPECTED = {
     "a deterministic lab (scenario.deterministic) runs netkeyd targets only",
     "deterministic_rate": "6:12: scenario.traffic: rate has no tick schedule: a deterministic "
     "lab sends keepalive (or none)",
+    "deterministic_native": "6:11: scenario.sender: native: a deterministic lab sends its "
+    "rounds from the stepped sender",
     "duplicate_key": "6:5: targets[0].tick_ms: duplicate key",
     "duplicate_name": "7:11: targets[2].name: duplicate name 'gw' (also targets[0])",
     "duplicate_name_expanded": "7:11: targets[1].name: duplicate name 'gw-2' (also targets[0])",
@@ -41,6 +43,7 @@ EXPECTED = {
     "missing_build": "3:5: targets[0].build: required",
     "negative_count": "6:12: targets[0].count: must be >= 1, got -3",
     "negative_tick": "4:12: defaults.tick_ms: must be >= 0, got -5",
+    "native_cbc": "6:11: scenario.sender: native sends aes-gcm-16 only, not aes-cbc-hmac-sha256",
     "no_targets": "4:10: targets: list should have at least 1 item",
     "not_a_mapping": "1:1: (root): the lab file must be a mapping",
     "range_exhausted": "7:12: targets[0].count: no free address left",

@@ -24,7 +24,7 @@ from scapy.layers.inet import IP
 from scapy.utils import rdpcap
 
 from orchestrator.drain.compare import SECONDARY
-from orchestrator.export import result
+from orchestrator.export import report, result
 from orchestrator.runs import list_runs
 from orchestrator.targets.admin import AdminClient
 from orchestrator.wait import until
@@ -168,7 +168,7 @@ def test_demo_measurements(demo: Any) -> None:
 
 @pytest.mark.timeout(DEMO_TIMEOUT_S)
 def test_demo_artifacts(demo: Any) -> None:
-    _, _, _, run_dir = demo
+    _, out, err, run_dir = demo
     suite = ET.parse(run_dir / "junit.xml").getroot()
     assert suite.get("tests") == "6" and suite.get("failures") == "0"
     builds = ("canary", "canary+nextsp", "netipsec", "netipsec+split", "netkey", "netkey+nextsp")
@@ -188,6 +188,13 @@ def test_demo_artifacts(demo: Any) -> None:
     assert "policies" in json.loads((gw / gw.name / "policies.json").read_text())
     pkts = rdpcap(str(run_dir / "esp-sample.pcap"))
     assert len(pkts) > 0 and all(p[IP].proto == 50 for p in pkts)
+    # AES-GCM with espgen built: every trial's keepalives came from the native sender,
+    # whose stop() had scapy decrypt frames it sent; the run's words say so
+    res = result.load(run_dir / "result.json")
+    assert {s["sender"] for s in res.traffic} == {"native"} and len(res.traffic) == K
+    assert all(s["errors"] == 0 and s["rounds"] >= 2 for s in res.traffic)
+    assert "traffic from the native sender (espgen, 1 process)" in report.render_html(run_dir)
+    assert " pps, from the native sender (espgen, 1 process)" in out + err  # the log
 
 
 @pytest.mark.timeout(DEMO_TIMEOUT_S)
@@ -221,7 +228,8 @@ def wait_phase(run_dir_glob: Path, phase: str, timeout: float = 300) -> Path:
     return until(reached, f"a run in phase {phase}", timeout)
 
 
-def small_lab(tmp: Path, builds: list[str], expect: dict[str, Any] | None = None) -> Path:
+def small_lab(tmp: Path, builds: list[str], expect: dict[str, Any] | None = None,
+              **scenario: Any) -> Path:  # fmt: skip
     doc = {
         "name": "small",
         "range": "10.82.0.0/16",
@@ -233,7 +241,8 @@ def small_lab(tmp: Path, builds: list[str], expect: dict[str, Any] | None = None
             "keepalive_ticks": 20,
             "delete": "delete",
             "timeout_ticks": 2000,
-        },
+        }
+        | scenario,
         "expect": expect or {},
     }
     path = tmp / "small.yaml"
@@ -303,7 +312,7 @@ def test_sigint_leaves_nothing_and_marks_incomplete(runs: Path, tmp_path: Path) 
 
 
 def test_missed_expectation_fails_with_measured_value(runs: Path, tmp_path: Path) -> None:
-    lab = small_lab(tmp_path, ["canary"], {"canary": {"drain_ticks_max": 5}})
+    lab = small_lab(tmp_path, ["canary"], {"canary": {"drain_ticks_max": 5}}, sender="python")
     p = spdlab(runs, "run", str(lab), "--metrics-addr", "", "--trials", "2")
     out, err = p.communicate(timeout=300)
     assert p.returncode == 1, out + err
@@ -322,3 +331,5 @@ def test_missed_expectation_fails_with_measured_value(runs: Path, tmp_path: Path
     lo, hi = t.drain_spread
     assert lo <= t.measures.drain_ticks <= hi
     assert all(abs(tr.measures.drain_ticks_from_issue - 100) <= 1 for tr in t.trials)
+    # the lab asked for the Python sender: each trial's traffic says so
+    assert [(s["sender"], s["procs"]) for s in res.traffic] == [("python", 1)] * 2

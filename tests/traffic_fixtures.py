@@ -102,9 +102,10 @@ class TrafficLab:
 
     def down(self) -> None:
         for run in self.runs:
-            if run.running():
-                run.proc.kill()  # type: ignore[union-attr]
-                run.proc.wait()  # type: ignore[union-attr]
+            for p in run.procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         for link in self.links:
             link.close()
         if self.nk is not None:

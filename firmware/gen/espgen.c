@@ -1,8 +1,8 @@
 /*
  * espgen: one core's ESP flood, AES-GCM-16 (RFC 4106) encrypted per packet.
  *
- *	espgen [-C cpu] [-N netns] [-n count] [-t seconds] [-k sample] [-w file]
- *	    -i ifname job
+ *	espgen [-C cpu] [-N netns] [-n count] [-t seconds] [-r pps] [-s file [-e s]]
+ *	    [-k sample] [-w file] -i ifname job
  *
  * The job file (orchestrator/traffic/native.py writes it) holds this process's SAs,
  * each with the last sequence number already used, and its flows: the link, IPv4 (and
@@ -11,6 +11,13 @@
  * that number (64 bits, unique per SA), AAD is SPI || seq.  Frames leave by AF_PACKET
  * with the queueing discipline bypassed, 64 per sendmmsg(), from the network namespace
  * -N names (as `ip netns add` made it; entered with setns, so the process keeps its pid).
+ *
+ * With -r, frames are paced by a token bucket at `pps` (bursts of 5 ms worth, at most
+ * 64, from a bucket 100 ms deep); without it they leave as fast as they can.
+ * With -s, the stats are written to `file` (atomically, by rename) once the socket is
+ * open, every -e seconds (default 1) and at the end: each running report's sequence
+ * numbers are leased ahead by what the rate uses in three reports, so a successor that
+ * starts from a report never replays a number this process used.
  *
  * Stops after `count` packets, `seconds` seconds, SIGTERM or SIGINT, or when an SA
  * reaches 2^32-1; prints one JSON line: what was sent, the wall and CPU seconds, and
@@ -53,6 +60,7 @@
 struct sa {
 	uint32_t	 spi;
 	uint32_t	 last;		/* the last sequence number used */
+	uint32_t	 nflows;	/* flows that use it: its share of the rate */
 	uint8_t		 salt[GCM_SALT];
 	EVP_CIPHER_CTX	*ctx;		/* keyed once; a nonce per packet */
 };
@@ -90,7 +98,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: espgen [-C cpu] [-N netns] [-n count] [-t seconds] "
-	    "[-k sample] [-w file] -i ifname job\n");
+	    "[-r pps] [-s file [-e seconds]] [-k sample] [-w file] -i ifname job\n");
 	exit(2);
 }
 
@@ -206,11 +214,12 @@ job_sa(struct rd *r, struct sa *sa)
 }
 
 static void
-job_flow(struct rd *r, const struct job *job, struct flow *fl)
+job_flow(struct rd *r, struct job *job, struct flow *fl)
 {
 	fl->sa = rd_u32(r, "SA index");
 	if (fl->sa >= job->nsas)
 		bad(r, "SA index out of range");
+	job->sas[fl->sa].nflows++;
 	fl->hdr_len = rd_u16(r, "header length");
 	fl->pt_len = rd_u16(r, "payload length");
 	if ((size_t)fl->hdr_len + ESP_HDR + GCM_IV + fl->pt_len + GCM_ICV > FRAME_MAX)
@@ -427,18 +436,73 @@ sample_write(FILE *f, const struct batch *b, unsigned int k)
 	}
 }
 
-static void
-report(const struct job *job, const struct stats *st, double wall, double cpu)
+static double
+wall_s(void)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((double)ts.tv_sec + ts.tv_nsec / 1e9);
+}
+
+/*
+ * The stats as one JSON line.  `ahead` > 0 leases each SA's number ahead by what
+ * `ahead` packets of this process would use of it (a running report).
+ */
+static void
+report(FILE *f, const struct job *job, const struct stats *st, double wall,
+    double cpu, const char *state, double ahead)
+{
+	uint64_t attempts = st->sent + st->errors, seq;
 	uint32_t i;
 
-	printf("{\"sent\": %llu, \"errors\": %llu, \"bytes\": %llu, \"elapsed\": %.6f, "
-	    "\"cpu_s\": %.6f, \"exhausted\": %d, \"last_seq\": [",
+	fprintf(f, "{\"sent\": %llu, \"errors\": %llu, \"bytes\": %llu, "
+	    "\"elapsed\": %.6f, \"cpu_s\": %.6f, \"exhausted\": %d, "
+	    "\"rounds\": %llu, \"at\": %.6f, \"state\": \"%s\", \"last_seq\": [",
 	    (unsigned long long)st->sent, (unsigned long long)st->errors,
-	    (unsigned long long)st->bytes, wall, cpu, st->exhausted);
-	for (i = 0; i < job->nsas; i++)
-		printf("%s%u", i ? ", " : "", job->sas[i].last);
-	printf("]}\n");
+	    (unsigned long long)st->bytes, wall, cpu, st->exhausted,
+	    (unsigned long long)(attempts / job->nflows), wall_s(), state);
+	for (i = 0; i < job->nsas; i++) {
+		seq = job->sas[i].last;
+		if (ahead > 0)
+			seq += (uint64_t)(ahead * job->sas[i].nflows / job->nflows) + 1;
+		fprintf(f, "%s%llu", i ? ", " : "",
+		    (unsigned long long)(seq < SEQ_MAX ? seq : SEQ_MAX));
+	}
+	fprintf(f, "]}\n");
+}
+
+/* The stats to `path`, by rename, so a reader sees a whole report or the one before. */
+static void
+stats_write(const char *path, const struct job *job, const struct stats *st,
+    double wall, double cpu, const char *state, double ahead)
+{
+	char tmp[4096];
+	FILE *f;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp) ||
+	    (f = fopen(tmp, "w")) == NULL) {
+		fprintf(stderr, "espgen: -s %s: %s\n", path, strerror(errno));
+		exit(3);
+	}
+	report(f, job, st, wall, cpu, state, ahead);
+	if (fclose(f) != 0 || rename(tmp, path) == -1) {
+		fprintf(stderr, "espgen: -s %s: %s\n", path, strerror(errno));
+		exit(3);
+	}
+}
+
+/* Sleep `s` seconds at most; a signal ends it early (stop is checked after). */
+static void
+nap(double s)
+{
+	struct timespec ts;
+
+	if (s <= 0)
+		return;
+	ts.tv_sec = (time_t)s;
+	ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+	nanosleep(&ts, NULL);
 }
 
 static long long
@@ -456,23 +520,113 @@ number(const char *s, const char *opt, long long max)
 	return (v);
 }
 
+static double
+positive(const char *s, const char *opt, int zero_ok)
+{
+	char *end;
+	double v;
+
+	v = strtod(s, &end);
+	if (*s == '\0' || *end != '\0' || !(zero_ok ? v >= 0 : v > 0) || v > 1e9) {
+		fprintf(stderr, "espgen: %s: not a number %s 1e9: '%s'\n", opt,
+		    zero_ok ? "0.." : "above 0, up to", s);
+		exit(2);
+	}
+	return (v);
+}
+
+struct opts {
+	long long	 count;		/* -1: no limit */
+	double		 seconds;	/* -1: no limit */
+	double		 rate;		/* 0: as fast as possible */
+	double		 every;		/* between stats reports */
+	const char	*spath;		/* stats file, or NULL */
+	FILE		*samples;	/* or NULL */
+	unsigned int	 k;		/* frames to sample from a batch */
+};
+
+/* The send loop: until a limit, a signal or an exhausted SA; the wall seconds. */
+static double
+run(int fd, struct job *job, struct batch *b, struct opts *o, struct stats *st)
+{
+	double t0, c0, now, last, next, tokens, burst, depth, lease;
+	unsigned int want;
+	uint32_t pos = 0;
+
+	burst = BATCH;
+	if (o->rate > 0 && (burst = o->rate * 0.005) < 1)
+		burst = 1;
+	if (burst > BATCH)
+		burst = BATCH;
+	/*
+	 * The bucket holds 100 ms of packets: a nap that oversleeps (a loaded machine) is
+	 * made up in the next batches, so the rate holds; a longer stall is not (no flood
+	 * after SIGSTOP).
+	 */
+	if ((depth = o->rate * 0.1) < BATCH)
+		depth = BATCH;
+	lease = o->rate > 0 ? 3 * o->every * o->rate : 0;
+	t0 = last = now_s();
+	c0 = cpu_s();
+	next = t0 + o->every;
+	tokens = burst;
+	if (o->spath != NULL)
+		stats_write(o->spath, job, st, 0, 0, "running", lease + 1);
+	while (!stop && !st->exhausted && o->count != 0) {
+		now = now_s();
+		if (o->seconds >= 0 && now - t0 >= o->seconds)
+			break;
+		if (o->spath != NULL && now >= next) {
+			stats_write(o->spath, job, st, now - t0, cpu_s() - c0,
+			    "running", lease + 1);
+			next = now + o->every;
+		}
+		want = BATCH;
+		if (o->rate > 0) {
+			tokens += (now - last) * o->rate;
+			if (tokens > depth)
+				tokens = depth;
+			last = now;
+			if (tokens < burst) {
+				nap((burst - tokens) / o->rate);
+				continue;
+			}
+			if (tokens < BATCH)
+				want = (unsigned int)tokens;
+		}
+		if (o->count >= 0 && o->count < want)
+			want = (unsigned int)o->count;
+		if (batch_fill(b, job, &pos, want, st) == 0)
+			break;
+		tokens -= b->n;
+		if (o->samples != NULL && st->sent + st->errors == 0)
+			sample_write(o->samples, b, o->k);
+		batch_send(fd, b, st);
+		if (o->count > 0)
+			o->count -= b->n;
+	}
+	return (now_s() - t0);
+}
+
 int
 main(int argc, char **argv)
 {
 	struct job job;
 	struct batch b;
 	struct stats st;
+	struct opts o;
 	cpu_set_t set;
-	FILE *samples = NULL;
 	const char *ifname = NULL, *wpath = NULL, *netns = NULL;
-	long long count = -1, cpu = -1;
-	double seconds = -1, t0, c0;
-	unsigned int k = 0, i, want;
-	uint32_t pos = 0;
-	char *end;
+	long long cpu = -1;
+	double wall, c0;
+	unsigned int i;
 	int ch, fd;
 
-	while ((ch = getopt(argc, argv, "C:N:i:k:n:t:w:")) != -1) {
+	memset(&o, 0, sizeof(o));
+	o.count = -1;
+	o.seconds = -1;
+	o.every = 1;
+	while ((ch = getopt(argc, argv, "C:N:e:i:k:n:r:s:t:w:")) != -1) {
 		switch (ch) {
 		case 'C':
 			cpu = number(optarg, "-C", CPU_SETSIZE - 1);
@@ -480,22 +634,26 @@ main(int argc, char **argv)
 		case 'N':
 			netns = optarg;
 			break;
+		case 'e':
+			o.every = positive(optarg, "-e", 0);
+			break;
 		case 'i':
 			ifname = optarg;
 			break;
 		case 'k':
-			k = (unsigned int)number(optarg, "-k", BATCH);
+			o.k = (unsigned int)number(optarg, "-k", BATCH);
 			break;
 		case 'n':
-			count = number(optarg, "-n", 1LL << 62);
+			o.count = number(optarg, "-n", 1LL << 62);
+			break;
+		case 'r':
+			o.rate = positive(optarg, "-r", 0);
+			break;
+		case 's':
+			o.spath = optarg;
 			break;
 		case 't':
-			seconds = strtod(optarg, &end);
-			if (*optarg == '\0' || *end != '\0' || !(seconds >= 0)) {
-				fprintf(stderr, "espgen: -t: not a duration in "
-				    "seconds: '%s'\n", optarg);
-				exit(2);
-			}
+			o.seconds = positive(optarg, "-t", 1);
 			break;
 		case 'w':
 			wpath = optarg;
@@ -515,7 +673,7 @@ main(int argc, char **argv)
 			exit(2);
 		}
 	}
-	if (wpath != NULL && (samples = fopen(wpath, "wb")) == NULL) {
+	if (wpath != NULL && (o.samples = fopen(wpath, "wb")) == NULL) {
 		fprintf(stderr, "espgen: -w %s: %s\n", wpath, strerror(errno));
 		exit(2);
 	}
@@ -535,28 +693,18 @@ main(int argc, char **argv)
 		b.msg[i].msg_hdr.msg_iov = &b.iov[i];
 		b.msg[i].msg_hdr.msg_iovlen = 1;
 	}
-	t0 = now_s();
 	c0 = cpu_s();
-	while (!stop && !st.exhausted && count != 0) {
-		if (seconds >= 0 && now_s() - t0 >= seconds)
-			break;
-		want = count >= 0 && count < BATCH ? (unsigned int)count : BATCH;
-		if (batch_fill(&b, &job, &pos, want, &st) == 0)
-			break;
-		if (samples != NULL && st.sent + st.errors == 0)
-			sample_write(samples, &b, k);
-		batch_send(fd, &b, &st);
-		if (count > 0)
-			count -= b.n;
-	}
-	if (samples != NULL) {
-		sample_write(samples, &b, k);	/* the last batch sent */
-		if (fclose(samples) != 0) {
+	wall = run(fd, &job, &b, &o, &st);
+	if (o.samples != NULL) {
+		sample_write(o.samples, &b, o.k);	/* the last batch sent */
+		if (fclose(o.samples) != 0) {
 			fprintf(stderr, "espgen: -w %s: %s\n", wpath, strerror(errno));
 			exit(3);
 		}
 	}
-	report(&job, &st, now_s() - t0, cpu_s() - c0);
+	if (o.spath != NULL)
+		stats_write(o.spath, &job, &st, wall, cpu_s() - c0, "done", 0);
+	report(stdout, &job, &st, wall, cpu_s() - c0, "done", 0);
 	close(fd);
 	free(b.buf);
 	job_free(&job);

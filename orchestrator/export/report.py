@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator import atomic
 from orchestrator.export import result as store
-from orchestrator.result.describe import clock, stats_line, title
+from orchestrator.result.describe import clock, senders, stats_line, title
 from orchestrator.result.measure import Footnotes
 from orchestrator.result.model import RunResult, TargetResult
 
@@ -87,7 +87,7 @@ def render(res: RunResult, run_dir: Path) -> str:
         res=res, v=res.versions, builds=sorted(res.versions.builds.items()), head=HEAD,
         rows=rows, notes=notes.lines(), plots=_plots(run_dir), css=CSS, script=SCRIPT,
         title=title(res.scenario), clock=clock(res.scenario, res.tick_ms), state=state,
-        stats_line=stats_line,
+        stats_line=stats_line, senders=senders(res.traffic),
     )  # fmt: skip
 
 

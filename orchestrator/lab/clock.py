@@ -45,6 +45,9 @@ def resolve(sc: Scenario, targets: Sequence[Clocked], fail: Callable[[Loc, str],
             fail((*t.loc, "host"), f"lab host {t.host}: a deterministic lab ({why}) runs "
                  "on this machine only")  # fmt: skip
         t.tick_ms = 0
+    if sc.sender == "native":  # espgen is paced in wall time, not a round per tick
+        fail(("scenario", "sender"), "native: a deterministic lab sends its rounds from "
+             "the stepped sender")  # fmt: skip
     if sc.traffic == "rate":
         fail(("scenario", "traffic"), "rate has no tick schedule: a deterministic lab sends "
              "keepalive (or none)")  # fmt: skip

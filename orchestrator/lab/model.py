@@ -118,6 +118,9 @@ class Scenario(Strict):
     # (also when a netkeyd target has tick_ms 0); docs/MEASURES.md, "Deterministic mode".
     deterministic: bool = False
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # SPIs, keys, so packet contents
+    # who sends the wall-clock traffic: "auto" takes espgen (traffic/nativerun.py) where it
+    # can carry the scenario, else the Python sender; result.json says which one did
+    sender: Literal["auto", "python", "native"] = "auto"
 
 
 def _one_or_more_modes(v: object) -> object:

@@ -488,6 +488,8 @@ def resolve(
     expect = r.expectations()
     _observable(r, expect, pending)
     scenario = clock.resolve(lab.scenario.for_mode(lab.scenario.modes()[0]), pending, r.fail)
+    if scenario.sender == "native" and scenario.algorithm != "aes-gcm-16":
+        r.fail(("scenario", "sender"), f"native sends aes-gcm-16 only, not {scenario.algorithm}")
     kernels = r.kernels(path)
     firmware = r.firmware(path)
     th = r.addresses(pending)

@@ -32,6 +32,19 @@ def clock(sc: Scenario, tick_ms: int) -> str:
     return f"tick {tick_ms} ms (the kernel's is 1000 ms)"
 
 
+def senders(traffic: list[dict]) -> str:
+    """Who sent the traffic, from result.json's `traffic` (each trial's sender stats)."""
+    seen = []
+    for st in traffic:
+        who = st.get("sender", "python")
+        n = st.get("procs", 1)
+        words = "Python sender" if who == "python" else (
+            f"native sender (espgen, {n} process{'es' if n != 1 else ''})")  # fmt: skip
+        if words not in seen:
+            seen.append(words)
+    return "traffic from the " + " and the ".join(seen) if seen else "no traffic sent"
+
+
 def ticks_at_1hz(ticks: object) -> str:
     """Ticks as the time they take at the kernel's 1 Hz timer."""
     if not isinstance(ticks, int):

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator import atomic
-from orchestrator.errors import InfraError
+from orchestrator.errors import ConfigError, InfraError
+from orchestrator.result import describe
 from orchestrator.run.context import RunContext, Target
 from orchestrator.traffic.sa import TrafficSpec
 from orchestrator.traffic.sender import Pacing
@@ -54,7 +55,7 @@ class Senders:
         return self
 
     def _start(self, th: Any, ts: list[Target]) -> Any:
-        from orchestrator.traffic.run import RemoteTrafficRun, TrafficRun
+        from orchestrator.traffic.run import RemoteTrafficRun
 
         ctx = self.ctx
         spec = TrafficSpec.merge([t.gw.plan["scenario"].spec for t in ts])  # type: ignore[union-attr]
@@ -63,13 +64,40 @@ class Senders:
         # recorded in state.json through the owner, so `down` stops it after a crash too
         kw: dict[str, Any] = {"netns": th.netns, "pacing": paced, "owner": ctx.lr}
         if th.lab_host is not None:
-            run = RemoteTrafficRun(spec, workdir, th.lab_host, **kw)
+            run = RemoteTrafficRun(spec, workdir, th.lab_host, **kw).start()
         else:
-            pcap = ctx.run_dir / "esp-sample.pcap" if ctx.trial == 1 else None
-            run = TrafficRun(spec, workdir, pcap=pcap, **kw)
+            run = local(ctx, spec, workdir, kw)
         where = f" from lab host {th.key}" if th.key else ""
-        ctx.progress.log(f"traffic{where}: {len(spec.flows)} flows, {paced.rate or 0:.0f} pps")
-        return run.start()
+        st = run.stats()
+        words = describe.senders([st.to_json()] if st is not None else [])
+        ctx.progress.log(f"traffic{where}: {len(spec.flows)} flows, {paced.rate or 0:.0f} pps, "
+                         f"{words.removeprefix('traffic ')}")  # fmt: skip
+        return run
+
+
+def local(ctx: RunContext, spec: TrafficSpec, workdir: Any, kw: dict[str, Any]) -> Any:
+    """This machine's sender, started: espgen where it can carry the scenario (or the lab
+    asks for it), else the Python one.
+
+    Raises:
+        InfraError: `sender: native` where espgen cannot carry the scenario.
+    """
+    from orchestrator.traffic.nativerun import NativeRun, cannot_carry
+    from orchestrator.traffic.run import TrafficRun
+
+    pcap = ctx.run_dir / "esp-sample.pcap" if ctx.trial == 1 else None
+    choice = ctx.lab.scenario.sender
+    why = None if choice == "python" else cannot_carry(spec, kw["netns"])
+    if choice == "native" and why is not None:
+        raise InfraError(f"scenario.sender native: {why}", step="traffic start")
+    if why is None and choice != "python":
+        try:
+            return NativeRun(spec, workdir, pcap=pcap, **kw).start()
+        except ConfigError as e:  # e.g. flows over several interfaces: the Python one routes
+            if choice == "native":
+                raise InfraError(f"scenario.sender native: {e}", step="traffic start") from e
+            ctx.progress.log(f"traffic: the native sender cannot carry it ({e})")
+    return TrafficRun(spec, workdir, pcap=pcap, **kw).start()
 
 
 def pacing(ctx: RunContext, flows: int) -> Pacing:

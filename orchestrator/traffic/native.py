@@ -18,6 +18,7 @@ the processes actually sent (the first and the last of each) with scapy.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import subprocess
@@ -35,6 +36,15 @@ from orchestrator.traffic.template import Template
 ROOT = Path(__file__).resolve().parents[2]
 MAGIC = b"ESPGEN1\n"
 SALT = 4
+# What one process is planned to carry when paced: a seventh of what one core does
+# (~350k pps per CPU-second), because the cores are shared with the gateways.
+PROC_PPS = 50_000
+
+
+def procs_for(rate: float | None) -> int:
+    """Processes for `rate` pps: one per PROC_PPS, at most one per CPU; None = every CPU."""
+    cpus = len(os.sched_getaffinity(0))
+    return cpus if rate is None else max(1, min(cpus, math.ceil(rate / PROC_PPS)))
 
 
 def gen_binary(asan: bool = False) -> Path:
@@ -92,6 +102,9 @@ class NativeStats(Rates):
     elapsed: float = 0.0
     cpu_s: float = 0.0
     exhausted: int = 0
+    rounds: int = 0  # whole passes over every flow, the slowest process's
+    at: float = 0.0  # the oldest report's wall time (time.time())
+    state: str = "done"  # "running" while any process's last report is
     per_proc: list[dict] = field(default_factory=list)
     last_seq: dict[str, int] = field(default_factory=dict)  # per SA key
 
@@ -107,6 +120,10 @@ class NativeFlood:
         netns: the namespace to send from (a name from `ip netns add`).
         procs: processes (default: one per CPU this process may use), pinned one per CPU.
         count: packets in all (split evenly); duration: seconds; neither = until stop().
+        rate: pps in all, split by flows (each process keeps its flows' share); None = flat out.
+        report_every: each process writes its stats to gen<k>.stats.json this often, once
+            its socket is open and at the end (then stop() reads those, not stdout).
+        env: the processes' environment (a run's marker: `down` finds them by it).
         seq_start: per SA key, the last sequence number already used; seq_base otherwise.
         sample: frames each process keeps from its first and from its last batch.
         wrap: a command the first process runs under (a profiler: `perf record ... --`).
@@ -125,6 +142,9 @@ class NativeFlood:
         sample: int = 4,
         asan: bool = False,
         wrap: tuple[str, ...] = (),
+        rate: float | None = None,
+        report_every: float | None = None,
+        env: dict[str, str] | None = None,
     ):
         self.cpus = sorted(os.sched_getaffinity(0))
         self.parts = split(spec, procs or len(self.cpus))
@@ -135,6 +155,8 @@ class NativeFlood:
                      for sa in spec.sas}  # fmt: skip
         self.sample = sample
         self.wrap = wrap
+        self.rate, self.report_every, self.env = rate, report_every, env
+        self.flows = sum(len(p.flows) for p in self.parts)
         self.binary = gen_binary(asan)
         self.procs: list[subprocess.Popen[bytes]] = []
         self._l2 = 0
@@ -181,10 +203,17 @@ class NativeFlood:
                     argv += ["-n", str(self.count // n + (k < self.count % n))]
                 if self.duration is not None:
                     argv += ["-t", f"{self.duration:g}"]
+                if self.rate is not None:
+                    argv += ["-r", f"{self.rate * len(part.flows) / self.flows:.6g}"]
+                if self.report_every is not None:
+                    self.stats_path(k).unlink(missing_ok=True)
+                    argv += ["-s", str(self.stats_path(k)), "-e", f"{self.report_every:g}"]
+                # a stats file instead of stdout: nobody need read a pipe while it runs
+                out = subprocess.PIPE if self.report_every is None else subprocess.DEVNULL
                 with open(self.workdir / f"gen{k}.log", "wb") as log:
                     self.procs.append(subprocess.Popen(
                         [*(self.wrap if k == 0 else ()), *argv, str(job)],
-                        stdout=subprocess.PIPE, stderr=log,
+                        stdout=out, stderr=log, env=self.env,
                     ))  # fmt: skip
         except BaseException:
             self.stop()
@@ -213,14 +242,40 @@ class NativeFlood:
             if p.poll() is None:
                 terminate(p)
 
-    def _stats(self, outs: list[bytes]) -> NativeStats:
-        st = NativeStats(len(self.procs))
-        for k, (p, out) in enumerate(zip(self.procs, outs, strict=True)):
-            log = (self.workdir / f"gen{k}.log").read_text(errors="replace").strip()
+    def stats_path(self, k: int) -> Path:
+        return self.workdir / f"gen{k}.stats.json"
+
+    def log_tail(self, k: int, n: int = 800) -> str:
+        return (self.workdir / f"gen{k}.log").read_text(errors="replace").strip()[-n:]
+
+    def reports(self) -> list[dict] | None:
+        """Each process's latest stats file (with report_every); None until all have one."""
+        out = []
+        for k in range(len(self.procs)):
+            try:
+                out.append(json.loads(self.stats_path(k).read_text()))
+            except (OSError, ValueError):
+                return None
+        return out
+
+    def check_exits(self) -> None:
+        """Raises InfraError if a process that exited failed or its log shows a sanitizer."""
+        for k, p in enumerate(self.procs):
+            log = self.log_tail(k)
             if p.returncode != 0 or "Sanitizer" in log or "runtime error" in log:
-                raise InfraError(f"espgen {k} exited with {p.returncode}: {log[-800:]}",
+                raise InfraError(f"espgen {k} exited with {p.returncode}: {log}",
                                  self.netns, "traffic")  # fmt: skip
-            r = json.loads(out)
+
+    def _stats(self, outs: list[bytes]) -> NativeStats:
+        self.check_exits()
+        return self.merge([json.loads(out) for out in outs])
+
+    def merge(self, reports: list[dict]) -> NativeStats:
+        """The processes' reports (stdout or stats files, in process order) as one."""
+        st = NativeStats(len(self.procs), at=min(r.get("at", 0.0) for r in reports))
+        st.rounds = min(r.get("rounds", 0) for r in reports)
+        st.state = "done" if all(r.get("state", "done") == "done" for r in reports) else "running"
+        for k, r in enumerate(reports):
             st.per_proc.append(r)
             st.sent += r["sent"]
             st.errors += r["errors"]

@@ -193,6 +193,10 @@ class TrafficRun:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    @property
+    def procs(self) -> list[subprocess.Popen[bytes]]:
+        return [self.proc] if self.proc else []
+
     def start(self, timeout: float = 60.0) -> TrafficRun:
         """Spawn the sender; return once it has reported.
 

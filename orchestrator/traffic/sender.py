@@ -94,6 +94,8 @@ class SendStats(Rates):
     at: float = 0.0  # wall time of this report (time.time())
     state: str = "running"  # "running", "done"
     per_dst: dict[str, int] = field(default_factory=dict)  # packets per outer destination
+    sender: str = "python"  # "python" (this module) or "native" (espgen, native.py)
+    procs: int = 1  # sending processes
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -249,17 +251,8 @@ class Sender:
         stats.at = time.time()
 
     def per_dst(self, attempts: int, first: int = 0) -> dict[str, int]:
-        """Packets per outer destination after `attempts` sends starting at flow `first`.
-
-        Flows are served strictly round-robin, so this is arithmetic, not a count kept in
-        the hot loop; a failed send (stats.errors) counts for its destination.
-        """
-        n = len(self._dsts)
-        rounds, rest = divmod(attempts, n)
-        out = {dst: rounds * k for dst, k in Counter(self._dsts).items()}
-        for dst in (self._dsts[first:] + self._dsts[:first])[:rest]:
-            out[dst] += 1
-        return out
+        """Packets per outer destination after `attempts` sends starting at flow `first`."""
+        return round_robin_per_dst(self._dsts, attempts, first)
 
     def _burst(self, n: int, stats: SendStats) -> None:
         """n packets, all by one send(): the hot loop, every lookup hoisted into a local."""
@@ -333,6 +326,21 @@ class Sender:
             except OSError:
                 stats.errors += 1
             self._pos = (i + 1) % len(self._fns)
+
+
+def round_robin_per_dst(dsts: list[str], attempts: int, first: int = 0) -> dict[str, int]:
+    """Packets per outer destination after `attempts` sends over flows to `dsts`, round-robin
+    from flow `first`.
+
+    Flows are served strictly round-robin, so this is arithmetic, not a count kept in the
+    hot loop; a failed send (stats.errors) counts for its destination.
+    """
+    n = len(dsts)
+    rounds, rest = divmod(attempts, n)
+    out = {dst: rounds * k for dst, k in Counter(dsts).items()}
+    for dst in (dsts[first:] + dsts[:first])[:rest]:
+        out[dst] += 1
+    return out
 
 
 def load_seq_state(path: Path) -> dict[str, int]:
