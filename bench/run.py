@@ -26,6 +26,7 @@ BENCHES = [
     ("scrape", ["bench/bench_scrape.py", "--targets", "64"]),
     ("demo", ["bench/bench_demo.py"]),
     ("kernel", ["bench/bench_kernel.py", "--rounds", "3"]),
+    ("kernel-traffic", ["bench/bench_kernel_traffic.py"]),
     ("hosts", ["bench/bench_hosts.py"]),
     ("fuzz", ["bench/bench_fuzz.py"]),
 ]

@@ -1,7 +1,9 @@
 #!/bin/sh
 # qemu-kernel.sh: Debian's stock kernel and an initramfs for the qemu target kind.
 #   .cache/qemu/<kver>/vmlinuz          the kernel of Debian 12's linux-image-amd64
-#   .cache/qemu/<kver>/initramfs.gz     busybox-static, pfkey_relay, the IPsec and virtio modules
+#   .cache/qemu/<kver>/initramfs.gz     busybox-static, pfkey_relay, spdlab_init (the network and
+#                                       the relay, as on the built kernels), spdlab_flows, the IPsec
+#                                       and virtio modules
 #   .cache/qemu/current                 -> <kver>
 # Needs: apt-get (download only), dpkg, busybox-static, gcc with a static libc.
 # Idempotent: does nothing when the current kernel's initramfs is newer than its inputs.
@@ -14,6 +16,8 @@ mkdir -p "$CACHE" "$ROOT/.cache/deb"
 
 make -s -C firmware/relay
 RELAY=$ROOT/firmware/build/relay/pfkey_relay
+SPDINIT=$ROOT/firmware/build/relay/init
+FLOWS=$ROOT/firmware/build/relay/spdlab_flows
 
 # The package linux-image-amd64 points at, unless PKG names one.
 [ -n "$(ls /var/lib/apt/lists/*_Packages 2>/dev/null)" ] || apt-get update -qq
@@ -40,7 +44,9 @@ if [ ! -f "$OUT/vmlinuz" ] || [ ! -d "$OUT/modules" ]; then
 fi
 
 INITRD=$OUT/initramfs.gz
-if [ -f "$INITRD" ] && [ "$INITRD" -nt "$RELAY" ] && [ "$INITRD" -nt "$0" ]; then
+if [ -f "$INITRD" ] && [ "$INITRD" -nt "$RELAY" ] && [ "$INITRD" -nt "$SPDINIT" ] && \
+    [ "$INITRD" -nt "$FLOWS" ] && \
+    [ "$INITRD" -nt "$0" ]; then
 	ln -sfn "$KVER" "$CACHE/current"
 	exit 0
 fi
@@ -54,9 +60,12 @@ for a in sh mount insmod modprobe depmod cat ls sleep echo poweroff dmesg; do
 done
 ln -s ../bin/busybox "$T/sbin/modprobe"
 cp "$RELAY" "$T/bin/pfkey_relay"
+cp "$SPDINIT" "$T/bin/spdlab_init"
+cp "$FLOWS" "$T/bin/spdlab_flows"
 M=$OUT/modules/$KVER/kernel
 for d in net/key net/xfrm net/ipv4 crypto lib/crypto arch/x86/crypto drivers/virtio \
-    drivers/char/virtio_console.ko drivers/char/hw_random; do
+    drivers/char/virtio_console.ko drivers/char/hw_random drivers/net/virtio_net.ko \
+    drivers/net/net_failover.ko net/core/failover.ko; do
 	[ -e "$M/$d" ] || continue
 	mkdir -p "$T/lib/modules/$KVER/kernel/$(dirname "$d")"
 	cp -r "$M/$d" "$T/lib/modules/$KVER/kernel/$d"
@@ -67,29 +76,15 @@ cp "$OUT/modules/$KVER/modules.builtin" "$OUT/modules/$KVER/modules.order" \
 "$BUSYBOX" depmod -b "$T" "$KVER"
 cat >"$T/init" <<'INIT'
 #!/bin/sh
-# spdlab qemu guest: load af_key and friends, then relay PF_KEY over virtio-serial.
+# spdlab qemu guest: load af_key and friends; spdlab_init, as on the built kernels,
+# sets up the network and keeps pfkey_relay running on the virtio-serial port.
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for m in virtio_pci virtio_console virtio_rng af_key esp4 xfrm_user drbg; do
+for m in virtio_pci virtio_console virtio_rng virtio_net af_key esp4 xfrm_user drbg; do
 	modprobe "$m" || echo "spdlab-init: modprobe $m failed"
 done
-port=""
-for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-	for n in /sys/class/virtio-ports/*/name; do
-		[ "$(cat "$n" 2>/dev/null)" = spdlab.pfkey ] || continue
-		port=/dev/$(basename "$(dirname "$n")")
-	done
-	[ -n "$port" ] && [ -c "$port" ] && break
-	sleep 0.5
-done
-echo "spdlab-init: kernel $(cat /proc/sys/kernel/osrelease), port ${port:-none}"
-[ -n "$port" ] || { echo "spdlab-init: no spdlab.pfkey port"; poweroff -f; }
-while :; do
-	/bin/pfkey_relay "$port"
-	echo "spdlab-init: pfkey_relay exited $?, restarting"
-	sleep 1
-done
+exec /bin/spdlab_init
 INIT
 chmod 755 "$T/init"
 (cd "$T" && find . | sort | "$BUSYBOX" cpio -o -H newc 2>/dev/null | gzip -1) >"$INITRD.tmp"

@@ -36,8 +36,10 @@ def kernel_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def test_builds_conf_names_the_series_and_marks_the_control_synthetic():
     builds = conf.load()
     assert tuple(builds) == BUILDS
+    # xfrm-census, instrumentation, comes first in every build, the baseline included
+    assert {b.patches[0].name for b in builds.values()} == {"xfrm-census"}
     assert [p.name for p in builds["linux-canary+fix"].patches] == [
-        "canary-flush-one", "canary-flush-one-fix",
+        "xfrm-census", "canary-flush-one", "canary-flush-one-fix",
     ]  # fmt: skip
     assert {b.name for b in builds.values() if b.synthetic} == {"linux-canary", "linux-canary+fix"}
     assert all(p.path.is_file() for b in builds.values() for p in b.patches)
@@ -49,12 +51,14 @@ def test_every_patch_applies_to_the_pristine_source_in_order(tmp_path):
     target = tmp_path / "net" / "xfrm"
     target.mkdir(parents=True)
     (target / "xfrm_policy.c").write_bytes((src / "net/xfrm/xfrm_policy.c").read_bytes())
+    census = b""
     for p in kb.patches:
         data, files = tree._check(tmp_path, p)
         assert files == ["net/xfrm/xfrm_policy.c"]
         subprocess.run(tree._argv(tmp_path), input=data, check=True, capture_output=True)
-    # the fix undoes the control exactly
-    assert (target / "xfrm_policy.c").read_bytes() == (src / "net/xfrm/xfrm_policy.c").read_bytes()
+        census = census or (target / "xfrm_policy.c").read_bytes()
+    # the fix undoes the control exactly: what is left is the census
+    assert (target / "xfrm_policy.c").read_bytes() == census
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "arm64"])
@@ -96,7 +100,7 @@ def test_a_user_patch_outside_the_repository_builds(tmp_path):
     r = kernel_cli("linux+mine", "--patch", str(patch), "--base", "linux", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     meta = json.loads(r.stdout.splitlines()[-1])
-    assert [p["name"] for p in meta["patches"]] == ["mine"]
+    assert [p["name"] for p in meta["patches"]] == ["xfrm-census", "mine"]  # linux's, then mine
     assert Path(meta["path"]).is_file()
 
 

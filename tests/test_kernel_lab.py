@@ -59,7 +59,7 @@ targets:
 """))  # fmt: skip
     assert lab.kernels["linux+mine"].patches == (str(tmp_path / "p" / "mine.patch"),)
     kb = kernel_build(lab, "linux+mine")
-    assert [p.name for p in kb.patches] == ["canary-flush-one", "mine"]
+    assert [p.name for p in kb.patches] == ["xfrm-census", "canary-flush-one", "mine"]
     assert kb.synthetic  # the base is the synthetic control
 
 

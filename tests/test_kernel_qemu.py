@@ -121,7 +121,8 @@ def test_stock_fix_and_loop_rewrite_flush_everything_at_once(vms, sc, prefix, bu
 
 def test_a_users_patch_builds_and_boots(vms, sc):
     v = vms.stats_endpoint("u").request("version")
-    assert [p["name"] for p in v["patches"]] == ["mine"] and v["build"] == "linux+mine"
+    base = [p.name for p in conf.get("linux").patches]  # xfrm-census: every build's first
+    assert [p["name"] for p in v["patches"]] == [*base, "mine"] and v["build"] == "linux+mine"
     console = (vms.run.target_dir("u") / "console.log").read_text(errors="replace")
     assert "spdlab-user-patch: af_key starts" in console
     assert fill_then_flush(vms, "u", sc, 1) == [0]
@@ -147,8 +148,9 @@ def kernels_run(runs):
     """`spdlab run labs/linux-kernels.yaml` with N policies: one run per delete mode."""
     text = (ROOT / "labs" / "linux-kernels.yaml").read_text()
     lab = runs / "linux-kernels.yaml"
+    # With traffic each inbound policy has its outbound mirror, held by a guest flow: 2N.
     lab.write_text(text.replace("policies: 2000", f"policies: {N}").replace(
-        "flush_removes: 2000", f"flush_removes: {N}"))  # fmt: skip
+        "flush_removes: 4000", f"flush_removes: {2 * N}"))  # fmt: skip
     known = set(list_runs(runs))
     env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
     cmd = [sys.executable, "-m", "orchestrator.cli.main", "run", str(lab), "--metrics-addr", ""]
@@ -168,13 +170,20 @@ def test_spdlab_run_of_linux_kernels_passes_in_every_mode(kernels_run):
         verdicts = {t["name"]: (t["build"], t["verdict"]) for t in doc["targets"]}
         assert len(verdicts) == 8 and {v for _, v in verdicts.values()} == {"PASS"}, verdicts
         # One trial a side: too few for the rank test, so every pair is undecided, and the
-        # medians say which way it went, on both arches alike.
+        # medians say which way it went, on both arches alike. Under traffic the frees
+        # follow the guest's flows, so a pair the patch leaves alone may still show a
+        # direction: never an effect, and no equal medians asserted.
         patch = [c for c in doc["comparisons"] if c["across"] == "patch"]
         got = {(c["base"], c["patched"], c["hardware"]): (c["verdict"], c["observed"])
                for c in patch}  # fmt: skip
-        assert got == {(b, p, arch): ("undecided", OBSERVED[v])
-                       for (b, p), v in COMPARED[mode].items()
-                       for arch in ("x86_64", "arm64")}, (mode, doc["comparisons"])  # fmt: skip
+        want = {(b, p, arch): v for (b, p), v in COMPARED[mode].items()
+                for arch in ("x86_64", "arm64")}  # fmt: skip
+        assert set(got) == set(want), (mode, doc["comparisons"])
+        for key, v in want.items():
+            verdict, observed = got[key]
+            assert verdict in ("undecided", "no effect"), (mode, key, got[key])
+            if OBSERVED[v] is not None:
+                assert observed == OBSERVED[v], (mode, key, got[key])
         assert {c["mode"] for c in doc["comparisons"]} == {mode}
         control = {(c["base"], c["patched"]) for c in patch if c["control"]}
         assert control == {("linux", "linux-canary")}
@@ -185,20 +194,21 @@ def test_spdlab_run_of_linux_kernels_passes_in_every_mode(kernels_run):
         if mode == "flush":  # the canary's flush removes one policy, the others every one
             canary = [t for t in doc["targets"] if t["build"] == "linux-canary"]
             assert [t["measures"]["removed_by_delete"] for t in canary] == [1, 1]
-            assert [t["trials"][0]["linked_after_delete"] for t in canary] == [N - 1, N - 1]
+            assert [t["trials"][0]["linked_after_delete"] for t in canary] == [2 * N - 1] * 2
         elif mode == "spdupdate":  # replaced in place: the dump cannot count the replaced
             assert all(set(x) == {"not_observable"} for x in removed), removed
         elif mode == "expire":  # no message; gone by the first observation after their second
             assert set(removed) == {0}
             assert {t["measures"]["drain_ticks"] for t in doc["targets"]} == {1}
         else:
-            assert set(removed) == {N}
+            assert set(removed) == {2 * N}
     lines = r.stdout.splitlines()
     control = [ln for ln in lines if ln.startswith("flush: linux-canary vs linux")]
     assert control and all("suggest regressed" in ln and "the synthetic positive control" in ln
                            for ln in control), r.stdout[-3000:]  # fmt: skip
     noop = [ln for ln in lines if ln.startswith("flush: linux+loop-rewrite vs linux")]
-    assert noop and all("undecided" in ln and "suggest" not in ln for ln in noop), r.stdout[-3000:]
+    # Never an effect; which way one trial's frees went under traffic is not asserted.
+    assert noop and all(("undecided" in ln or "no effect" in ln) for ln in noop), r.stdout[-3000:]
 
 
 @RUN_TIMEOUT

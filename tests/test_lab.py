@@ -248,7 +248,8 @@ def test_a_deterministic_lab_runs_every_tick_at_0_ms(tmp_path):
 
 
 def test_an_expectation_the_kind_cannot_observe_is_a_validate_error(tmp_path):
-    """SPDDUMP polling cannot see frees: `premature_frees: 0` on a qemu target never passes."""
+    """No kernel counter counts a free while referenced: `premature_frees: 0` on a qemu
+    target never passes."""
     text = "name: vm\ndefaults: {kind: qemu, build: linux-af_key}\ntargets:\n  - {name: a}\n"
     text += "expect:\n  linux-af_key: {drain_ticks_max: 0, premature_frees: 0}\n"
     path = write(tmp_path, text)
@@ -256,7 +257,7 @@ def test_an_expectation_the_kind_cannot_observe_is_a_validate_error(tmp_path):
         load_lab(path)
     (line,) = e.value.lines
     assert line.startswith(f"{path}:6:")
-    assert "expect.linux-af_key.premature_frees: not observable on kind qemu: SPDDUMP" in line
+    assert "expect.linux-af_key.premature_frees: not observable on kind qemu: Linux frees" in line
     p = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "validate", str(path)],
                        capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert p.returncode == 2 and p.stderr.strip() == line and "Traceback" not in p.stderr

@@ -215,9 +215,11 @@ def test_spdlab_run_of_a_qemu_lab_passes_at_drain_ticks_0(runs, lab_file, vm):
     assert (t["kind"], t["build"], t["verdict"]) == ("qemu", "linux-af_key", "PASS")
     m = t["measures"]
     assert m["drain_ticks"] == 0 and m["removed_by_delete"] == N
-    # SPDDUMP polling cannot see frees: not observable, never a 0 that reads as measured.
-    for k in ("premature_frees", "use_after_free", "free_ticks"):
+    # No kernel counter counts a free while referenced: not observable, never a 0 that
+    # reads as measured. Frees themselves are counted (kprobes on Debian's kernel).
+    for k in ("premature_frees", "use_after_free"):
         assert "not_observable" in m[k], (k, m[k])
+    assert isinstance(m["free_ticks"], int)
     assert "—¹" in r.stdout and "in-use" not in r.stdout
     assert "spdlab-init" in (runs / run_id / "targets/vm/vm/console.log").read_text()
     state = json.loads((runs / run_id / "state.json").read_text())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 from pathlib import Path
@@ -131,3 +132,37 @@ def test_spdpoll_counts_unlinks_between_observations(monkeypatch):
     assert [r["tick"] for r in recs] == [2, 3] and [r["unlinked"] for r in recs] == [0, 3]
     assert all(r["resolution"] == RESOLUTION for r in recs)
     assert "error" in p.answer("flow open 1 2 3 4 5")
+
+
+RELAY_DIR = Path(__file__).resolve().parents[1] / "firmware" / "relay"
+RELAY_ASAN = RELAY_DIR.parent / "build" / "relay" / "pfkey_relay-asan"
+
+
+def test_the_relay_reads_the_kernels_counters_and_takes_flows():
+    """pfkey_relay (ASan+UBSan) on a socketpair: STAT answers with this kernel's own
+    counters, as the guest's relay does; an empty FLOWS stops the guest's flows."""
+    from orchestrator.targets.kstat import SLABINFO, XFRM_STAT, KernelCounters, sections
+
+    make = subprocess.run(["make", "-s", "-C", str(RELAY_DIR), "asan"], capture_output=True,
+                          text=True)  # fmt: skip
+    assert make.returncode == 0, make.stderr
+    d = Path(tempfile.mkdtemp(prefix="spdr", dir="/tmp"))
+    b = relay.RelayBridge("", str(d / "control.sock"))
+    child = b.spawn([str(RELAY_ASAN), "-"], None)
+    try:
+        threading.Thread(target=b.guest_reader, daemon=True).start()
+        assert b.hello.wait(30)
+        text = b.stat()
+        got = sections(text)
+        assert set(got) <= {XFRM_STAT, SLABINFO, "/proc/net/xfrm_census",
+                            "/sys/kernel/tracing/kprobe_profile"}  # fmt: skip
+        assert SLABINFO in got and all(line.startswith("xfrm") for line in got[SLABINFO])
+        k = KernelCounters.parse(text)
+        if Path(XFRM_STAT).exists():
+            assert k.xfrm_stat and k.in_errors is not None
+        b.flows("")  # answered: no flows run
+        assert sections(b.stat()).keys() == got.keys()  # the relay still answers after it
+    finally:
+        child.terminate()
+        assert child.wait(10) is not None
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,6 +1,7 @@
 /*
  * libFuzzer harness for the relay's framing: the host-to-guest byte stream
- * that host_frame() decodes and host_frames() acts on, OPEN, MSG and CLOSE.
+ * that host_frame() decodes and host_frames() acts on: OPEN, MSG, CLOSE, STAT
+ * and FLOWS (whose flows process never starts here).
  * The first byte sets the read size; the rest arrives in inbuf in reads of
  * that size, as from the port, and port_frames() runs after each.
  *
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -50,6 +52,14 @@ fz_connect(int fd, const void *sa, socklen_t len)
 	return (0);
 }
 
+/* FLOWS and STAT are decoded and acted on, but no flows process starts. */
+static pid_t
+fz_fork(void)
+{
+	errno = EAGAIN;
+	return (-1);
+}
+
 /* The relay's complaints about bad frames are expected here: drop them. */
 static FILE	*fz_relay_log;
 #undef stderr
@@ -58,7 +68,11 @@ static FILE	*fz_relay_log;
 #define connect(fd, sa, len)	fz_connect(fd, sa, len)
 #define main	pfkey_relay_main
 #define RELAY_MAXCHAN		FZ_MAXCHAN
+#define FLOWS_BIN		"/nonexistent/spdlab_flows"
+#define FLOWS_FILE		"/dev/null"
+#define fork()			fz_fork()
 #include "../relay/pfkey_relay.c"
+#undef fork
 #undef main
 #undef connect
 #undef socket

@@ -14,6 +14,12 @@
  * on that channel's socket, CLOSE says the socket is gone, HELLO (channel 0)
  * says the relay is up.  A channel is one PF_KEY socket, so broadcasts,
  * registrations and dumps behave per host client as they do per socket.
+ * STAT (host to guest, then back on the same channel) carries the kernel's
+ * own counters, read fresh: each file of stat_files[] that opens, as a line
+ * "== PATH" then its text (of /proc/slabinfo only the xfrm caches).
+ * FLOWS (host to guest, answered by an empty FLOWS) replaces the guest's own
+ * flows: its data goes to FLOWS_FILE and a fresh spdlab_flows runs on it
+ * (no data: none runs).
  *
  * The frame header is little-endian on every board: it is encoded byte by
  * byte, never copied from a struct.
@@ -33,6 +39,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #if defined(__linux__) && !defined(RELAY_BSD_HEADERS)
 #include <linux/pfkeyv2.h>
@@ -43,6 +50,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +62,13 @@
 #define RELAY_MSG	2
 #define RELAY_CLOSE	3
 #define RELAY_HELLO	4
+#define RELAY_STAT	5
+#define RELAY_FLOWS	6
+
+#ifndef FLOWS_BIN	/* the fuzz harness starts no flows */
+#define FLOWS_BIN	"/bin/spdlab_flows"
+#define FLOWS_FILE	"/spdlab_flows.txt"
+#endif
 
 #define RELAY_HDRLEN	8
 #ifndef RELAY_MAXCHAN
@@ -82,6 +97,7 @@ static const char	*unixpath;
 static unsigned char	*inbuf;
 static size_t		 inlen;
 static unsigned char	*msgbuf;
+static pid_t		 flowspid = -1;
 
 static void
 log_warnx(const char *func, const char *what, int err)
@@ -270,6 +286,97 @@ chan_msg(uint16_t chan, const unsigned char *data, uint32_t len)
 	chan_drain(chan);
 }
 
+/*
+ * What STAT reads: XFRM's error counters, the bundle cache, the census of an
+ * instrumented kernel, and the kprobe hit counts spdlab_init sets up on a
+ * kernel that has kprobe events.
+ */
+static const char	*stat_files[] = {
+	"/proc/net/xfrm_stat",
+	"/proc/slabinfo",
+	"/proc/net/xfrm_census",
+	"/sys/kernel/tracing/kprobe_profile",
+};
+
+/* Append the lines of fd that pass (all, or only xfrm caches) to out. */
+static size_t
+stat_read(int fd, int only_xfrm, unsigned char *out, size_t room)
+{
+	char	 buf[8192], line[512];
+	size_t	 used = 0, ll = 0;
+	ssize_t	 n, i;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (i = 0; i < n; i++) {
+			if (ll < sizeof(line) - 1)
+				line[ll++] = buf[i];
+			if (buf[i] != '\n')
+				continue;
+			if ((!only_xfrm || strncmp(line, "xfrm", 4) == 0) &&
+			    used + ll <= room) {
+				memcpy(out + used, line, ll);
+				used += ll;
+			}
+			ll = 0;
+		}
+	}
+	return (used);
+}
+
+static void
+chan_stat(uint16_t chan)
+{
+	size_t	 used = 0, i;
+	int	 fd, n;
+
+	for (i = 0; i < sizeof(stat_files) / sizeof(stat_files[0]); i++) {
+		if ((fd = open(stat_files[i], O_RDONLY)) == -1)
+			continue;
+		n = snprintf((char *)msgbuf + used, RELAY_MAXMSG - used,
+		    "== %s\n", stat_files[i]);
+		if (n > 0 && (size_t)n < RELAY_MAXMSG - used)
+			used += (size_t)n;
+		used += stat_read(fd, strcmp(stat_files[i], "/proc/slabinfo") == 0,
+		    msgbuf + used, RELAY_MAXMSG - used);
+		close(fd);
+	}
+	relay_send(chan, RELAY_STAT, msgbuf, (uint32_t)used);
+}
+
+static int
+flows_write(const unsigned char *data, uint32_t len)
+{
+	int	 fd, rc = 0;
+
+	if ((fd = open(FLOWS_FILE, O_WRONLY | O_CREAT | O_TRUNC, 0644)) == -1)
+		return (-1);
+	if (write(fd, data, len) != (ssize_t)len)
+		rc = -1;
+	close(fd);
+	return (rc);
+}
+
+/* Stop the guest's flows, and start new ones on data unless it is empty. */
+static void
+chan_flows(uint16_t chan, const unsigned char *data, uint32_t len)
+{
+	char	*argv[] = { FLOWS_BIN, FLOWS_FILE, NULL };
+
+	if (flowspid > 0) {
+		kill(flowspid, SIGKILL);
+		waitpid(flowspid, NULL, 0);
+		flowspid = -1;
+	}
+	if (len > 0 && flows_write(data, len) == 0) {
+		if ((flowspid = fork()) == 0) {
+			execv(FLOWS_BIN, argv);
+			_exit(127);
+		}
+	} else if (len > 0)
+		log_warnx(__func__, FLOWS_FILE, errno);
+	relay_send(chan, RELAY_FLOWS, NULL, 0);
+}
+
 static void
 host_gone(void)
 {
@@ -298,7 +405,8 @@ host_frame(const unsigned char *buf, size_t len, struct relay_hdr *h)
 	if (len - RELAY_HDRLEN < h->len)
 		return (0);
 	if (h->op != RELAY_OPEN && h->op != RELAY_MSG &&
-	    h->op != RELAY_CLOSE) {
+	    h->op != RELAY_CLOSE && h->op != RELAY_STAT &&
+	    h->op != RELAY_FLOWS) {
 		log_warnx(__func__, "unknown op from host", 0);
 		return (-1);
 	}
@@ -323,6 +431,12 @@ host_frames(const unsigned char *buf, size_t len)
 			break;
 		case RELAY_CLOSE:
 			chan_close(h.chan);
+			break;
+		case RELAY_STAT:
+			chan_stat(h.chan);
+			break;
+		case RELAY_FLOWS:
+			chan_flows(h.chan, buf + off + RELAY_HDRLEN, h.len);
 			break;
 		}
 		off += RELAY_HDRLEN + h.len;

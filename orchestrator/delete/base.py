@@ -71,11 +71,20 @@ class Strategy:
     def delete(self, gw: Gateway) -> Span:
         with gw.pfkey() as c:
             batch = c.prepare(self.messages(gw))
-            before = gw.stats.request("stats")
+            before = stats(gw)
             errnos = c.send_prepared(batch)
-        after = gw.stats.request("stats")
+        after = stats(gw)
         bad = [e for e in errnos if e]
         if bad:
             raise InfraError(f"{len(bad)} of {len(errnos)} {self.name} messages failed, "
                              f"errno {bad[0]}")  # fmt: skip
         return Span(int(before["now"]), int(after["now"]), before, after)
+
+
+def stats(gw: Gateway) -> dict:
+    """The target's `stats`; an error answer (a kernel target's dump or counters failed)
+    is the target's INFRA-ERROR, with the reason."""
+    doc = gw.stats.request("stats")
+    if "error" in doc:
+        raise InfraError(f"stats: {doc['error']}", step="delete")
+    return doc

@@ -1,4 +1,5 @@
-"""The built kernels' initramfs: a static init and pfkey_relay, packed by gen_init_cpio."""
+"""The built kernels' initramfs: a static init, pfkey_relay and spdlab_flows, packed by
+gen_init_cpio."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ dir /sys 0755 0 0
 dir /bin 0755 0 0
 file /init {init} 0755 0 0
 file /bin/pfkey_relay {relay} 0755 0 0
+file /bin/spdlab_flows {flows} 0755 0 0
 """
 
 
-def _binaries(arch: str) -> tuple[Path, Path]:
-    """firmware/build/relay/<arch>/{init,pfkey_relay}, cross-built statically."""
+def _binaries(arch: str) -> tuple[Path, Path, Path]:
+    """firmware/build/relay/<arch>/{init,pfkey_relay,spdlab_flows}, cross-built statically."""
     relay_dir = project_root() / "firmware" / "relay"
     r = subprocess.run(["make", "-s", "-C", str(relay_dir), f"ARCH={arch}"],
                        capture_output=True, text=True)  # fmt: skip
@@ -32,7 +34,7 @@ def _binaries(arch: str) -> tuple[Path, Path]:
             f"relay for {arch}: {(r.stderr or r.stdout).strip()[-200:]}", step="kernel"
         )
     out = project_root() / "firmware" / "build" / "relay" / arch
-    return out / "init", out / "pfkey_relay"
+    return out / "init", out / "pfkey_relay", out / "spdlab_flows"
 
 
 def _gen_init_cpio(src: Path) -> Path:
@@ -49,9 +51,10 @@ def _gen_init_cpio(src: Path) -> Path:
 
 def build(src: Path, arch: str) -> Path:
     """initramfs/<arch>-<hash>.cpio (uncompressed), made once per content."""
-    init, relay = _binaries(arch)
-    listing = LIST.format(init=init, relay=relay)
-    h = hashlib.sha256(listing.encode() + init.read_bytes() + relay.read_bytes()).hexdigest()
+    init, relay, flows = _binaries(arch)
+    listing = LIST.format(init=init, relay=relay, flows=flows)
+    h = hashlib.sha256(listing.encode() + init.read_bytes() + relay.read_bytes()
+                       + flows.read_bytes()).hexdigest()  # fmt: skip
     out = cache.root() / "initramfs" / f"{arch}-{h[:16]}.cpio"
     if out.is_file():
         return out

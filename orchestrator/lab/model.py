@@ -103,7 +103,9 @@ class Scenario(Strict):
     """What a run does to every target: install, reference, delete, wait for the drain."""
 
     policies: Annotated[int, Field(ge=1, le=1_000_000)] = 100
-    algorithm: Literal["aes-gcm-16", "aes-cbc-hmac-sha256", "null-hmac-sha256"] = "aes-gcm-16"
+    algorithm: Literal[
+        "aes-gcm-16", "aes-cbc-hmac-sha256", "null-hmac-sha256", "aes-cbc-hmac-sha512"
+    ] = "aes-gcm-16"
     mode: Literal["tunnel", "transport"] = "tunnel"
     natt: bool = False
     traffic: Literal["keepalive", "rate", "none"] = "keepalive"

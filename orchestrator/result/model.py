@@ -58,6 +58,11 @@ class TickRecord(Model):
     flows: int
     resolution: str | None = None  # "spddump-poll": a real kernel, observed by SPDDUMP
     time: float | None = None
+    # A qemu guest's own counters (orchestrator.targets.kstat); None: not read.
+    counters: str | None = None  # "kernel": allocated/freed/esp_* come from the kernel
+    deleted_allocated: int | None = None  # unlinked but not yet freed
+    bundles: int | None = None  # xfrm_dst_cache active objects
+    xfrm_stat: dict[str, int] | None = None  # /proc/net/xfrm_stat totals
 
     @property
     def linked(self) -> int:

@@ -49,7 +49,7 @@ class Series:
     section: str  # "firmware" or "kernels": where the lab file defines such builds
     base: str  # the build with no patch of the series
     files: list[Path]
-    extra: dict[str, Any]  # fields for each prefix's definition (tree)
+    extra: dict[str, Any]  # fields for each prefix's definition (tree; a kernel's base)
 
 
 def _firmware(lab: ResolvedLab, build: str) -> Series | None:
@@ -73,10 +73,19 @@ def _kernel(lab: ResolvedLab, build: str) -> Series | None:
     if build not in conf.known_names() and build not in lab.kernels:
         return None
     kb = kernel_build(lab, build)
-    bare = [b.name for b in conf.load().values() if not b.patches and b.source == kb.source]
-    if not bare:
-        raise ConfigError(f"bisect: no kernel build of {kb.source} without patches")
-    return Series("kernels", bare[0], [p.path.resolve() for p in kb.patches], {})
+    # The base: the build of the same source with the shortest series that B's begins
+    # with (every build's starts with the instrumentation, xfrm-census).
+    paths = [p.path.resolve() for p in kb.patches]
+
+    def extends(b: Any) -> bool:
+        head = [p.path.resolve() for p in b.patches]
+        return b.source == kb.source and len(head) < len(paths) and head == paths[: len(head)]
+
+    bases = sorted((len(b.patches), b.name) for b in conf.load().values() if extends(b))
+    if not bases:
+        raise ConfigError(f"bisect: no kernel build of {kb.source} that {build}'s series extends")
+    n, base = bases[0]
+    return Series("kernels", base, paths[n:], {"base": base})
 
 
 def series(lab: ResolvedLab, build: str) -> Series:

@@ -11,6 +11,7 @@ from orchestrator.delete import Gateway
 from orchestrator.delete.base import check
 from orchestrator.pfkey import messages
 from orchestrator.run.context import RunContext, Target
+from orchestrator.targets import registry
 from orchestrator.traffic import scenario as traffic_scenario
 
 SPI_STRIDE = 0x100000  # each target's SPIs: distinct, so sequence state never collides
@@ -49,6 +50,7 @@ def scenario(ctx: RunContext, t: Target) -> traffic_scenario.Scenario:
         natt=sc.natt,
         spi_base=spi_base(sc.seed, t.spec.index),
         seed=sc.seed * SEED_STRIDE + t.spec.index,
+        outbound=sc.traffic != "none" and t.spec.kind in registry.KIND_GUEST_FLOWS,
     )
 
 

@@ -8,8 +8,9 @@ run firmware/relay/pfkey_relay on a virtio-serial port. QEMU maps the port to
 runs/<id>/targets/<name>/relay.sock; a bridge process on the host
 (orchestrator.targets.relay) serves control.sock (SOCK_SEQPACKET, Linux sockaddr
 flavour) and admin.sock, where orchestrator.targets.spdpoll answers `stats` and
-`ticks` by polling SPDDUMP. The VMs have no network: labs with qemu targets use
-`traffic: none`.
+`ticks` by polling SPDDUMP. Each VM has a virtio-net NIC on a tap in the lab switch's
+namespace, plugged into its bridge (QEMU runs in that namespace to open it): the
+traffic host's ESP reaches the guest's esp4 as it reaches a netns gateway.
 
 There is no firmware to build: the kernel is the build.
 """
@@ -34,9 +35,11 @@ from orchestrator.targets import cleanup
 from orchestrator.targets import preflight as pf
 from orchestrator.targets.base import Health, TargetDriver
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
+from orchestrator.targets.labnet import BRIDGE, LabNetwork
 from orchestrator.targets.qemuboot import (
     STOCK,
     Boot,
+    Nic,
     arch_of,
     built,
     kernel_unmet,
@@ -92,6 +95,16 @@ def prepare_kernel(env: Mapping[str, str] | None = None) -> Path:
 class QemuDriver(TargetDriver):
     """QemuDriver — a real Linux kernel per target, in QEMU under TCG."""
 
+    @property
+    def network(self) -> LabNetwork:
+        return LabNetwork(self.run.short)
+
+    def traffic_netns(self) -> str:
+        return self.network.traffic_ns
+
+    def tap(self, index: int) -> str:
+        return f"s{self.run.short}q{index}"  # ≤ 15 characters up to index 999999
+
     def files(self, name: str) -> dict[str, Path]:
         """The target's sockets, pidfiles and logs, all under runs/<id>/targets/<name>/."""
         d = self.run.target_dir(name)
@@ -115,7 +128,7 @@ class QemuDriver(TargetDriver):
         specs = cls.lab_specs(lab)
         arches = sorted({arch_of(t) for t in specs})
         kernels = sorted({(t.build, arch_of(t)) for t in specs})
-        return [pf.command("cc", "gcc"), *(qemu_unmet(a) for a in arches),
+        return [*pf.gateways("VMs on the lab switch"), *(qemu_unmet(a) for a in arches),
                 *(kernel_unmet(lab, b, a, kernel_dir()) for b, a in kernels)]  # fmt: skip
 
     def provision(self) -> None:
@@ -151,6 +164,9 @@ class QemuDriver(TargetDriver):
             self.state.set_target(t.name, kernel=boot.meta)
             self.files(t.name)["boot"].parent.mkdir(parents=True, exist_ok=True)
             write_json(self.files(t.name)["boot"], boot.as_dict())
+        assert self.lab is not None
+        self.state.record(*self.network.resources())
+        self.network.up(self.lab, self.spawn_env)
 
     def _prepare(self, spec: TargetSpec) -> Boot:
         """The kernel and initramfs of one (build, arch), built or fetched once per run.
@@ -172,13 +188,38 @@ class QemuDriver(TargetDriver):
         self.progress.phase("boot", len(self.specs))
         for t in self.specs:
             boot = Boot(**json.loads(self.files(t.name)["boot"].read_text()))
-            self._spawn(t.name, boot, t.build, t.tick_ms)
+            self._spawn(t.name, boot, t.build, t.tick_ms, self._plug(t))
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         for t in self.specs:
             self._wait_register(t.name, deadline)
             self.progress.advance("boot")
 
-    def _spawn(self, name: str, boot: Boot, build: str, tick_ms: int) -> None:
+    def _plug(self, t: TargetSpec) -> Nic:
+        """A tap in the switch's namespace, on its bridge, for the VM's NIC (recorded first)."""
+        sw, tap = self.network.switch_ns, self.tap(t.index)
+        self.state.record({"type": "link", "name": tap, "netns": sw, "what": "tap",
+                           "target": t.name})  # fmt: skip
+        self.state.set_target(t.name, tap=tap)
+        steps = [
+            ["ip", "-n", sw, "tuntap", "add", "dev", tap, "mode", "tap"],
+            ["ip", "-n", sw, "link", "set", "dev", tap, "master", BRIDGE, "up"],
+        ]
+        if subprocess.run(["ip", "-n", sw, "link", "show", "dev", tap],
+                          capture_output=True).returncode == 0:  # fmt: skip
+            steps.pop(0)  # made already
+        for argv in steps:
+            r = subprocess.run(argv, capture_output=True, text=True, env=self.spawn_env)
+            if r.returncode != 0:
+                raise InfraError(f"{' '.join(argv)}: {r.stderr.strip()}", t.name, "network")
+        from orchestrator.traffic.scenario import protected_host
+
+        i = t.index
+        mac = f"52:54:00:{i >> 16 & 0xFF:02x}:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"
+        assert self.lab is not None
+        gw = str(self.lab.traffic_host.address)
+        return Nic(tap, mac, f"{t.address}/{t.prefixlen}", f"{protected_host()}/32", gw)
+
+    def _spawn(self, name: str, boot: Boot, build: str, tick_ms: int, nic: Nic) -> None:
         f = self.files(name)
         f["relay"].parent.mkdir(parents=True, exist_ok=True)
         logs = ("console", "console_err", "bridge_log", "boot")
@@ -189,8 +230,9 @@ class QemuDriver(TargetDriver):
         with open(f["console"], "wb"):
             pass
         # Both daemonize: init reaps them, and each pidfile exists once its parent returns.
-        argv = qemu_argv(boot, f, MEMORY_MB, PORT_NAME)
-        self._daemon(name, "qemu", [*argv, "-daemonize"], f["console_err"])
+        argv = qemu_argv(boot, f, MEMORY_MB, PORT_NAME, nic)
+        netns = ["ip", "netns", "exec", self.network.switch_ns]
+        self._daemon(name, "qemu", [*netns, *argv, "-daemonize"], f["console_err"])
         bridge = [
             sys.executable, "-m", "orchestrator.targets.relay", "--daemon",
             "--guest", str(f["relay"]), "--control", str(f["control"]),

@@ -105,17 +105,43 @@ def built(lab: ResolvedLab | None, spec: TargetSpec) -> Boot:
     return Boot(arch, str(b.image), str(b.initramfs), release, b.meta)
 
 
-def qemu_argv(boot: Boot, files: dict[str, Path], memory_mb: int, port: str) -> list[str]:
-    """One VM: TCG, no display, no network; the console to a file, the relay's port to a socket."""
+@dataclass(frozen=True)
+class Nic:
+    """The VM's virtio-net on the lab switch: its tap, MAC, eth0's address (A/P), the
+    protected address the guest also answers on (A/32) and its default gateway (the
+    traffic host, where its outbound tunnels lead)."""
+
+    tap: str
+    mac: str
+    addr: str
+    local: str
+    gw: str
+
+    def argv(self) -> list[str]:
+        return ["-netdev", f"tap,id=lab,ifname={self.tap},script=no,downscript=no",
+                "-device", f"virtio-net-pci,netdev=lab,mac={self.mac}"]  # fmt: skip
+
+    def cmdline(self) -> str:
+        return f" spdlab.addr={self.addr} spdlab.local={self.local} spdlab.gw={self.gw}"
+
+
+def qemu_argv(
+    boot: Boot, files: dict[str, Path], memory_mb: int, port: str, nic: Nic | None = None
+) -> list[str]:
+    """One VM: TCG, no display; the console to a file, the relay's port to a socket, and
+    with `nic` a virtio-net on its tap (QEMU runs in the tap's namespace)."""
     qemu, machine, console = MACHINES[boot.arch]
+    net = ["-nic", "none"] if nic is None else nic.argv()
     return [
         qemu, *machine, "-accel", "tcg", "-m", str(memory_mb), "-smp", "1",
         "-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
         "-serial", f"file:{files['console']}",
         "-kernel", boot.kernel, "-initrd", boot.initrd,
+        # slab_nomerge: xfrm_dst_cache keeps its own line in /proc/slabinfo (the bundles).
         # no_timer_check: on a loaded host a TCG guest's timer IRQ can miss the kernel's
         # boot-time check window, and x86 then panics ("IO-APIC + timer doesn't work").
-        "-append", f"console={console} panic=-1 quiet no_timer_check",
+        "-append", f"console={console} panic=-1 quiet no_timer_check slab_nomerge"
+        + (nic.cmdline() if nic else ""), *net,
         "-device", "virtio-rng-pci", "-device", "virtio-serial-pci",
         "-chardev", f"socket,id=pfkey,path={files['relay']},server=on,wait=off",
         "-device", f"virtserialport,chardev=pfkey,name={port}",

@@ -8,9 +8,11 @@ from orchestrator.errors import ConfigError
 from orchestrator.kinds import (  # noqa: F401  (declared there; the registry's public names)
     KIND_BUILDS,
     KIND_EXTRA_BUILDS,
+    KIND_GUEST_FLOWS,
     KIND_MODULES,
     KIND_TICK,
     KIND_UNOBSERVABLE,
+    in_use,
     supported_kinds,
     tick_meaning,
     unobservable,

@@ -39,7 +39,7 @@ from orchestrator import atomic
 from orchestrator.wait import WaitTimeout, until
 
 FRAME = struct.Struct("<HBBI")
-OPEN, MSG, CLOSE, HELLO = 1, 2, 3, 4
+OPEN, MSG, CLOSE, HELLO, STAT, FLOWS = 1, 2, 3, 4, 5, 6
 MAX_CHAN = 64
 MAX_MSG = 0xFFFF * 8
 SEND_TIMEOUT_S = 60.0  # generous: a client on a loaded machine may not run for seconds
@@ -62,6 +62,9 @@ class RelayBridge:
         self._wlock = threading.Lock()
         self._clock = threading.Lock()
         self._clients: dict[int, socket.socket] = {}
+        self._ask_lock = threading.Lock()
+        self._answers: dict[int, bytes] = {}
+        self._answered = threading.Condition()
 
     # ------------------------------------------------------------ guest side
 
@@ -119,6 +122,10 @@ class RelayBridge:
                     self._deliver(chan, data)
                 elif op == CLOSE:
                     self._drop(chan)
+                elif op in (STAT, FLOWS):
+                    with self._answered:
+                        self._answers[op] = data
+                        self._answered.notify_all()
         except OSError as e:
             print(f"relay: guest: {e}", file=sys.stderr, flush=True)
         finally:
@@ -155,6 +162,29 @@ class RelayBridge:
         if client is not None:
             with contextlib.suppress(OSError):
                 client.shutdown(socket.SHUT_RDWR)
+
+    def _ask(self, op: int, data: bytes = b"", timeout: float = 60.0) -> bytes:
+        """One request to the relay itself (channel 0), and its answer; one at a time.
+
+        Raises:
+            OSError: no answer in time (a guest that stopped answering).
+        """
+        with self._ask_lock:
+            with self._answered:
+                self._answers.pop(op, None)
+            self.send_frame(0, op, data)
+            with self._answered:
+                if not self._answered.wait_for(lambda: op in self._answers, timeout):
+                    raise OSError(f"no answer to relay op {op} from the guest in {timeout:.0f}s")
+                return self._answers.pop(op)
+
+    def stat(self) -> str:
+        """The guest kernel's counters, read fresh (pfkey_relay's STAT): "== PATH" sections."""
+        return self._ask(STAT).decode(errors="replace")
+
+    def flows(self, text: str) -> None:
+        """Replace the guest's own flows (spdlab_flows): "INTERVAL_MS" then a flow a line."""
+        self._ask(FLOWS, text.encode())
 
     # ------------------------------------------------------------ host side
 
@@ -264,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         from orchestrator.targets.spdpoll import SpdPoller
 
         poller = SpdPoller(args.control, build=args.build, kernel=args.kernel,
-                           tick_ms=args.tick_ms, flavour=args.flavour, tree=args.tree)  # fmt: skip
+                           tick_ms=args.tick_ms, flavour=args.flavour, tree=args.tree,
+                           kstat=bridge.stat if args.guest else None,
+                           flows=bridge.flows if args.guest else None)  # fmt: skip
         if args.meta:
             poller.meta = json.loads(Path(args.meta).read_text()).get("meta", {})
         threading.Thread(target=poller.serve, args=(args.admin,), daemon=True).start()

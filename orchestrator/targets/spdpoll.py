@@ -16,6 +16,19 @@ What a dump shows and what it does not:
   as frees cannot be told from unlinks.
 - premature_frees, use_after_free, lookups, walked, ESP and flow counters: 0, not
   observable through PF_KEY; listed under "not_observable".
+
+With `kstat` (a qemu guest's pfkey_relay STAT, orchestrator.targets.kstat) every
+observation also reads the kernel's own counters, and the record says
+`"counters": "kernel"`:
+- allocated: policies allocated and not yet freed, from the kprobe hit counts on
+  xfrm_policy_alloc and xfrm_policy_destroy_rcu (or the census patch); freed: the
+  frees since the previous observation; deleted_allocated: allocated minus linked,
+  the policies unlinked but still held (by bundles);
+- bundles: xfrm_dst_cache's active objects in /proc/slabinfo;
+- esp_ok: packets the inbound SAs accepted (their CURRENT lifetime's allocations, from
+  SADB_DUMP); esp_drop: the XfrmIn* counters of /proc/net/xfrm_stat, as deltas;
+- xfrm_stat: every /proc/net/xfrm_stat counter, as totals.
+A kernel without a counter keeps the dump's reading for it.
 """
 
 from __future__ import annotations
@@ -28,9 +41,11 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator.errors import SpdlabError
+from orchestrator.targets.kstat import KernelCounters
 from orchestrator.wait import WaitTimeout, until
 
 RESOLUTION = "spddump-poll"
@@ -58,10 +73,14 @@ class SpdPoller:
         tick_ms: the timer's period; 0: observe only on requests.
         flavour: the kernel's sockaddr flavour ("linux", or "bsd" for a BSD board).
         tree: the tree `version` reports (the kernel's OS).
+        kstat: reads the guest kernel's counters (RelayBridge.stat); None: SPDDUMP only.
+        flows: replaces the guest's own flows (RelayBridge.flows), for `guestflows PATH`.
     """
 
     def __init__(self, control: str, build: str = "linux-af_key", kernel: str = "",
-                 tick_ms: int = 1000, flavour: str = "linux", tree: str = "linux"):  # fmt: skip
+                 tick_ms: int = 1000, flavour: str = "linux", tree: str = "linux",
+                 kstat: Callable[[], str] | None = None,
+                 flows: Callable[[str], None] | None = None):  # fmt: skip
         self.control = control
         self.flavour = flavour
         self.tree = tree
@@ -77,15 +96,53 @@ class SpdPoller:
         self.ring: collections.deque[dict[str, Any]] = collections.deque(maxlen=RING)
         self.error = ""
         self.meta: dict[str, Any] = {}  # a kernel build's versions (orchestrator.kernel)
+        self.kstat = kstat
+        self.flows = flows
+        self.kernel_counters: KernelCounters | None = None
+        self.esp_ok = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ observing
 
-    def _dump(self) -> list:
+    def _pfkey(self):
         from orchestrator.pfkey.client import PfkeyClient
 
-        with PfkeyClient(self.control, timeout=DUMP_TIMEOUT_S, flavour=self.flavour) as c:
+        return PfkeyClient(self.control, timeout=DUMP_TIMEOUT_S, flavour=self.flavour)
+
+    def _dump(self) -> list:
+        with self._pfkey() as c:
             return c.spddump()
+
+    def _sa_packets(self) -> int:
+        """Packets every ESP SA accepted: their CURRENT lifetime's allocations (SADB_DUMP)."""
+        from orchestrator.pfkey.codec import Msg
+        from orchestrator.pfkey.wire import ExtType, MsgType, SaType
+
+        with self._pfkey() as c:
+            sas = c.dump(Msg(MsgType.DUMP, satype=SaType.ESP))
+        return sum(getattr(m.get(ExtType.LIFETIME_CURRENT), "allocations", 0) for m in sas)
+
+    def _kernel(self, rec: dict[str, Any], linked: int) -> None:
+        """The guest kernel's counters into the record (only those it has)."""
+        assert self.kstat is not None
+        k = KernelCounters.parse(self.kstat())
+        rec["counters"] = "kernel"
+        before, self.kernel_counters = self.kernel_counters, k
+        if k.allocated is not None:
+            freed = k.frees - before.frees if before and before.frees is not None else 0
+            rec.update(allocated=k.allocated, freed=freed,
+                       deleted_allocated=max(0, k.allocated - linked))  # fmt: skip
+        if k.bundles is not None:
+            rec["bundles"] = k.bundles
+        if k.in_errors is not None:
+            prev = before.in_errors if before else None
+            rec["esp_drop"] = k.in_errors - prev if prev is not None else 0
+            rec["xfrm_stat"] = k.xfrm_stat
+        # SAs come and go with the trials: count only growth, per observation.
+        esp_ok = self._sa_packets()
+        rec["esp_ok"] = max(0, esp_ok - self.esp_ok)
+        self.esp_ok = esp_ok
+        self.level["allocated"] = rec["allocated"]
 
     def observe(self) -> dict[str, Any]:
         """One SPDDUMP: a new tick and its record."""
@@ -129,6 +186,12 @@ class SpdPoller:
                 "time": time.time(),
                 **self.level,
             }
+            if self.kstat is not None:
+                try:
+                    self._kernel(rec, len(entries))
+                except (SpdlabError, OSError) as e:
+                    self.error = f"STAT: {e}"
+                    raise
             self.ring.append(rec)
             return rec
 
@@ -179,6 +242,10 @@ class SpdPoller:
             if cmd == "tick":
                 recs = [self.observe() for _ in range(int(args[0]) if args else 1)]
                 return {"now": self.now, "ticks": recs}
+            if cmd == "guestflows" and self.flows is not None and len(args) == 1:
+                with open(args[0]) as f:
+                    self.flows(f.read())
+                return {"ok": True}
             if cmd == "policies":
                 self.observe()
                 return {"policies": self.policies, "resolution": RESOLUTION}

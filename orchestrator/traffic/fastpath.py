@@ -9,6 +9,8 @@ precomputed. Per algorithm:
   the previous packet's last ciphertext block (explicit on the wire, as RFC 4303 requires);
   HMAC from precomputed inner/outer hash states.
 - NULL + HMAC-SHA2-256-128: the plaintext and an HMAC.
+- AES-CBC + HMAC-SHA2-512-256: as SHA2-256-128. Linux's af_key keys hmac(sha256) with the
+  old 96-bit ICV (xfrm_algo.c), so real kernels take SHA2-512, whose 256 bits agree.
 
 `check()` proves, per template, that the fast path writes scapy's exact bytes.
 """
@@ -30,13 +32,14 @@ PacketFn = Callable[[int], bytes]
 SEQ_MAX = 0xFFFFFFFF  # no ESN: a 32-bit sequence number space per SA
 
 
-def _hmac_sha256(key: bytes, icv_len: int) -> Callable[[bytes], bytes]:
-    """HMAC-SHA-256 truncated to icv_len, from precomputed pad states (RFC 2104)."""
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+def _hmac(key: bytes, icv_len: int, hash: str = "sha256") -> Callable[[bytes], bytes]:
+    """HMAC truncated to icv_len, from precomputed pad states (RFC 2104)."""
+    block = hashlib.new(hash).block_size
+    if len(key) > block:
+        key = hashlib.new(hash, key).digest()
+    key = key.ljust(block, b"\0")
+    inner = hashlib.new(hash, bytes(b ^ 0x36 for b in key))
+    outer = hashlib.new(hash, bytes(b ^ 0x5C for b in key))
 
     def mac(data: bytes) -> bytes:
         i = inner.copy()
@@ -65,11 +68,11 @@ def _gcm(t: Template) -> PacketFn:
     return packet
 
 
-def _cbc_hmac(t: Template) -> PacketFn:
+def _cbc_hmac(t: Template, hash: str = "sha256") -> PacketFn:
     sa = t.flow.sa
     iv = sample_iv(sa, SAMPLE_SEQ)
     update = Cipher(algorithms.AES(sa.enc_key), modes.CBC(iv)).encryptor().update
-    mac = _hmac_sha256(sa.auth_key, t.icv_len)
+    mac = _hmac(sa.auth_key, t.icv_len, hash)
     esph = struct.Struct("!II").pack
     header, spi, plaintext = t.header, sa.spi, t.plaintext
     last = [iv]
@@ -85,7 +88,7 @@ def _cbc_hmac(t: Template) -> PacketFn:
 
 def _null_hmac(t: Template) -> PacketFn:
     sa = t.flow.sa
-    mac = _hmac_sha256(sa.auth_key, t.icv_len)
+    mac = _hmac(sa.auth_key, t.icv_len)
     esph = struct.Struct("!II").pack
     header, spi, plaintext = t.header, sa.spi, t.plaintext
 
@@ -100,6 +103,7 @@ _BUILDERS: dict[tuple[str, str], Callable[[Template], PacketFn]] = {
     ("AES-GCM", "NULL"): _gcm,
     ("AES-CBC", "SHA2-256-128"): _cbc_hmac,
     ("NULL", "SHA2-256-128"): _null_hmac,
+    ("AES-CBC", "SHA2-512-256"): lambda t: _cbc_hmac(t, "sha512"),
 }
 
 

@@ -35,6 +35,8 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("aes-gcm-16", "AES-GCM", "NULL", (20, 28, 36), 0, 20, 0),
         Algorithm("aes-cbc-hmac-sha256", "AES-CBC", "SHA2-256-128", (16, 24, 32), 32, 12, 5),
         Algorithm("null-hmac-sha256", "NULL", "SHA2-256-128", (0,), 32, 11, 5),
+        # Linux's af_key gives hmac(sha256) a 96-bit ICV: real kernels take this one.
+        Algorithm("aes-cbc-hmac-sha512", "AES-CBC", "SHA2-512-256", (16, 24, 32), 64, 12, 7),
     )
 }
 

@@ -7,7 +7,9 @@ Two sources:
   inbound IPsec policy.
 
 The policies are direction IN on the gateway: the gateway receives the ESP the traffic
-host sends.
+host sends. With `outbound` (a real kernel, which holds an outbound policy in the bundles
+of the flows it sends itself) each also has its mirror, direction OUT, with an SA of its
+own, and one guest flow that the guest sends through it (`GuestFlow`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from orchestrator.errors import ConfigError
 from orchestrator.pfkey import messages, wire
 from orchestrator.pfkey.codec import Address, IpsecRequest, Msg
 from orchestrator.pfkey.wire import Dir, ExtType, Level, Mode, MsgType, PolicyType
-from orchestrator.traffic.sa import ALGORITHMS, FlowSpec, SaSpec, TrafficSpec, algorithm
+from orchestrator.traffic.sa import (
+    ALGORITHMS,
+    Algorithm,
+    FlowSpec,
+    SaSpec,
+    TrafficSpec,
+    algorithm,
+)
 
 PROTECTED = "10.200.0.0/16"
 SPI_BASE = 0x10000
@@ -39,6 +48,25 @@ def inner_host(i: int) -> str:
     return f"10.{100 + i // 65536}.{(i >> 8) & 0xFF}.{i & 0xFF}"
 
 
+def protected_host(protected: str = PROTECTED) -> str:
+    """The address flows go to inside `protected`: its first host."""
+    net = ipaddress.ip_network(protected)
+    return str(net.network_address + 1) if net.num_addresses > 1 else str(net.network_address)
+
+
+@dataclass(frozen=True)
+class GuestFlow:
+    """A flow the gateway itself sends (spdlab_flows in a qemu guest): UDP src:sport → dst:dport."""
+
+    src: str
+    dst: str
+    sport: int
+    dport: int
+
+    def line(self) -> str:
+        return f"{self.src} {self.dst} {self.sport} {self.dport}"
+
+
 @dataclass
 class Scenario:
     """N SAs, N policies, their PF_KEY messages and one flow per policy.
@@ -54,6 +82,7 @@ class Scenario:
     sa_msgs: list[Msg] = field(default_factory=list)
     policy_msgs: list[Msg] = field(default_factory=list)
     delete_msgs: list[Msg] = field(default_factory=list)
+    guest_flows: list[GuestFlow] = field(default_factory=list)
 
     @property
     def spec(self) -> TrafficSpec:
@@ -72,6 +101,7 @@ def generate(
     spi_base: int = SPI_BASE,
     seed: int = 0,
     payload_len: int = 16,
+    outbound: bool = False,
 ) -> Scenario:
     """N SAs and N inbound policies for one gateway, and one flow per policy.
 
@@ -79,16 +109,20 @@ def generate(
     ESP tunnel traffic_addr -> gateway_addr, level unique with reqid i % 16383 + 1; SA i has
     SPI spi_base + i and the same reqid. Transport mode: policy i selects UDP
     traffic_addr[10000 + i] -> gateway_addr, ESP transport. Keys come from `seed`.
+    `outbound` (tunnel mode): also policy i's mirror, direction OUT, through a tunnel
+    gateway_addr -> traffic_addr with SA spi_base + n + i, and guest flow i replying to
+    flow i, so 2n policies.
     """
     spec = algorithm(alg)
     if n < 1:
         raise ConfigError("a scenario needs at least one policy")
     if mode == "transport" and n > 65536 - TRANSPORT_SPORT:
         raise ConfigError(f"transport mode tells flows apart by port: at most {65536 - 10000}")
-    if spi_base < 256 or spi_base + n - 1 > 0xFFFFFFFF:
+    if outbound and mode != "tunnel":
+        raise ConfigError("outbound policies are tunnel mode only")
+    if spi_base < 256 or spi_base + n * (2 if outbound else 1) - 1 > 0xFFFFFFFF:
         raise ConfigError(f"SPIs 0x{spi_base:x}.. do not fit 0x100..0xffffffff")
-    net = ipaddress.ip_network(protected)
-    inner_dst = str(net.network_address + 1) if net.num_addresses > 1 else str(net.network_address)
+    inner_dst = protected_host(protected)
     rng = random.Random(seed)
     sc = Scenario()
     wmode = Mode.TUNNEL if mode == "tunnel" else Mode.TRANSPORT
@@ -125,7 +159,34 @@ def generate(
         sc.delete_msgs.append(
             messages.spddelete(src, dst, proto, dir=Dir.IN, sport=sport, dport=dport)
         )
+    if outbound:
+        _mirror(sc, n, spi_base, rng, spec, protected)
     return sc
+
+
+def _mirror(
+    sc: Scenario, n: int, spi_base: int, rng: random.Random, spec: Algorithm, protected: str
+) -> None:
+    """Each inbound tunnel policy's OUT mirror, its SA and the guest flow that uses it."""
+    for i, flow in enumerate(list(sc.flows[:n])):
+        inbound = flow.sa
+        sa = SaSpec(
+            spi=spi_base + n + i,
+            src=inbound.dst,
+            dst=inbound.src,
+            algorithm=inbound.algorithm,
+            enc_key=rng.randbytes(spec.enc_key_len),
+            auth_key=rng.randbytes(spec.auth_key_len),
+            mode="tunnel",
+            reqid=inbound.reqid,
+        )
+        req = IpsecRequest(50, Mode.TUNNEL, Level.UNIQUE, sa.reqid, sa.src, sa.dst)  # type: ignore[arg-type]
+        src, dst = protected, f"{flow.src}/32"
+        sc.sa_msgs.append(add_sa_msg(sa))
+        sc.policy_msgs.append(messages.spdadd(src, dst, wire.IPSEC_ULPROTO_ANY, dir=Dir.OUT,
+                                              requests=[req]))  # fmt: skip
+        sc.delete_msgs.append(messages.spddelete(src, dst, wire.IPSEC_ULPROTO_ANY, dir=Dir.OUT))
+        sc.guest_flows.append(GuestFlow(flow.dst, flow.src, flow.dport, flow.sport))
 
 
 def add_sa_msg(sa: SaSpec, replay: int = REPLAY) -> Msg:
