@@ -16,6 +16,10 @@ STRESS=""
 
 cleanup() {
 	[ -n "$STRESS" ] && kill "$STRESS" 2>/dev/null && wait "$STRESS" 2>/dev/null
+	# an interrupted run's output is kept like a failed one's
+	for f in "$WORK"/test-*.log; do
+		[ -f "$f" ] && [ ! -f "$WORK/done-${f##*/}" ] && cp "$f" "$REPO/.cache/under-load-${head:-x}-${f##*-}"
+	done
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -23,8 +27,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 command -v stress-ng >/dev/null || scripts/deps.sh fresh
-mkdir -p "$WORK"
 head=$(git rev-parse --short HEAD)
+mkdir -p "$WORK"
 stress-ng --cpu "$CPUS" --quiet &
 STRESS=$!
 failed=0
@@ -40,6 +44,7 @@ while [ "$i" -le "$N" ]; do
 		failed=$((failed + 1))
 		cp "$WORK/test-$i.log" "$REPO/.cache/under-load-$head-$i.log"
 	fi
+	touch "$WORK/done-test-$i.log"
 	summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed)' "$WORK/test-$i.log" | tail -1 || true)
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
 	line="$(date -u +%FT%TZ) $head run $i/$N under stress-ng --cpu $CPUS: $res in $(($(date +%s) - t0)) s ($summary; load $load)"
