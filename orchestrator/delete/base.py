@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from orchestrator.errors import InfraError
 from orchestrator.pfkey.client import PfkeyClient
 from orchestrator.pfkey.codec import Msg
+from orchestrator.targets.endpoints import clock
 from orchestrator.targets.protocols import StatsEndpoint
 
 
@@ -78,7 +79,7 @@ class Strategy:
         if bad:
             raise InfraError(f"{len(bad)} of {len(errnos)} {self.name} messages failed, "
                              f"errno {bad[0]}")  # fmt: skip
-        return Span(int(before["now"]), int(after["now"]), before, after)
+        return Span(clock(before), clock(after), before, after)
 
 
 def stats(gw: Gateway) -> dict:

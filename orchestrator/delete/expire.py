@@ -12,6 +12,7 @@ from orchestrator.errors import InfraError
 from orchestrator.pfkey.client import PfkeyClient
 from orchestrator.pfkey.codec import Address, Lifetime, Msg
 from orchestrator.pfkey.wire import ExtType, MsgType
+from orchestrator.targets.endpoints import clock
 
 LEAD_S = 8.0  # install and reference must finish before the lifetimes end
 BATCH = 32  # SPDADDs per clock reading
@@ -68,13 +69,13 @@ class Expire(Strategy):
             return kernelclock.delete(gw)
         expiry = int(gw.plan["expiry_tick"])
         before = gw.stats.request("stats")
-        if int(before["now"]) >= expiry:
+        if clock(before) >= expiry:
             raise InfraError("policies expired before they were all referenced")
         return Span(expiry - 1, expiry - 1, before, None)
 
     @staticmethod
     def _now(gw: Gateway) -> int:
-        return int(gw.stats.request("stats")["now"])
+        return clock(gw.stats.request("stats"))
 
 
 def _dies_at(m: Msg) -> int:

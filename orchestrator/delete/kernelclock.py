@@ -24,6 +24,7 @@ from orchestrator.errors import InfraError
 from orchestrator.pfkey.client import PfkeyClient
 from orchestrator.pfkey.codec import Lifetime, Msg
 from orchestrator.pfkey.wire import ExtType, MsgType
+from orchestrator.targets import endpoints
 from orchestrator.wait import until
 
 RESOLUTION = "spddump-poll"
@@ -123,7 +124,7 @@ def delete(gw: Gateway) -> Span:
     until(lambda: clock.now() >= done, f"the kernel's clock to pass second {done}",
           timeout=aligned.expiry - clock.now() + 60)  # fmt: skip
     after = gw.stats.request("stats")
-    return Span(int(before["now"]), int(after["now"]), before, None)
+    return Span(endpoints.clock(before), endpoints.clock(after), before, None)
 
 
 def _dies_at(m: Msg) -> int:

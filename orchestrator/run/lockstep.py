@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.targets.endpoints import clock
 from orchestrator.wait import WaitTimeout, until
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class LockStep:
         from orchestrator.traffic.stepped import SteppedTraffic
 
         for t in live:
-            now = ctx.guard(t, "traffic", lambda t: int(ctx.stats(t).request("stats")["now"]))
+            now = ctx.guard(t, "traffic", lambda t: clock(ctx.stats(t).request("stats")))
             if now is not None:
                 self.schedules[t.name] = Schedule(now, now)
         specs = {t.name: t.gw.plan["scenario"].spec for t in live if t.alive}  # type: ignore[union-attr]
@@ -106,7 +107,7 @@ class LockStep:
         if "error" in doc:
             raise RuntimeError(f"tick: {doc['error']}")
         if t.name in self.schedules:
-            self.schedules[t.name].now = int(doc["now"])
+            self.schedules[t.name].now = clock(doc)
         return list(doc["ticks"])
 
     def keepalive(self, ctx: RunContext, t: Target) -> None:

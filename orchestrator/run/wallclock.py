@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.drain.record import poll
+from orchestrator.targets.endpoints import clock
 from orchestrator.wait import WaitTimeout, until
 
 if TYPE_CHECKING:
@@ -93,8 +94,8 @@ class WallClock:
 
     def _ticks(self, ctx: RunContext, t: Target, n: int) -> None:
         stats = ctx.stats(t)
-        end = int(stats.request("stats")["now"]) + n
-        until(lambda: int(stats.request("stats")["now"]) >= end, f"{t.name}: {n} more ticks",
+        end = clock(stats.request("stats")) + n
+        until(lambda: clock(stats.request("stats")) >= end, f"{t.name}: {n} more ticks",
               STALL_S, 0.01)  # fmt: skip
 
 

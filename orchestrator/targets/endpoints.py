@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.targets.admin import AdminClient
 
@@ -38,3 +40,11 @@ class UnixStatsEndpoint:
     def client(self, timeout: float | None = None) -> AdminClient:
         """A client that keeps its connection, for many requests."""
         return AdminClient(self.address, timeout=timeout or self.timeout, target=self.target)
+
+
+def clock(doc: Mapping[str, Any]) -> int:
+    """A target's clock from its `stats` answer. An error answer (a guest that stopped
+    answering SPDDUMP) raises RuntimeError naming it, which fails that target only."""
+    if "now" not in doc:
+        raise RuntimeError(f"stats: {doc.get('error', 'the answer holds no clock')}")
+    return int(doc["now"])
