@@ -225,13 +225,16 @@ class RelayBridge:
         except OSError:
             pass
         finally:
+            # CLOSE goes out before the number is free: a client attached next may get the
+            # same channel, and its OPEN must reach the guest after this CLOSE, never before.
             with self._clock:
                 mine = self._clients.get(chan) is client
-                if mine:
-                    del self._clients[chan]
             if mine and not self.closed.is_set():
                 with contextlib.suppress(OSError):
                     self.send_frame(chan, CLOSE)
+            with self._clock:
+                if self._clients.get(chan) is client:
+                    del self._clients[chan]
             client.close()
 
 
