@@ -33,7 +33,7 @@ from orchestrator.targets.dockerapi import (
     make_static,
 )
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
-from orchestrator.targets.labnet import BRIDGE, LabNetwork
+from orchestrator.targets.labnet import BRIDGE, OnTheSwitch
 from orchestrator.targets.registry import register_kind
 from orchestrator.wait import WaitTimeout, until
 
@@ -53,15 +53,8 @@ FILES = {
 
 
 @register_kind("docker")
-class DockerDriver(TargetDriver):
+class DockerDriver(OnTheSwitch, TargetDriver):
     """DockerDriver — runs gateways as containers of a FROM scratch netkeyd image."""
-
-    @property
-    def network(self) -> LabNetwork:
-        return LabNetwork(self.run.short)
-
-    def traffic_netns(self) -> str:
-        return self.network.traffic_ns
 
     def container_name(self, name: str) -> str:
         return f"spdlab-{self.run.short}-{name}"

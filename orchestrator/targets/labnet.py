@@ -101,3 +101,18 @@ class LabNetwork:
         r = subprocess.run(["sh", str(LAB_SH), "up"], env=env, capture_output=True, text=True)
         if r.returncode != 0:
             raise InfraError(f"lab network: {r.stderr.strip() or r.returncode}", step="network")
+
+
+class OnTheSwitch:
+    """For a kind whose targets sit on the lab's switch: its network, and traffic to its
+    targets comes from the switch's traffic host. Put before TargetDriver in the bases."""
+
+    run: Any
+
+    @property
+    def network(self) -> LabNetwork:
+        """The lab's switch and traffic host, shared with other kinds on the switch."""
+        return LabNetwork(self.run.short)
+
+    def traffic_netns(self) -> str:
+        return self.network.traffic_ns

@@ -30,7 +30,7 @@ from orchestrator.targets.ansible import PlaybookResult, default_forks, run_play
 from orchestrator.targets.base import Health, TargetDriver, TrafficHost
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
 from orchestrator.targets.labhost import GATEWAY_LIST, LabHost, entry
-from orchestrator.targets.labnet import BRIDGE, LabNetwork
+from orchestrator.targets.labnet import BRIDGE, OnTheSwitch
 from orchestrator.targets.registry import register_kind
 from orchestrator.targets.sshbridge import SshBridge
 
@@ -54,15 +54,10 @@ MAX_UNIX_PATH = 107
 
 
 @register_kind("netns")
-class NetnsDriver(TargetDriver):
+class NetnsDriver(OnTheSwitch, TargetDriver):
     """NetnsDriver — runs gateways in network namespaces on this machine."""
 
     # ---------------------------------------------------------------- names
-
-    @property
-    def network(self) -> LabNetwork:
-        """The lab's switch and traffic host, shared with other kinds on the switch."""
-        return LabNetwork(self.run.short)
 
     @property
     def switch_ns(self) -> str:
@@ -71,9 +66,6 @@ class NetnsDriver(TargetDriver):
     @property
     def traffic_ns(self) -> str:
         return self.network.traffic_ns
-
-    def traffic_netns(self) -> str:
-        return self.traffic_ns
 
     def netns(self, name: str) -> str:
         return f"spdlab-{self.run.short}-{name}"

@@ -35,7 +35,7 @@ from orchestrator.targets import cleanup
 from orchestrator.targets import preflight as pf
 from orchestrator.targets.base import Health, TargetDriver
 from orchestrator.targets.endpoints import UnixPfkeyEndpoint, UnixStatsEndpoint
-from orchestrator.targets.labnet import BRIDGE, LabNetwork
+from orchestrator.targets.labnet import BRIDGE, OnTheSwitch
 from orchestrator.targets.qemuboot import (
     STOCK,
     Boot,
@@ -92,15 +92,8 @@ def prepare_kernel(env: Mapping[str, str] | None = None) -> Path:
 
 
 @register_kind("qemu")
-class QemuDriver(TargetDriver):
+class QemuDriver(OnTheSwitch, TargetDriver):
     """QemuDriver — a real Linux kernel per target, in QEMU under TCG."""
-
-    @property
-    def network(self) -> LabNetwork:
-        return LabNetwork(self.run.short)
-
-    def traffic_netns(self) -> str:
-        return self.network.traffic_ns
 
     def tap(self, index: int) -> str:
         return f"s{self.run.short}q{index}"  # ≤ 15 characters up to index 999999
