@@ -60,9 +60,12 @@ def lab(tmp: Path, mode: str, deterministic: bool = False) -> Path:
         "traffic_host": {"address": "10.85.0.2"},
         "scenario": {"policies": N, "keepalive_ticks": 10, "delete": mode, "timeout_ticks": 300,
                      "trials": K, "deterministic": deterministic},
-        "expect": {"netkey+nextsp": {"drain_ticks_max": 5}, "netipsec": {"premature_frees_min": 1},
+        "expect": {"netkey+nextsp": {"drain_ticks_max": 5},
                    "netipsec+split": {"premature_frees": 0, "use_after_free": 0}},
     }  # fmt: skip
+    if deterministic:  # on the wall clock a stalled netkeyd reads every flow's keepalive
+        # before its next tick, so a trial may free nothing early: timing, not the build
+        doc["expect"]["netipsec"] = {"premature_frees_min": 1}
     path = tmp / f"{mode}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -101,7 +104,10 @@ def test_every_delete_mode_classifies_the_demo_builds(mode: str, clock: str, run
     control = [c for c in res.comparisons if c.control]
     assert [(c.base, c.patched) for c in control] == [("netkey", "canary")]
     by = {t.build: t.measures for t in res.targets}
-    assert by["netkey"].drain_ticks is not None and by["netipsec"].premature_frees > 0
+    assert by["netkey"].drain_ticks is not None
+    assert by["netipsec+split"].premature_frees == 0 == by["netipsec+split"].use_after_free
+    if det:  # the same keepalives on the same ticks: the refcount runs out first
+        assert by["netipsec"].premature_frees > 0
     if mode == "expire":  # no message: nothing is removed by the delete itself
         assert all(m.removed_by_delete == 0 for m in by.values())
     assert all(t.deterministic == det for t in res.targets)
