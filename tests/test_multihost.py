@@ -32,7 +32,7 @@ from sshboard import Board, keygen
 
 from orchestrator import proc
 from orchestrator.runs import RunDir, list_runs
-from orchestrator.targets.session import down_all
+from orchestrator.teardown import down_all
 from orchestrator.wait import until
 
 pytestmark = [pytest.mark.ssh, pytest.mark.netns]

@@ -11,7 +11,7 @@ from pathlib import Path
 from orchestrator import atomic, buildsconf, proc
 from orchestrator.errors import InfraError, WriteError
 from orchestrator.lab.resolve import ResolvedLab
-from orchestrator.runs import RunDir, list_runs
+from orchestrator.runs import RunDir
 from orchestrator.targets import cleanup
 from orchestrator.targets.base import Health, Progress, TargetDriver
 from orchestrator.targets.labnet import names_free
@@ -185,7 +185,3 @@ class LabRun:
             problems.append(str(e))
         return problems
 
-
-def down_all(base: Path | None = None) -> dict[str, list[str]]:
-    """Tear down every recorded run; returns problems per run id."""
-    return {rid: LabRun.open(rid, base=base).down() for rid in list_runs(base)}
