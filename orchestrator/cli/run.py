@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from orchestrator.errors import ConfigError
 from orchestrator.lab import LabError, load_lab
 
 EXIT_PASS, EXIT_FAIL, EXIT_INFRA, EXIT_CHANGED = 0, 1, 3, 4
@@ -75,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return e.exit_code
     if args.metrics_addr:
-        from orchestrator.errors import ConfigError
         from orchestrator.export.exporter import parse_addr
 
         try:  # a typo is an error before anything is up; a busy port is not (_Exporter)
@@ -86,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline:
         from orchestrator.cli.compare import load
 
-        args.baseline = load(args.baseline)[1]
+        try:  # before anything is up: the flag's run is named in the one line
+            args.baseline = load(args.baseline)[1]
+        except ConfigError as e:
+            raise ConfigError(f"--baseline: {e}") from None
     if args.keep and len(lab.modes) > 1:
         print(f"spdlab: --keep: scenario.delete lists {len(lab.modes)} modes, each a lab of its "
               "own; keep one mode", file=sys.stderr)  # fmt: skip
