@@ -12,6 +12,7 @@ from typing import Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.lab import LabError, load_lab
+from orchestrator.lab.model import DELETE_MODES
 
 EXIT_PASS, EXIT_FAIL, EXIT_INFRA, EXIT_CHANGED = 0, 1, 3, 4
 BRIEF = ("name", "build", "verdict", "reason", "drain_seconds")
@@ -23,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("lab", metavar="LAB", help="the lab file (YAML)")
     p.add_argument("--trials", type=int, help="repeat the measured phases K times")
+    p.add_argument("--delete", metavar="MODE", action="append", choices=DELETE_MODES,
+                   help="run this delete mode instead of the lab's scenario.delete "
+                   "(repeat for several; one of: " + ", ".join(DELETE_MODES) + ")")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     p.add_argument(
         "--deterministic",
@@ -48,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Scenario fields the command line sets over the lab file's."""
     out: dict[str, Any] = {"deterministic": True} if args.deterministic else {}
+    if getattr(args, "delete", None):  # validated by argparse's choices; once each, in order
+        out["delete"] = list(dict.fromkeys(args.delete))
     return out | ({"seed": args.seed} if args.seed is not None else {})
 
 
