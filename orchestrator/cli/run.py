@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from orchestrator.errors import ConfigError
 from orchestrator.lab import LabError, load_lab
 from orchestrator.lab.model import DELETE_MODES
 
@@ -81,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return e.exit_code
     if args.metrics_addr:
-        from orchestrator.errors import ConfigError
         from orchestrator.export.exporter import parse_addr
 
         try:  # a typo is an error before anything is up; a busy port is not (_Exporter)
@@ -92,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline:
         from orchestrator.cli.compare import load
 
-        args.baseline = load(args.baseline)[1]
+        try:  # before anything is up: the flag's run is named in the one line
+            args.baseline = load(args.baseline)[1]
+        except ConfigError as e:
+            raise ConfigError(f"--baseline: {e}") from None
     if args.keep and len(lab.modes) > 1:
         print(f"spdlab: --keep: scenario.delete lists {len(lab.modes)} modes, each a lab of its "
               "own; keep one mode", file=sys.stderr)  # fmt: skip
