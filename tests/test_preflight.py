@@ -324,8 +324,8 @@ def test_a_run_id_that_does_not_exist(runs, labs, verb) -> None:
 
 
 def test_run_baseline_that_does_not_exist(runs, labs) -> None:
-    """`run --baseline X` without such a run: one line naming the flag, exit 2, and no run
-    folder made (the baseline is read before anything)."""
+    """`run --baseline X` (and `compare --baseline X`) without such a run: one line naming
+    the flag, exit 2, and no run folder made (the baseline is read before anything)."""
     args = ("run", str(labs["netns"]), "--metrics-addr", "", "--baseline", "X")
     code, _, err = spdlab(runs, *args)
     assert (code, lines(err)) == (2, [f"spdlab: --baseline: no runs recorded under {runs}"])
@@ -334,6 +334,9 @@ def test_run_baseline_that_does_not_exist(runs, labs) -> None:
     code, _, err = spdlab(runs, *args)
     assert (code, lines(err)) == (2, [f"spdlab: --baseline: no such run 'X' under {runs}"])
     assert run_dirs(runs) == made and len(made) == 1 and leftovers(runs) == []
+    (rid,) = made
+    code, _, err = spdlab(runs, "compare", rid, "--baseline", "X")
+    assert (code, lines(err)) == (2, [f"spdlab: --baseline: no such run 'X' under {runs}"])
 
 
 # ------------------------------------------------------------------ --metrics-addr busy

@@ -90,12 +90,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"spdlab: {e}", file=sys.stderr)
             return e.exit_code
     if args.baseline:
-        from orchestrator.cli.compare import load
+        from orchestrator.cli.compare import load_baseline
 
-        try:  # before anything is up: the flag's run is named in the one line
-            args.baseline = load(args.baseline)[1]
-        except ConfigError as e:
-            raise ConfigError(f"--baseline: {e}") from None
+        args.baseline = load_baseline(args.baseline)  # before anything is up
     if args.keep and len(lab.modes) > 1:
         print(f"spdlab: --keep: scenario.delete lists {len(lab.modes)} modes, each a lab of its "
               "own; keep one mode", file=sys.stderr)  # fmt: skip
