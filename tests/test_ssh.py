@@ -240,3 +240,30 @@ def test_down_reports_a_board_it_cannot_reach_then_cleans_it_once_back(runs, boa
         board.sshd_up()
     assert spdlab(runs, "down", rid).returncode == 0
     assert_down(runs, rid, board)
+
+
+def test_a_board_unreachable_at_up_fails_only_itself(runs, board):
+    """Two boards, one answering and one whose port refuses: the one that answers runs
+    and PASSes, the other is INFRA-ERROR with ssh's reason, and nothing is left."""
+    path = runs / "two.yaml"
+    path.write_text(LAB.format(name="near", build="netkey", address=board.address, key=board.key,
+                               known_hosts=board.known_hosts, extra="").replace(
+        "    build: netkey\n",
+        "    build: netkey\n  - name: far\n    build: netkey\n    ssh: {port: 2}\n"))  # fmt: skip
+    known = set(list_runs(runs))
+    r = spdlab(runs, "run", str(path), "--metrics-addr", "", "--json")
+    assert r.returncode == 3, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "Traceback" not in r.stdout + r.stderr
+    rid = new_run(runs, known)
+    doc = json.loads((runs / rid / "result.json").read_text())
+    got = {t["name"]: t["verdict"] for t in doc["targets"]}
+    assert got == {"near": "PASS", "far": "INFRA-ERROR"}, got
+    (far,) = [t for t in doc["targets"] if t["name"] == "far"]
+    why = " ".join(far["infra"]["message"].split())
+    assert far["infra"]["phase"] == "up" and "provision: " in why, why
+    assert "refused" in why.lower() or "unreachable" in why.lower(), why
+    state = json.loads((runs / rid / "state.json").read_text())
+    assert state["phase"] == "down"
+    assert not any(cleanup.still_there(x) for x in state["resources"])
+    until(lambda: not spdlab_on_board(board), "nothing of spdlab on the board", 30)
+    assert not Path(state["targets"]["near"]["board_dir"]).exists()

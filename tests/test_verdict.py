@@ -8,6 +8,7 @@ from orchestrator.drain import compare, stats
 from orchestrator.drain.compare import Side, classify
 from orchestrator.drain.verdict import judge
 from orchestrator.lab.model import Expectation
+from orchestrator.result.describe import stats_line
 from orchestrator.result.measure import NotObservable
 from orchestrator.result.model import Measures, TargetResult, Trial
 
@@ -71,6 +72,7 @@ def test_deterministic_identical_series_are_no_effect_at_one_trial() -> None:
                  side("netkey+nextsp", [0], deterministic=True))  # fmt: skip
     assert (c.verdict, c.detail) == ("no effect", "identical per-tick drain to netkey")
     assert c.method == stats.DETERMINISTIC and c.k == (1, 1)
+    assert stats_line(c) == "K=1/1; compared exactly, no rank test"
 
 
 def test_deterministic_builds_that_differ_once_are_decided_at_one_trial() -> None:

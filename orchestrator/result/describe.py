@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orchestrator.drain.stats import DETERMINISTIC
 from orchestrator.lab.model import Scenario
 from orchestrator.result.model import Comparison
 
@@ -56,6 +57,8 @@ def ticks_at_1hz(ticks: object) -> str:
 def stats_line(c: Comparison) -> str:
     """K, and each measure's p-value and interval of the difference of medians."""
     parts = [f"K={c.k[0]}/{c.k[1]}"]
+    if c.method == DETERMINISTIC:  # compared exactly: no p-value or interval to show
+        return f"{parts[0]}; compared exactly, no rank test"
     for t in c.tests:
         p = "—" if t.p_value is None else f"{t.p_value:.3g}"
         ci = "—" if t.interval is None else f"[{t.interval[0]:.3g}, {t.interval[1]:.3g}]"

@@ -23,6 +23,7 @@ import platform
 import shlex
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,10 +121,32 @@ class SshDriver(TargetDriver):
         self._build_local()
         self.inventory_path.write_text(yaml.safe_dump(self.inventory(), sort_keys=False))
         self.progress.phase("board", len(self.specs))
-        self._playbook("up.yml", "ssh-provision", ["provision"], "provision")
+        self._playbook("up.yml", "ssh-provision", ["provision"], "provision", self.specs)
         for t in self.specs:
             self.files(t.name)["tar"].unlink(missing_ok=True)
-            self._read_board(t.name)
+        for t in self._live():
+            self._on_board(t.name, lambda name=t.name: self._read_board(name))
+        self._require_one("provision")
+
+    def _live(self) -> list[TargetSpec]:
+        """The boards nothing has failed yet: the others are INFRA-ERROR, the run goes on."""
+        return [t for t in self.specs if t.name not in self.failed]
+
+    def _on_board(self, name: str, step: Callable[[], None]) -> None:
+        """One board's step: when it fails, that board is INFRA-ERROR, not the lab."""
+        try:
+            step()
+        except InfraError as e:
+            self.failed[name] = str(e).removeprefix(f"{name}:")  # "step: why", as below
+
+    def _require_one(self, step: str) -> None:
+        """When every board failed, `up` fails as a whole, with each board's reason."""
+        if not self.specs or self._live():
+            return
+        if len(self.specs) == 1:
+            one = self.specs[0].name
+            raise InfraError(self.failed[one], one)
+        raise InfraError("; ".join(f"{n}: {why}" for n, why in sorted(self.failed.items())))
 
     def _record(self, t: TargetSpec) -> None:
         assert t.ssh is not None
@@ -174,24 +197,31 @@ class SshDriver(TargetDriver):
         }
         return {"all": {"children": {"ssh_board": {"hosts": hosts, "vars": common}}}}
 
-    def _playbook(self, playbook: str, ident: str, tags: list[str], step: str) -> PlaybookResult:
+    def _playbook(self, playbook: str, ident: str, tags: list[str], step: str,
+                  specs: list[TargetSpec]) -> PlaybookResult:  # fmt: skip
+        """The role's step on these boards; a board it failed for is INFRA-ERROR."""
+
         def on_task(host: str, task: str, status: str) -> None:
             if task.startswith("Tell spdlab") and status == "ok":
                 self.progress.advance("board")
 
+        names = [t.name for t in specs]
         result = run_playbook(
             playbook, inventory=self.inventory_path, private_data_dir=self.run.ansible_dir,
-            ident=ident, forks=default_forks(len(self.specs)), tags=tags, on_task=on_task,
+            ident=ident, forks=default_forks(len(names)), tags=tags, on_task=on_task,
             cancel=self.cancel, env=self.marker_env,
+            limit=names if len(names) < len(self.specs) else (),
         )  # fmt: skip
         self._close_mux()
         if result.status == "canceled":
             raise KeyboardInterrupt
         bad = result.failed_hosts()
-        if bad or result.status != "successful":
-            lines = [f"{h}: {self._reason(result.failures.get(h, 'failed'))}" for h in bad]
-            msg = "; ".join(lines) or f"ansible-playbook ended {result.status} (rc {result.rc})"
-            raise InfraError(msg, target=bad[0] if len(bad) == 1 else None, step=step)
+        if not bad and result.status != "successful":
+            raise InfraError(f"ansible-playbook ended {result.status} (rc {result.rc})",
+                             step=step)  # fmt: skip
+        for h in bad:
+            self.failed[h] = f"{step}: {self._reason(result.failures.get(h, 'failed'))}"
+        self._require_one(step)
         return result
 
     @staticmethod
@@ -215,17 +245,23 @@ class SshDriver(TargetDriver):
 
     def start(self) -> None:
         """Start netkeyd on netkeyd boards, then one bridge per target; wait for REGISTER."""
-        if any(t.build != KERNEL for t in self.specs):
-            self._playbook("up.yml", "ssh-start", ["start"], "start")
-        self.progress.phase("relay", len(self.specs))
-        for t in self.specs:
+        daemons = [t for t in self._live() if t.build != KERNEL]
+        if daemons:
+            self._playbook("up.yml", "ssh-start", ["start"], "start", daemons)
+        live = self._live()
+        self.progress.phase("relay", len(live))
+        for t in live:
             self.bridge(t.name).spawn(self._bridge_argv(t.name, t.tick_ms))
         deadline = time.monotonic() + sshbridge.START_TIMEOUT_S
-        for t in self.specs:
-            self.bridge(t.name).wait_register(self.pfkey_endpoint(t.name), deadline, self.cancel)
-            if t.build == KERNEL:
-                self._check_empty(t.name)
+        for t in live:
+            self._on_board(t.name, lambda t=t: self._registered(t, deadline))
             self.progress.advance("relay")
+        self._require_one("start")
+
+    def _registered(self, t: TargetSpec, deadline: float) -> None:
+        self.bridge(t.name).wait_register(self.pfkey_endpoint(t.name), deadline, self.cancel)
+        if t.build == KERNEL:
+            self._check_empty(t.name)
 
     def _check_empty(self, name: str) -> None:
         """A board's kernel keeps its SPD between runs; a drain is measured down to empty."""
