@@ -184,4 +184,3 @@ class LabRun:
         except WriteError as e:  # everything is down; only the record of it is missing
             problems.append(str(e))
         return problems
-
