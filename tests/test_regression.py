@@ -7,6 +7,7 @@ the fewest at which the rank test can decide with one trial out of line.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -55,8 +56,8 @@ scenario: {{policies: {N}, traffic: keepalive, keepalive_ticks: 25, delete: dele
 PLANTED = "  planted: {base: netkey, patches: [" + ", ".join(SERIES) + "]}"
 
 
-def spdlab(runs: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
+def spdlab(runs: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs), **env}
     return subprocess.run([*SPDLAB, *args, "--json"], cwd=ROOT, env=env, text=True,
                           capture_output=True, timeout=LONG_S)  # fmt: skip
 
@@ -193,3 +194,72 @@ scenario: {policies: 40, traffic: none, delete: flush, timeout_ticks: 100, trial
     text = subprocess.run([*SPDLAB, "compare", json.loads(r.stdout)["run_id"]], cwd=ROOT,
                           env=env, text=True, capture_output=True, timeout=300).stdout  # fmt: skip
     assert "netkey on board-a vs board-b: same drain" in text.replace("\n", " ")
+
+
+def firmware_copy(tmp: Path) -> Path:
+    """firmware/ without its binaries, plus a build only the copy has: `copied`, netkey
+    with the canary's early exit under a patch name the checkout does not know."""
+    fw = tmp / "firmware"
+    shutil.copytree(ROOT / "firmware", fw, ignore=shutil.ignore_patterns("build"))
+    shutil.copyfile(CANARY, fw / "patches" / "copy-only.patch")
+    with (fw / "builds.conf").open("a") as f:
+        f.write("copied netkey copy-only @synthetic\n")
+    return fw
+
+
+FW_LAB = """\
+name: firmware-dir
+range: 10.96.0.0/16
+defaults: {kind: netns, tick_ms: 15, flow_idle_ticks: 1000}
+targets:
+  - {name: gw, builds: [netkey, copied]}
+scenario: {policies: 40, traffic: keepalive, keepalive_ticks: 25, delete: delete,
+           timeout_ticks: 600}
+expect:
+  copied: {drain_ticks_min: 40}
+"""
+
+
+@pytest.mark.netns
+def test_spdlab_firmware_dir_is_the_tree_builds_come_from(runs: Path, tmp_path: Path) -> None:
+    fw = firmware_copy(tmp_path)
+    path = tmp_path / "lab.yaml"
+    path.write_text(FW_LAB)
+    unknown = spdlab(runs, "validate", str(path))
+    assert unknown.returncode == 2 and "unknown build 'copied'" in unknown.stdout  # the checkout's
+    try:
+        # Deterministic: spdlab runs every tick, so the early exit drains exactly one a tick.
+        r = spdlab(runs, "run", str(path), "--metrics-addr", "", "--deterministic",
+                   SPDLAB_FIRMWARE_DIR=str(fw))  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        doc = json.loads((runs / json.loads(r.stdout)["run_id"] / "result.json").read_text())
+    finally:
+        assert leftovers(runs) == []
+    v = doc["versions"]["builds"]["copied"]
+    patch = hashlib.sha256((fw / "patches" / "copy-only.patch").read_bytes()).hexdigest()
+    assert v["tree"] == "netkey" and v["patches"] == [{"name": "copy-only", "sha256": patch}]
+    built = fw / "build" / "copied" / "netkeyd"
+    assert v["netkeyd_sha256"] == hashlib.sha256(built.read_bytes()).hexdigest()
+    assert not (ROOT / "firmware" / "build" / "copied").exists()
+    drains = {t["build"]: t["measures"]["drain_ticks"] for t in doc["targets"]}
+    assert (drains["netkey"], drains["copied"]) == (0, 40)  # its patch: one unlink a tick
+
+
+def unusable(tmp: Path, what: str) -> Path:
+    if what == "file":
+        (tmp / "file").write_text("")
+    return {"gone": tmp / "gone", "file": tmp / "file", "empty": tmp}[what]
+
+
+@pytest.mark.parametrize(("what", "error"), [
+    ("gone", "is not a directory"),
+    ("file", "is not a directory"),
+    ("empty", "holds no builds.conf: not a firmware tree"),
+])  # fmt: skip
+def test_an_unusable_spdlab_firmware_dir_is_one_line(runs: Path, tmp_path: Path, what, error):
+    fw = unusable(tmp_path, what)
+    lab = ROOT / "labs" / "demo.yaml"
+    for verb in ("validate", "run"):
+        r = spdlab(runs, verb, str(lab), SPDLAB_FIRMWARE_DIR=str(fw))
+        assert (r.returncode, r.stderr) == (2, f"spdlab: SPDLAB_FIRMWARE_DIR: {fw} {error}\n")
+    assert list(runs.iterdir()) == []  # nothing started
