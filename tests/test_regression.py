@@ -21,6 +21,7 @@ from leftovers import leftovers, short_runs
 
 from orchestrator.lab import LabError, load_lab, read_lab
 from orchestrator.run import bisect
+from orchestrator.runs import list_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCHES = ROOT / "labs" / "patches"
@@ -142,6 +143,49 @@ def test_bisect_finds_the_canary_patch_planted_among_harmless_ones(runs: Path, t
         assert (runs / out["run_id"] / "bisect.json").is_file()
     finally:
         assert leftovers(runs) == []
+
+
+KERNEL_LAB = """\
+name: kernel-bisect
+range: 10.97.0.0/24
+defaults: {kind: qemu, tick_ms: 1000}
+targets:
+  - {name: x, arch: x86_64, build: linux-canary}
+scenario: {policies: 10, traffic: none, delete: flush, algorithm: aes-cbc-hmac-sha256,
+           timeout_ticks: 3, trials: 4}
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.qemu
+@pytest.mark.timeout(LONG_S)
+def test_bisect_of_a_kernel_series_names_the_canary_patch(runs: Path, tmp_path: Path):
+    """linux-canary is linux's series (xfrm-census) and canary-flush-one: two kernels
+    from the shared cache, x86_64 only, a flush of few policies, 4 trials a side (the
+    fewest at which the rank test decides: p = 1/35 when every trial differs)."""
+    path = tmp_path / "kernels.yaml"
+    path.write_text(KERNEL_LAB)
+    env = {**os.environ, "SPDLAB_RUNS_DIR": str(runs)}
+    try:
+        r = subprocess.run([*SPDLAB, "bisect", str(path), "--build", "linux-canary"], cwd=ROOT,
+                           env=env, text=True, capture_output=True, timeout=LONG_S)  # fmt: skip
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    finally:
+        assert leftovers(runs) == []
+    text = " ".join(r.stdout.split())  # however the console wrapped it
+    assert "canary-flush-one is the first bad patch" in text, r.stdout
+    [run_id] = list_runs(runs)
+    out = json.loads((runs / run_id / "bisect.json").read_text())
+    assert [(s["build"], s["patch"]) for s in out["steps"]] == [
+        ("linux", None),
+        ("linux-canary", "canary-flush-one"),
+    ]
+    assert out["first"] == 1 and out["steps"][1]["file"].endswith("canary-flush-one.patch")
+    found = out["steps"][1]["comparison"]
+    assert (found["verdict"], found["k"], found["control"]) == ("regressed", [4, 4], True)
+    drain = next(t for t in found["tests"] if t["measure"] == "drain_ticks")
+    assert drain["significant"] and drain["p_value"] < 0.05
+    assert drain["patched"] == [None] * 4 and drain["base"] == [0.0] * 4  # never drained
 
 
 @pytest.mark.netns
