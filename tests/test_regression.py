@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from leftovers import leftovers, short_runs
 
+from orchestrator.export.report import render_html
 from orchestrator.lab import LabError, load_lab, read_lab
 from orchestrator.run import bisect
 from orchestrator.runs import list_runs
@@ -206,7 +208,12 @@ def test_baseline_flags_the_deliberately_changed_build_and_nothing_else(runs: Pa
         verdicts = {c["patched"]: c["verdict"] for c in b["comparisons"]}
         assert verdicts["mine"] == "regressed"
         assert verdicts["netkey"] in ("no effect", "undecided")
-        cmp = spdlab(runs, "compare", json.loads(second.stdout)["run_id"], "--baseline", base)
+        judged = json.loads(second.stdout)["run_id"]
+        page = render_html(runs / judged)  # the report says what compare --baseline says
+        assert f"changed from baseline {base}: <b>mine@x86-vm</b>" in page
+        rows = re.findall(r'<tr class="baseline"><td>([^<]*)</td><td>([^<]*)</td>', page)
+        assert rows[0] == ("mine on x86-vm", "regressed")  # netkey: at most undecided
+        cmp = spdlab(runs, "compare", judged, "--baseline", base)
         assert cmp.returncode == 4
         assert json.loads(cmp.stdout)["baseline"]["changed"] == ["mine@x86-vm"]
         same = spdlab(runs, "compare", base, "--baseline", base)
