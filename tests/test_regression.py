@@ -1,8 +1,10 @@
-"""The regression workflow: a lab's own netkeyd builds, bisection, baselines.
+"""The regression workflow: a lab's own netkeyd builds, another firmware tree
+(SPDLAB_FIRMWARE_DIR), bisection of netkeyd and kernel series, baselines.
 
 The lab files and their patches live in a temporary folder, outside the repository.
 The end-to-end runs use real namespaces and netkeyd at 40 policies, 5 trials a build:
-the fewest at which the rank test can decide with one trial out of line.
+the fewest at which the rank test can decide with one trial out of line. The kernel
+bisection boots two cached x86_64 kernels under QEMU, 4 trials each.
 """
 
 from __future__ import annotations
@@ -175,6 +177,7 @@ def test_bisect_of_a_kernel_series_names_the_canary_patch(runs: Path, tmp_path: 
     finally:
         assert leftovers(runs) == []
     text = " ".join(r.stdout.split())  # however the console wrapped it
+    assert "bisect linux-canary: 1 patch, 2 builds, K=4 each" in text, r.stdout
     assert "canary-flush-one is the first bad patch" in text, r.stdout
     [run_id] = list_runs(runs)
     out = json.loads((runs / run_id / "bisect.json").read_text())
