@@ -121,9 +121,12 @@ def test_the_vm_its_tap_and_the_network_are_gone(run):
     assert not any(cleanup.still_there(x) for x in state["resources"])
 
 
-def test_a_guest_that_dies_mid_run_is_infra_error_and_the_other_finishes(tmp_path):
+@pytest.mark.parametrize("how", ["dies", "hangs"])
+def test_a_guest_that_dies_or_hangs_mid_run_is_infra_error_and_the_other_finishes(tmp_path, how):
     """QEMU killed between the reference and the delete (a guest gone, as after a panic
-    with -no-reboot): that target is INFRA-ERROR with its console in the artifacts."""
+    with -no-reboot), or stopped (a guest that hangs: its sockets stay open and nothing
+    answers): that target is INFRA-ERROR with its console in the artifacts, and `down`
+    removes the stopped VM as well."""
     runs = Path(tempfile.mkdtemp(prefix="spdk", dir="/tmp"))
     lab = runs / "lab.yaml"
     lab.write_text(LAB.replace("range: 10.84.0.0/24", "range: 10.85.0.0/24").replace(
@@ -138,9 +141,13 @@ def test_a_guest_that_dies_mid_run_is_infra_error_and_the_other_finishes(tmp_pat
         [run_id] = list_runs(runs)
         state = json.loads((runs / run_id / "state.json").read_text())
         qemu = state["targets"]["vm"]["qemu_pid"]
-        os.kill(qemu, signal.SIGKILL)
-        until(lambda: not Path(f"/proc/{qemu}").exists() or stopped(qemu, "Z"),
-              "the VM gone", 30)  # fmt: skip
+        if how == "dies":
+            os.kill(qemu, signal.SIGKILL)
+            until(lambda: not Path(f"/proc/{qemu}").exists() or stopped(qemu, "Z"),
+                  "the VM gone", 30)  # fmt: skip
+        else:
+            os.kill(qemu, signal.SIGSTOP)
+            until(lambda: stopped(qemu), "the VM stopped", 30)
         os.kill(proc.pid, signal.SIGCONT)
         proc.wait(timeout=600)
         doc = json.loads((runs / run_id / "result.json").read_text())
@@ -150,6 +157,7 @@ def test_a_guest_that_dies_mid_run_is_infra_error_and_the_other_finishes(tmp_pat
         assert "spdlab-init" in console.read_text(errors="replace")
         state = json.loads((runs / run_id / "state.json").read_text())
         assert not any(cleanup.still_there(x) for x in state["resources"])
+        assert not Path(f"/proc/{qemu}").exists() or stopped(qemu, "Z")
     finally:
         if proc.poll() is None:
             proc.kill()

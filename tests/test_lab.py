@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.main import main
+from orchestrator.cli.main import build_parser, main
+from orchestrator.cli.run import overrides
 from orchestrator.lab import LabError, load_lab
 from orchestrator.lab.builds import DEFAULT_BUILDS, known_builds
 
@@ -299,6 +300,16 @@ def test_a_list_of_delete_modes_is_one_lab_per_mode(tmp_path):
     assert checks("canary", "delete") == {"drain_ticks_min": 5}  # null drops a check
     single = load_lab(write(tmp_path, MODES_LAB.replace("[flush, delete, expire]", "delete")))
     assert single.modes == ("delete",) and len(single.each_mode()) == 1
+
+
+def test_run_delete_picks_modes_over_the_lab_files(tmp_path):
+    """`spdlab run LAB --delete M` runs M instead of the file's list, each mode once."""
+    args = build_parser().parse_args(["run", "x.yaml", "--delete", "expire", "--delete",
+                                      "flush", "--delete", "expire"])  # fmt: skip
+    lab = load_lab(write(tmp_path, MODES_LAB), scenario=overrides(args))
+    assert lab.modes == ("expire", "flush")
+    assert [r.scenario.delete for r in lab.each_mode()] == ["expire", "flush"]
+    assert lab.expect["netkey"].for_mode("flush").flush_removes == 40
 
 
 def test_a_mode_listed_twice_is_one_line(tmp_path):

@@ -11,6 +11,7 @@ nothing: no namespace, link, container or process (tests/leftovers.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,12 +19,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import test_docker
 from leftovers import leftovers, short_runs
 
+from orchestrator.runs import RunDir
 from orchestrator.wait import until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,21 +49,39 @@ targets:
   - name: vm
 scenario: {policies: 10, traffic: none, delete: flush, algorithm: aes-cbc-hmac-sha256}
 """
+BISECT_LAB = NETNS_LAB.replace("build: netkey", "build: canary").replace(
+    "delete: flush}", "delete: flush, deterministic: true}"
+)  # K=1 decides: exact comparisons
+SSH_LAB = """\
+name: preflight-ssh
+range: 10.96.2.0/24
+defaults:
+  kind: ssh
+  ssh: {{address: 127.0.0.1, user: root, key: {key}, known_hosts: {known_hosts}}}
+targets:
+  - {{name: board, build: netkey}}
+scenario: {{policies: 10, traffic: none, delete: flush}}
+"""
 SA_CONF = (
     "add 10.96.0.2 10.96.0.10 esp 0x100 -E aes-gcm-16 "
     "0x0102030405060708090a0b0c0d0e0f1011121314;\n"
     "spdadd 10.96.0.2/32 10.96.0.10/32 any -P in ipsec esp/tunnel/10.96.0.2-10.96.0.10/require;\n"
 )
-RUNS_FIX = "point SPDLAB_RUNS_DIR at a writable folder"
 
 pytestmark = pytest.mark.netns
+dockerd = test_docker.dockerd  # the session's daemon: the one that answers, else one of ours
+
+
+def env_of(runs: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """A verb's environment: this one, on `runs`, with the venv's tools first."""
+    base = {**os.environ, "SPDLAB_RUNS_DIR": str(runs), "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    return {**base, **(env or {})}
 
 
 def spdlab(runs: Path, *args: str, env: dict[str, str] | None = None,
            prefix: tuple[str, ...] = ()) -> tuple[int, str, str]:  # fmt: skip
     """One verb in its own process: exit status, stdout, stderr (never a traceback)."""
-    base = {**os.environ, "SPDLAB_RUNS_DIR": str(runs), "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
-    p = subprocess.run([*prefix, *SPDLAB, *args], cwd=ROOT, env={**base, **(env or {})},
+    p = subprocess.run([*prefix, *SPDLAB, *args], cwd=ROOT, env=env_of(runs, env),
                        capture_output=True, text=True, timeout=600)  # fmt: skip
     assert "Traceback" not in p.stderr + p.stdout, p.stderr
     return p.returncode, p.stdout, p.stderr
@@ -76,6 +97,64 @@ def listening() -> tuple[socket.socket, str]:
     s.bind(("127.0.0.1", 0))
     s.listen()
     return s, f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def healthy(runs: Path, rid: str) -> tuple[int, list[bool]]:
+    """`status RID`'s exit code, and whether each target is healthy."""
+    code, out, _ = spdlab(runs, "status", rid, "--json")
+    return code, [t["healthy"] for t in json.loads(out)["targets"]]
+
+
+def read_only(runs: Path) -> tuple[str, ...]:
+    """A prefix that runs a verb with `runs` mounted read-only, in a mount namespace of its own."""
+    return ("unshare", "-m", "sh", "-c",
+            f'mount --bind "{runs}" "{runs}" && mount -o remount,bind,ro "{runs}" && exec "$@"',
+            "ro")  # fmt: skip
+
+
+def read_only_line(runs: Path) -> str:
+    """What a verb that would write says of a read-only runs folder."""
+    return (f"spdlab: runs folder {runs} is on a read-only file system; fix: make {runs} "
+            "writable, or point SPDLAB_RUNS_DIR at a writable folder")  # fmt: skip
+
+
+@contextlib.contextmanager
+def serving(runs: Path, *args: str, env: dict[str, str] | None = None,
+            prefix: tuple[str, ...] = ()) -> Iterator[Callable[[], str]]:  # fmt: skip
+    """`spdlab serve ARGS` on any free port until the block ends (SIGTERM, then exit 0):
+    yields a function that scrapes it."""
+    fd, log = tempfile.mkstemp(prefix="spdlab-pf-serve-")
+    argv = [*prefix, *SPDLAB, "serve", *args, "--metrics-addr", "127.0.0.1:0"]
+    p = subprocess.Popen(argv, cwd=ROOT, env=env_of(runs, env), stdout=fd, stderr=fd)
+    os.close(fd)
+
+    def url() -> str | None:
+        said = Path(log).read_text().split()
+        return said[said.index("serving") + 1] if "serving" in said else None
+
+    def scrape() -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(url(), timeout=30) as r:
+            return r.read().decode()
+
+    try:
+        until(url, "spdlab serve to listen", 120, alive=lambda: p.poll() is None)
+        yield scrape
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(60)
+        said = Path(log).read_text()
+        os.unlink(log)
+    assert p.returncode == 0 and "Traceback" not in said, said
+
+
+def target_up(exposition: str) -> dict[str, float]:
+    """spdlab_target_up per target, from a scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    (fam,) = [f for f in text_string_to_metric_families(exposition) if f.name == "spdlab_target_up"]
+    return {s.labels["target"]: s.value for s in fam.samples}
 
 
 def run_dirs(runs: Path) -> list[Path]:
@@ -207,29 +286,26 @@ def test_runs_read_only_one_line(runs, labs) -> None:
     busy.close()
     assert code == 3
     (run,) = run_dirs(runs)
-    ro = ["unshare", "-m", "sh", "-c",
-          f'mount --bind "{runs}" "{runs}" && mount -o remount,bind,ro "{runs}" && exec "$@"',
-          "ro"]  # fmt: skip
-    line = f"spdlab: runs folder {runs} is on a read-only file system; fix: make {runs} " \
-           f"writable, or {RUNS_FIX}"  # fmt: skip
+    ro = read_only(runs)
+    line = read_only_line(runs)
     for verb in (["validate", "--preflight", str(labs["netns"]), "--metrics-addr", ""],
                  ["up", str(labs["netns"])], ["run", str(labs["netns"]), "--metrics-addr", ""],
                  ["matrix", "--builds", "netkey", "--policies", "10"]):  # fmt: skip
-        code, _, err = spdlab(runs, *verb, prefix=tuple(ro))
+        code, _, err = spdlab(runs, *verb, prefix=ro)
         assert (code, lines(err)) == (3, [line]), verb
-    code, _, err = spdlab(runs, "report", run.name, "--html", prefix=tuple(ro))
+    code, _, err = spdlab(runs, "report", run.name, "--html", prefix=ro)
     assert (code, lines(err)) == (
         3,
         [f"spdlab: cannot write {run}/report.html: Read-only file system"],
     )
-    code, _, err = spdlab(runs, "compare", run.name, prefix=tuple(ro))
+    code, _, err = spdlab(runs, "compare", run.name, prefix=ro)
     assert (code, lines(err)) == (
         3,
         [f"spdlab: cannot write {run}/compare.png: Read-only file system"],
     )
-    code, out, _ = spdlab(runs, "status", run.name, prefix=tuple(ro))
+    code, out, _ = spdlab(runs, "status", run.name, prefix=ro)
     assert code == 1 and "no lab is up" in out
-    code, out, _ = spdlab(runs, "down", "--all", prefix=tuple(ro))
+    code, out, _ = spdlab(runs, "down", "--all", prefix=ro)
     assert code == 0 and out.strip() == "no run to take down: every recorded run is down"
     assert run_dirs(runs) == [run] and leftovers(runs) == []
 
@@ -245,6 +321,22 @@ def test_a_run_id_that_does_not_exist(runs, labs, verb) -> None:
     spdlab(runs, "run", str(labs["docker"]), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
     code, _, err = spdlab(runs, *verb)
     assert (code, lines(err)) == (2, [f"spdlab: no such run 'X' under {runs}"])
+
+
+def test_run_baseline_that_does_not_exist(runs, labs) -> None:
+    """`run --baseline X` (and `compare --baseline X`) without such a run: one line naming
+    the flag, exit 2, and no run folder made (the baseline is read before anything)."""
+    args = ("run", str(labs["netns"]), "--metrics-addr", "", "--baseline", "X")
+    code, _, err = spdlab(runs, *args)
+    assert (code, lines(err)) == (2, [f"spdlab: --baseline: no runs recorded under {runs}"])
+    spdlab(runs, "run", str(labs["docker"]), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    made = run_dirs(runs)
+    code, _, err = spdlab(runs, *args)
+    assert (code, lines(err)) == (2, [f"spdlab: --baseline: no such run 'X' under {runs}"])
+    assert run_dirs(runs) == made and len(made) == 1 and leftovers(runs) == []
+    (rid,) = made
+    code, _, err = spdlab(runs, "compare", rid, "--baseline", "X")
+    assert (code, lines(err)) == (2, [f"spdlab: --baseline: no such run 'X' under {runs}"])
 
 
 # ------------------------------------------------------------------ --metrics-addr busy
@@ -399,6 +491,92 @@ def test_a_lab_already_up(up_runs, lab_up) -> None:
     assert (code, t["name"], t["healthy"]) == (0, "gw", True)
 
 
+def test_validate_preflight_says_the_lab_is_up(up_runs, lab_up) -> None:
+    """The names a run makes derive from its own id, so a lab that is up takes nothing a
+    new run needs: validate --preflight passes, and says which run of the lab is up."""
+    lab, first = lab_up
+    code, out, err = spdlab(up_runs, "validate", "--preflight", str(lab), "--metrics-addr", "")
+    assert (code, err) == (0, "")
+    assert lines(out)[-1] == (f"{lab}: preflight: run {first} of this lab is up; a run now is "
+                              "another, with its own namespaces and switch")  # fmt: skip
+
+
+def test_run_and_matrix_with_a_lab_already_up(up_runs, lab_up) -> None:
+    """A run of the same lab, and the matrix, beside the lab that is up: each its own run,
+    PASS, exit 0, taken down after; the lab that was up still is."""
+    lab, first = lab_up
+    code, out, err = spdlab(up_runs, "run", str(lab), "--metrics-addr", "", "--json")
+    assert (code, [t["verdict"] for t in json.loads(out)["targets"]]) == (0, ["PASS"]), err
+    code, out, err = spdlab(up_runs, "matrix", "--builds", "netkey", "--policies", "10",
+                            "--mode", "flush", "--json")  # fmt: skip
+    (mx,) = json.loads(out)["runs"]
+    assert (code, [t["verdict"] for t in mx["targets"]]) == (0, ["PASS"]), err
+    code, out, _ = spdlab(up_runs, "status", "--all", "--json")
+    phases = {r["run_id"]: r["phase"] for r in json.loads(out)["runs"]}
+    assert phases[first] == "up" and list(phases.values()).count("up") == 1
+    assert healthy(up_runs, first) == (0, [True])
+
+
+def test_bisect_with_a_lab_already_up(up_runs, lab_up, tmp_path) -> None:
+    """bisect of canary's one-patch series beside the lab that is up: deterministic, so
+    K=1 decides; it names the patch (exit 0) and leaves the other run up."""
+    _, first = lab_up
+    lab = tmp_path / "bisect.yaml"
+    lab.write_text(BISECT_LAB)
+    code, out, err = spdlab(up_runs, "bisect", str(lab), "--build", "canary", "--json")
+    doc = json.loads(out)
+    assert (code, doc["steps"][doc["first"]]["patch"]) == (0, "canary-earlyexit"), err
+    assert healthy(up_runs, first) == (0, [True])
+
+
+def test_an_address_range_an_up_run_holds(up_runs, lab_up, tmp_path) -> None:
+    """The bridge and the address range cannot clash with another run's: a run's
+    addresses live only in its own namespaces (switch, traffic host, gateways), none in
+    this one, and its names derive from its run id. Another lab on the same range comes
+    up beside the lab that is up, both healthy, and this namespace holds neither's."""
+    _, first = lab_up
+    other = tmp_path / "other.yaml"
+    other.write_text(NETNS_LAB.replace("preflight-netns", "preflight-other"))
+    code, out, err = spdlab(up_runs, "up", str(other))
+    second = out.strip()
+    assert code == 0, err
+    try:
+        assert healthy(up_runs, first) == healthy(up_runs, second) == (0, [True])
+        here = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+        assert " 10.96.0." not in here
+    finally:
+        code, out, _ = spdlab(up_runs, "down", second)
+    assert (code, out.strip()) == (0, f"{second}: down")
+
+
+def test_down_of_an_up_run_on_a_read_only_runs_folder(up_runs, lab_up) -> None:
+    """down records what it removed in state.json: on a read-only runs folder it says so
+    in one line and removes nothing, so the record still tells the truth (the lab is up)."""
+    _, first = lab_up
+    line = read_only_line(up_runs)
+    for verb in (["down", first], ["down", "--all"]):
+        code, out, err = spdlab(up_runs, *verb, prefix=read_only(up_runs))
+        assert (code, out, lines(err)) == (3, "", [line]), verb
+    assert healthy(up_runs, first) == (0, [True])
+
+
+def test_setkey_and_serve_on_a_read_only_runs_folder(up_runs, lab_up) -> None:
+    """setkey --target only reads runs/ (state.json, then the target's socket): it works.
+    serve writes Prometheus's target list there: one line says so and how to do without."""
+    _, first = lab_up
+    code, out, err = spdlab(up_runs, "setkey", "--target", "gw", "--run", first, "-DP",
+                            prefix=read_only(up_runs))  # fmt: skip
+    assert (code, out.strip()) == (0, "No SPD entries."), err
+    code, _, err = spdlab(up_runs, "serve", first, "--metrics-addr", "127.0.0.1:0",
+                          prefix=read_only(up_runs))  # fmt: skip
+    own = up_runs / first / "prometheus-targets.json"
+    assert (code, lines(err)) == (
+        3, [f"spdlab: cannot write {own}: Read-only file system; fix: --no-file-sd serves "
+            "without it"]), err  # fmt: skip
+    with serving(up_runs, first, "--no-file-sd", prefix=read_only(up_runs)) as metrics:
+        assert target_up(metrics()) == {"gw": 1.0}
+
+
 # ------------------------------------------------------------------ a control socket, daemon dead
 
 
@@ -425,6 +603,8 @@ def test_a_control_socket_whose_daemon_is_dead(up_runs, lab_up, tmp_path) -> Non
     code, _, err = spdlab(up_runs, "traffic", "--setkey", str(sa), "--admin", str(admin),
                           "--rate", "1", "--count", "1")  # fmt: skip
     assert (code, lines(err)) == (3, [f"spdlab: admin: {admin}: {gone}"])
+    with serving(up_runs, rid) as metrics:  # each scrape finds nothing there, says so: up 0
+        assert target_up(metrics()) == {"gw": 0.0}
     code, out, _ = spdlab(up_runs, "status", rid, "--json")
     (t,) = json.loads(out)["targets"]
     assert (code, t["healthy"], t["reason"]) == (1, False, f"netkeyd (pid {pid}) is not running")
@@ -457,3 +637,171 @@ def test_names_a_namespace_holds_are_not_free() -> None:
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=True)
     assert names_free(taken)
+
+
+# ------------------------------------------------------------------ matrix's exit code
+
+
+def test_matrix_exits_as_run_does(runs) -> None:
+    """matrix's exit code is run's (cli.run.exit_code): a target INFRA-ERROR gives 3. Its
+    netkeyd is killed while spdlab is held after up (SPDLAB_STOP_AT=up)."""
+    argv = [*SPDLAB, "matrix", "--builds", "netkey", "--policies", "10", "--mode", "flush",
+            "--json"]  # fmt: skip
+    p = subprocess.Popen(argv, cwd=ROOT, env=env_of(runs, {"SPDLAB_STOP_AT": "up"}),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        until(lambda: _stopped(p.pid), "spdlab matrix to stop after up", 600,
+              alive=lambda: p.poll() is None)  # fmt: skip
+        (run,) = run_dirs(runs)
+        (target,) = json.loads((run / "state.json").read_text())["targets"].values()
+        os.kill(target["pid"], signal.SIGKILL)
+        until(lambda: _zombie(target["pid"]), "netkeyd to die", 30)
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=600)
+    assert "Traceback" not in out + err, err
+    (mx,) = json.loads(out)["runs"]
+    assert (p.returncode, [t["verdict"] for t in mx["targets"]]) == (3, ["INFRA-ERROR"])
+    assert leftovers(runs) == []
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("T")
+    except (OSError, IndexError):
+        return False
+
+
+# ------------------------------------------------------------------ bisect
+
+
+def test_bisect_meets_the_machine_in_one_line(runs, tmp_path, path_without_qemu) -> None:
+    """bisect runs the same preflight as run: dockerd stopped (a docker lab), qemu missing
+    from PATH (a kernel lab), a read-only runs folder; one line each, exit 3."""
+    docker_lab, qemu_lab = tmp_path / "docker.yaml", tmp_path / "qemu.yaml"
+    docker_lab.write_text(BISECT_LAB.replace("netns", "docker"))
+    qemu_lab.write_text(QEMU_LAB.replace("build: linux-af_key", "build: linux-canary"))
+    host = f"unix://{tmp_path}/docker.sock"
+    dockerd = f"dockerd not reachable at {host} (No such file or directory); fix: start a " \
+              f"dockerd listening there (dockerd -H {host}), or unset DOCKER_HOST"  # fmt: skip
+    code, _, err = spdlab(runs, "bisect", str(docker_lab), "--build", "canary",
+                          env={"DOCKER_HOST": host})  # fmt: skip
+    assert (code, lines(err)) == (3, [f"spdlab: {dockerd}"])
+    code, _, err = spdlab(runs, "bisect", str(qemu_lab), "--build", "linux-canary",
+                          env={"PATH": path_without_qemu})  # fmt: skip
+    assert (code, lines(err)) == (
+        3,
+        ["spdlab: qemu-system-x86_64 not found on PATH; fix: apt-get install qemu-system-x86"],
+    )
+    made = run_dirs(runs)  # each left a result.json saying why, and nothing else
+    lab = tmp_path / "netns.yaml"
+    lab.write_text(BISECT_LAB)
+    code, _, err = spdlab(runs, "bisect", str(lab), "--build", "canary", prefix=read_only(runs))
+    line = read_only_line(runs)
+    assert (code, lines(err)) == (3, [line])
+    assert run_dirs(runs) == made and len(made) == 2 and leftovers(runs) == []
+
+
+# ------------------------------------------------------------------ low disk, kernel, ssh
+
+
+def test_low_disk_space_for_runs(labs) -> None:
+    """runs/ on a 16 MiB tmpfs (mounted in a mount namespace of its own, gone with it)."""
+    d = Path(tempfile.mkdtemp(prefix="spdlab-pf-small-", dir="/tmp"))
+    small = ("unshare", "-m", "sh", "-c",
+             f'mount -t tmpfs -o size=16m tmpfs "{d}" && exec "$@"', "small")  # fmt: skip
+    line = f"spdlab: runs folder {d} has 16 MiB free, a run needs 64 MiB; fix: free space " \
+           "there, or point SPDLAB_RUNS_DIR elsewhere"  # fmt: skip
+    try:
+        for verb in (["validate", "--preflight", str(labs["netns"]), "--metrics-addr", ""],
+                     ["up", str(labs["netns"])], ["run", str(labs["netns"]), "--metrics-addr", ""],
+                     ["matrix", "--builds", "netkey", "--policies", "10"]):  # fmt: skip
+            code, _, err = spdlab(d, *verb, prefix=small)
+            assert (code, lines(err)) == (3, [line]), verb
+        assert leftovers(d) == []
+    finally:
+        d.rmdir()  # the tmpfs went with its namespace: what it held, too
+
+
+@pytest.mark.qemu
+def test_a_kernel_build_without_its_source(runs, labs, tmp_path) -> None:
+    """A kernel build's source is Debian's linux-source tarball in /usr/src (read by
+    kernel.cache.tarball): an empty folder mounted there, in a mount namespace of its own."""
+    empty = tmp_path / "src"
+    empty.mkdir()
+    no_src = ("unshare", "-m", "sh", "-c", f'mount --bind "{empty}" /usr/src && exec "$@"',
+              "nosrc")  # fmt: skip
+    lab = tmp_path / "kernel.yaml"
+    lab.write_text(QEMU_LAB.replace("build: linux-af_key", "build: linux"))
+    line = "spdlab: kernel linux (x86_64): the source /usr/src/linux-source-6.1.tar.xz does " \
+           "not exist; fix: scripts/deps.sh kernel"  # fmt: skip
+    for verb in (["validate", "--preflight", str(lab), "--metrics-addr", ""], ["up", str(lab)]):
+        code, _, err = spdlab(runs, *verb, prefix=no_src)
+        assert (code, lines(err)) == (3, [line]), verb
+    assert run_dirs(runs) == [] and leftovers(runs) == []
+
+
+def test_ssh_board_without_its_key_or_known_hosts(runs, tmp_path) -> None:
+    """kind ssh: each board's key file and known_hosts are checked before anything."""
+    key, known = tmp_path / "id_ed25519", tmp_path / "known_hosts"
+    lab = tmp_path / "ssh.yaml"
+    lab.write_text(SSH_LAB.format(key=key, known_hosts=known))
+    want = [f"spdlab: board: known_hosts {known} does not exist; fix: add the board's host key "
+            "there (ssh-keyscan, then check it)",
+            f"spdlab: board: SSH key {key} does not exist; fix: ssh-keygen -t ed25519 -f KEY, "
+            "then put KEY.pub on the board"]  # fmt: skip
+    for verb in (["validate", "--preflight", str(lab), "--metrics-addr", ""], ["up", str(lab)]):
+        code, _, err = spdlab(runs, *verb)
+        assert (code, lines(err)) == (3, want), verb
+    key.write_text("")
+    code, _, err = spdlab(runs, "validate", "--preflight", str(lab), "--metrics-addr", "")
+    assert (code, lines(err)) == (3, want[:1])
+    assert run_dirs(runs) == [] and leftovers(runs) == []
+
+
+# ------------------------------------------------------------------ a docker run up, dockerd gone
+
+
+@pytest.fixture(scope="module")
+def docker_runs() -> Iterator[Path]:
+    yield from short_runs("spdlab-pfdk-")
+
+
+@pytest.fixture(scope="module")
+def docker_up(docker_runs: Path, dockerd: object) -> Iterator[str]:
+    """The docker lab brought up with `spdlab up` against the session's dockerd."""
+    lab = Path(tempfile.mkdtemp(prefix="spdlab-pf-lab-")) / "docker.yaml"
+    lab.write_text(DOCKER_LAB)
+    code, out, err = spdlab(docker_runs, "up", str(lab))
+    assert code == 0, err
+    yield out.strip()
+
+
+@pytest.mark.docker
+def test_an_up_docker_run_when_dockerd_is_stopped(docker_runs, docker_up, no_dockerd,
+                                                  tmp_path) -> None:  # fmt: skip
+    """DOCKER_HOST at no daemon while a docker run is up: status asks dockerd of each
+    container and says, in one line, that it cannot (exit 1); setkey, traffic and serve
+    speak to netkeyd's sockets in the run folder and never ask dockerd."""
+    env, line = no_dockerd
+    rid = docker_up
+    code, out, _ = spdlab(docker_runs, "status", rid, "--json", env=env)
+    (t,) = json.loads(out)["targets"]
+    assert (code, t["healthy"], t["reason"]) == (1, False, f"status: {line.split('; fix: ')[0]}")
+    code, out, err = spdlab(docker_runs, "setkey", "--target", "gw", "--run", rid, "-DP", env=env)
+    assert (code, out.strip()) == (0, "No SPD entries."), err
+    gw = docker_runs / rid / "targets" / "gw"
+    sa = tmp_path / "sa.conf"
+    sa.write_text(SA_CONF)
+    th = f"spdlab-{RunDir(rid, docker_runs).short}-th"  # the lab's traffic host
+    code, out, err = spdlab(docker_runs, "traffic", "--setkey", str(sa), "--install",
+                            "--control", str(gw / "control.sock"), "--netns", th, "--rate",
+                            "100", "--count", "1", "--json", env=env)  # fmt: skip
+    sent = json.loads(out)["sender"]
+    assert (code, sent["sent"], sent["errors"]) == (0, 1, 0), err
+    with serving(docker_runs, rid, env=env) as metrics:
+        assert target_up(metrics()) == {"gw": 1.0}
+    for flush in ("-F", "-FP"):  # as up left it, for the next DOCKER_HOST
+        code, out, err = spdlab(docker_runs, "setkey", "--target", "gw", "--run", rid, flush,
+                                env=env)  # fmt: skip
+        assert code == 0, err

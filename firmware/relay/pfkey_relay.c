@@ -291,12 +291,14 @@ chan_msg(uint16_t chan, const unsigned char *data, uint32_t len)
  * instrumented kernel, and the kprobe hit counts spdlab_init sets up on a
  * kernel that has kprobe events.
  */
-static const char	*stat_files[] = {
-	"/proc/net/xfrm_stat",
-	"/proc/slabinfo",
-	"/proc/net/xfrm_census",
-	"/sys/kernel/tracing/kprobe_profile",
-};
+#ifndef RELAY_STAT_FILES	/* the fuzz harness gives files that read in no time */
+#define RELAY_STAT_FILES						\
+	"/proc/net/xfrm_stat",						\
+	"/proc/slabinfo",						\
+	"/proc/net/xfrm_census",					\
+	"/sys/kernel/tracing/kprobe_profile"
+#endif
+static const char	*stat_files[] = { RELAY_STAT_FILES };
 
 /* Append the lines of fd that pass (all, or only xfrm caches) to out. */
 static size_t

@@ -42,6 +42,16 @@ def load(spec: str) -> tuple[Path, Any]:
     return run_dir, result.load(run_dir / "result.json")
 
 
+def load_baseline(spec: str) -> Any:
+    """The RunResult `--baseline` names; a run not there is one line naming the flag."""
+    from orchestrator.errors import ConfigError
+
+    try:
+        return load(spec)[1]
+    except ConfigError as e:
+        raise ConfigError(f"--baseline: {e}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -51,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.export import plot
 
     loaded = [load(s) for s in args.runs]
-    base = load(args.baseline)[1] if args.baseline else None
+    base = load_baseline(args.baseline) if args.baseline else None
     first = loaded[0][1]
     targets = [t for _, res in loaded for t in res.targets]
     if args.builds:

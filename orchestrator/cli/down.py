@@ -20,7 +20,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.targets.session import LabRun
-    from orchestrator.teardown import down, down_all, is_down
+    from orchestrator.teardown import down, down_all, is_down, require_record
 
     if args.all and args.run:
         raise ConfigError("give RUN or --all, not both")
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         lr = LabRun.open(args.run)
         if is_down(lr.state):  # what was recorded says so: nothing is probed
             return _already(lr, args.json)
+        require_record(lr.run.path.parent)
         problems = {lr.run_id: down(lr)}
     if args.json:
         print(json.dumps({"runs": {r: {"problems": p} for r, p in problems.items()}}))

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from orchestrator.cli.bars import bars
+    from orchestrator.cli.run import exit_code
     from orchestrator.interrupts import interrupts
     from orchestrator.progress import RichProgress
     from orchestrator.run import matrix
@@ -56,13 +57,13 @@ def run(args: argparse.Namespace) -> int:
                              tick_ms=args.tick_ms, range_=args.range)  # fmt: skip
     if args.json:
         print(json.dumps({"runs": [_brief(r) for r in results]}, indent=1))
-        return 0
+        return exit_code(*results)
     from orchestrator.cli.compare import render
 
     out = Console(width=None if sys.stdout.isatty() else 140)
     for r in results:
         render(r, out, None)
-    return 0
+    return exit_code(*results)  # as `spdlab run`'s: 0 only when every target passed
 
 
 def _brief(r: object) -> dict:

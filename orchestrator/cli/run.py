@@ -10,7 +10,9 @@ import json
 import sys
 from typing import Any
 
+from orchestrator.errors import ConfigError
 from orchestrator.lab import LabError, load_lab
+from orchestrator.lab.model import DELETE_MODES
 
 EXIT_PASS, EXIT_FAIL, EXIT_INFRA, EXIT_CHANGED = 0, 1, 3, 4
 BRIEF = ("name", "build", "verdict", "reason", "drain_seconds")
@@ -22,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("lab", metavar="LAB", help="the lab file (YAML)")
     p.add_argument("--trials", type=int, help="repeat the measured phases K times")
+    p.add_argument("--delete", metavar="MODE", action="append", choices=DELETE_MODES,
+                   help="run this delete mode instead of the lab's scenario.delete "
+                   "(repeat for several; one of: " + ", ".join(DELETE_MODES) + ")")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     p.add_argument(
         "--deterministic",
@@ -47,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Scenario fields the command line sets over the lab file's."""
     out: dict[str, Any] = {"deterministic": True} if args.deterministic else {}
+    if getattr(args, "delete", None):  # validated by argparse's choices; once each, in order
+        out["delete"] = list(dict.fromkeys(args.delete))
     return out | ({"seed": args.seed} if args.seed is not None else {})
 
 
@@ -75,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
         print(str(e), file=sys.stderr)
         return e.exit_code
     if args.metrics_addr:
-        from orchestrator.errors import ConfigError
         from orchestrator.export.exporter import parse_addr
 
         try:  # a typo is an error before anything is up; a busy port is not (_Exporter)
@@ -84,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"spdlab: {e}", file=sys.stderr)
             return e.exit_code
     if args.baseline:
-        from orchestrator.cli.compare import load
+        from orchestrator.cli.compare import load_baseline
 
-        args.baseline = load(args.baseline)[1]
+        args.baseline = load_baseline(args.baseline)  # before anything is up
     if args.keep and len(lab.modes) > 1:
         print(f"spdlab: --keep: scenario.delete lists {len(lab.modes)} modes, each a lab of its "
               "own; keep one mode", file=sys.stderr)  # fmt: skip

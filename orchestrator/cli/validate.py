@@ -42,11 +42,13 @@ def run(args: argparse.Namespace) -> int:
             print(str(e), file=sys.stderr)
         return e.exit_code
     unmet = _preflight(lab, args) if args.preflight else []
+    up = _up_run(args.lab) if args.preflight else None
     if args.json:
         out = {"ok": not unmet, "lab": args.lab, "name": lab.name, "builds": list(lab.builds)}
         out["targets"] = [t.model_dump(mode="json") for t in lab.targets]
         if args.preflight:
             out["preflight"] = [{"what": u.what, "fix": u.fix} for u in unmet]
+            out["up_run"] = up
         print(json.dumps(out))
     else:
         print(f"{args.lab}: ok: lab '{lab.name}', {len(lab.targets)} targets, "
@@ -55,7 +57,24 @@ def run(args: argparse.Namespace) -> int:
             print(f"spdlab: {u.line()}", file=sys.stderr)
         if args.preflight and not unmet:
             print(f"{args.lab}: preflight: ok: kinds {', '.join(lab.kinds)}")
+        if up is not None:
+            print(f"{args.lab}: preflight: run {up} of this lab is up; a run now is another, "
+                  "with its own namespaces and switch")  # fmt: skip
     return 3 if unmet else 0
+
+
+def _up_run(lab_file: str) -> str | None:
+    """The newest run of the lab that is up, if any: a second run does not clash with it
+    (each run's names derive from its own id), but the user may not know it is there."""
+    from pathlib import Path
+
+    from orchestrator.errors import ConfigError
+    from orchestrator.export.runsel import newest_up_run
+
+    try:
+        return newest_up_run(Path(lab_file)).name
+    except ConfigError:
+        return None
 
 
 def _preflight(lab: object, args: argparse.Namespace) -> list:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator import atomic
+from orchestrator.errors import WriteError
 
 FILE_SD_NAME = "prometheus-targets.json"
 SD_DIR = "prometheus-sd"
@@ -37,7 +38,10 @@ def write_file_sd(run_dir: Path | str, metrics_addr: str, lab: str = "") -> Path
     labels = {"lab": lab} if lab else {}
     doc = [{"targets": [metrics_addr], "labels": labels}]
     own, shared = sd_paths(run_dir)
-    shared.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        shared.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(shared.parent, e) from None
     atomic.write_json(own, doc)
     atomic.write_json(shared, doc)
     return own

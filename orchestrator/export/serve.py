@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.errors import SpdlabError
+from orchestrator.errors import InfraError, SpdlabError, WriteError
 from orchestrator.export.exporter import DEFAULT_ADDR, Exporter
 from orchestrator.export.file_sd import FILE_SD_NAME, remove_file_sd, write_file_sd
 from orchestrator.export.pushgateway import push_run_summary
@@ -54,8 +54,10 @@ def serve(
     written: str | None = None
     try:
         if file_sd:
-            lab = _lab_name(run_dir)
-            write_file_sd(run_dir, bound, lab)
+            try:
+                write_file_sd(run_dir, bound, _lab_name(run_dir))
+            except WriteError as e:  # a read-only runs folder: the list is all that needs it
+                raise InfraError(f"{e}; fix: --no-file-sd serves without it") from None
             written = sd_path.read_text()
         if on_start:
             on_start(run_dir, exporter.url)
