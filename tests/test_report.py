@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markupsafe import escape
 from tickdrive import run_build
 
 from orchestrator import buildsconf
+from orchestrator.drain.record import Drain
 from orchestrator.export import plot, result
 from orchestrator.export.report import render_html
 from orchestrator.lab.model import Scenario
+from orchestrator.result.describe import stats_line
 from orchestrator.result.measure import NotObservable
 from orchestrator.result.model import (
     Comparison,
@@ -32,6 +35,7 @@ from orchestrator.result.model import (
     Trial,
 )
 from orchestrator.result.versions import BuildVersion, KernelImage, PatchVersion, Versions
+from orchestrator.run import judge
 
 pytestmark = pytest.mark.chromium
 
@@ -47,18 +51,20 @@ def artifacts() -> Path:
     return d
 
 
-def target(name: str, build: str, verdict: str, r: Any) -> TargetResult:
+def target(name: str, build: str, verdict: str, r: Any, deterministic: bool = False,
+           ) -> TargetResult:  # fmt: skip
     m = Measures(removed_by_delete=r.removed_by_delete, drain_ticks=r.drain_ticks,
                  free_ticks=r.free_ticks, premature_frees=r.premature_frees,
                  use_after_free=r.use_after_free, walked_per_lookup=150.5)  # fmt: skip
     recs = [TickRecord.model_validate(t) for t in r.ticks]
-    trial = Trial(trial=1, issue_tick=0, delete_tick=0, measures=m, records=recs)
+    series = Drain(0, 0, drain_ticks=r.drain_ticks, records=r.ticks).series()
+    trial = Trial(trial=1, issue_tick=0, delete_tick=0, measures=m, series=series, records=recs)
     return TargetResult(
         name=name, build=build, kind="netns", labels={"hardware": "x86-vm"}, tick_ms=TICK_MS,
         synthetic=buildsconf.is_synthetic(build), verdict=verdict,
         reason="" if verdict == "PASS" else "premature frees > 0", measures=m,
         drain_seconds=None if r.drain_ticks is None else r.drain_ticks * TICK_MS / 1000,
-        completed_at=1_795_000_000.0, trials=[trial],
+        completed_at=1_795_000_000.0, trials=[trial], deterministic=deterministic,
     )  # fmt: skip
 
 
@@ -71,22 +77,51 @@ def unobserved() -> TargetResult:
                         verdict="PASS", measures=m)  # fmt: skip
 
 
+TARGETS = (("gw-canary", "canary", "PASS"), ("gw-canary-nextsp", "canary+nextsp", "PASS"),
+           ("gw-netipsec", "netipsec", "FAIL"))  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def drains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Each build's real drain of N in-use policies, stepped tick by tick."""
+    tmp = tmp_path_factory.mktemp("drains")
+    return {b: run_build(b, tmp / b, N, "delete", max_ticks=2 * N)
+            for b in ("canary", "canary+nextsp", "netipsec", "netkey")}  # fmt: skip
+
+
+def run_result(run_id: str, targets: list[TargetResult], **more: Any) -> RunResult:
+    """A finished run of the report-demo lab: N policies, SPDDELETE."""
+    doc = dict(
+        run_id=run_id,
+        complete=True,
+        phase="down",
+        started="2026-01-01T00:00:00Z",
+        finished="2026-01-01T00:01:00Z",
+        tick_ms=TICK_MS,
+        lab=LabRef(name="report-demo"),
+        scenario=Scenario(policies=N, delete="delete"),
+        targets=targets,
+        versions=Versions(spdlab="0.1.0", kernel="6.1", hostname="ci", python="3.11"),
+    )
+    return RunResult(**{**doc, **more})  # fmt: skip
+
+
+def write_run(run: Path, res: RunResult, targets: list[TargetResult]) -> Path:
+    """result.json, state.json and drain.png, as `spdlab run` leaves them."""
+    run.mkdir(parents=True)
+    result.write(run / "result.json", res)
+    (run / "state.json").write_text(json.dumps({"phase": "down", "targets": {}}))
+    plot.plot(targets, run / "drain.png", title=f"report-demo: delete of {N} in-use policies")
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, drains: dict[str, Any]) -> Path:
     """A run folder as `spdlab run` leaves it: result.json and drain.png, from real drains."""
     tmp = tmp_path_factory.mktemp("report")
-    run = tmp / "runs" / RUN_ID
-    run.mkdir(parents=True)
-    targets = []
-    for name, build, verdict in (("gw-canary", "canary", "PASS"),
-                                 ("gw-canary-nextsp", "canary+nextsp", "PASS"),
-                                 ("gw-netipsec", "netipsec", "FAIL")):  # fmt: skip
-        r = run_build(build, tmp / name, N, "delete", max_ticks=2 * N)
-        targets.append(target(name, build, verdict, r))
-    res = RunResult(
-        run_id=RUN_ID, complete=True, phase="down", started="2026-01-01T00:00:00Z",
-        finished="2026-01-01T00:01:00Z", tick_ms=TICK_MS, lab=LabRef(name="report-demo"),
-        scenario=Scenario(policies=N, delete="delete"),
+    targets = [target(name, build, verdict, drains[build]) for name, build, verdict in TARGETS]
+    res = run_result(
+        RUN_ID,
         versions=Versions(spdlab="0.1.0", kernel="6.1", hostname="ci", python="3.11",
                           builds={"canary": BuildVersion(
                               tree="netkey", netkeyd_sha256="ab" * 32, synthetic=True,
@@ -102,10 +137,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                      Comparison(base="netipsec", patched="netipsec+split", verdict="fixed",
                                 detail="premature frees 300 → 0 <script>")],
     )  # fmt: skip
-    result.write(run / "result.json", res)
-    (run / "state.json").write_text(json.dumps({"phase": "down", "targets": {}}))
-    plot.plot(targets, run / "drain.png", title=f"report-demo: delete of {N} in-use policies")
-    return run
+    return write_run(tmp / "runs" / RUN_ID, res, targets)
 
 
 def test_unobservable_is_a_dash_with_its_reason(run_dir: Path) -> None:
@@ -124,6 +156,7 @@ def test_page_has_the_tables_and_embeds_the_plot(run_dir: Path) -> None:
     assert "&lt;script&gt;" in page and "<script>" not in page.split("</head>")[1]
     assert not re.search(r'(src|href)="(https?:)?//', page)  # self-contained
     assert ">300<" in page and "(synthetic)" in page
+    assert "Changed from baseline" not in page  # judged against none
 
 
 def test_versions_name_a_kernel_build_as_a_netkeyd_one(run_dir: Path) -> None:
@@ -152,6 +185,63 @@ def test_spdlab_report_writes_the_page(run_dir: Path, tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == str(out)
     assert out.read_text() == render_html(run_dir)
+
+
+BASE_ID, JUDGED_ID = "20260101-000000-ba5e", "20260102-000000-0c4a"
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory: pytest.TempPathFactory, drains: dict[str, Any]) -> Path:
+    """A run judged against a baseline run (`run --baseline`), both of real drains. The
+    baseline's canary drained as canary+nextsp does (the same name, another patch), its
+    canary+nextsp is one trial on the wall clock (too few to decide), netkey drained
+    alike, and netipsec is new."""
+    runs = tmp_path_factory.mktemp("baseline") / "runs"
+
+    def gw(build: str, drained_as: str = "", deterministic: bool = True) -> TargetResult:
+        r = drains[drained_as or build]
+        return target(f"gw-{build.replace('+', '-')}", build, "PASS", r, deterministic)
+
+    old = [gw("canary", "canary+nextsp"), gw("canary+nextsp", deterministic=False), gw("netkey")]
+    new = [gw("canary"), gw("canary+nextsp"), gw("netipsec"), gw("netkey")]
+    base = run_result(BASE_ID, old)
+    write_run(runs / BASE_ID, base, old)
+    res = run_result(JUDGED_ID, new)
+    res.baseline = judge.baseline(res, base)
+    return write_run(runs / JUDGED_ID, res, new)
+
+
+def test_the_page_lists_what_changed_from_the_baseline_as_compare_does(judged, tmp_path):
+    b = result.load(judged / "result.json").baseline
+    assert (b.changed, b.undecided, b.missing) == (
+        ["canary@x86-vm"],
+        ["canary+nextsp@x86-vm"],
+        ["netipsec@x86-vm"],
+    )
+    page = render_html(judged)
+    section = page.split("<h2>Changed from baseline")[1].split("<h2>")[0]
+    assert f"changed from baseline {BASE_ID}: <b>canary@x86-vm</b>" in section
+    rows = re.findall(r'<tr class="baseline"><td>([^<]*)</td><td>([^<]*)</td>', section)
+    assert rows == [("canary on x86-vm", "regressed"), ("canary+nextsp on x86-vm", "undecided")]
+    assert "undecided against the baseline: canary+nextsp@x86-vm" in section
+    assert "not in the baseline: netipsec@x86-vm" in section
+    env = dict(os.environ, SPDLAB_RUNS_DIR=str(judged.parent))
+    cli = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli.main", "compare", JUDGED_ID, "--baseline",
+         BASE_ID, "--plot", str(tmp_path / "compare.png")],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert cli.returncode == 4, cli.stderr
+    for line in (f"changed from baseline {BASE_ID}: canary@x86-vm",
+                 "undecided against the baseline: canary+nextsp@x86-vm",
+                 "not in the baseline: netipsec@x86-vm"):  # fmt: skip
+        assert line in cli.stdout
+    shown = [c for c in b.comparisons if c.verdict != "no effect"]
+    assert [c.patched for c in shown] == ["canary", "canary+nextsp"]
+    for c in shown:  # each with the statistics line the table prints, K first
+        assert stats_line(c).startswith("K=1/1; drain ticks p=")
+        assert stats_line(c) in section and stats_line(c) in cli.stdout
+        assert escape(c.detail) in section and escape(c.method) in section
 
 
 def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:

@@ -81,7 +81,8 @@ def render(out: Any) -> None:
 
     c = Console(width=None if sys.stdout.isatty() else 140)
     n = len(out.steps) - 1
-    c.print(f"bisect {out.build}: {n} patches, {n + 1} builds, K={out.trials} each "
+    patches = f"{n} patch" + ("es" if n != 1 else "")
+    c.print(f"bisect {out.build}: {patches}, {n + 1} builds, K={out.trials} each "
             f"(run {out.run_id})")  # fmt: skip
     for i, s in enumerate(out.steps):
         if s.comparison is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError
-from orchestrator.result.describe import stats_line
+from orchestrator.result.describe import baseline_changed, baseline_shown, stats_line
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -203,12 +203,10 @@ def _tolerances(tol: dict[str, float]) -> str:
 
 
 def _baseline(b: Any, console: Any) -> None:
-    changed = ", ".join(b.changed) if b.changed else "nothing"
-    console.print(f"[bold]changed from baseline {b.run_id}:[/] {changed}")
-    for c in b.comparisons:
-        if c.verdict != "no effect":
-            _line(console, comparison_line(c))
-            _line(console, f"    [dim]{stats_line(c)}[/]")
+    console.print(f"[bold]changed from baseline {b.run_id}:[/] {baseline_changed(b)}")
+    for c in baseline_shown(b):
+        _line(console, comparison_line(c))
+        _line(console, f"    [dim]{stats_line(c)}[/]")
     if b.undecided:
         console.print(f"  undecided against the baseline: {', '.join(b.undecided)}")
     if b.missing:

@@ -29,7 +29,10 @@ def plot(targets: Iterable[TargetResult], path: Path, title: str = "", linear: b
     import matplotlib.pyplot as plt
 
     shown = [t for t in targets if t.trials]
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 5), width_ratios=(1, 1, 0.8))
+    # Constrained: each panel gets the margin its own labels need (the findings' long
+    # target names would widen every gap under tight_layout).
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 5), width_ratios=(1, 1, 0.8),
+                                        layout="constrained")  # fmt: skip
     hardware = len({t.labels.get("hardware", "") for t in shown}) > 1
     for i, t in enumerate(shown):
         style = {"linestyle": STYLES[i % len(STYLES)], "color": f"C{i % 10}"}
@@ -46,11 +49,9 @@ def plot(targets: Iterable[TargetResult], path: Path, title: str = "", linear: b
     if title:
         fig.suptitle(title)
     handles, labels = ax1.get_legend_handles_labels()
-    rows = (len(labels) + 3) // 4
     if labels:  # no trial (a run that never started): no legend
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4),
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
                    fontsize="small")  # fmt: skip
-    fig.tight_layout(rect=(0, 0.06 * rows, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
@@ -98,7 +99,9 @@ def _findings(ax: Any, targets: list[TargetResult], hardware: bool) -> None:
                         fontsize="small")  # fmt: skip
     ax.set_yticks(list(ys), names, fontsize="small")
     ax.invert_yaxis()
-    ax.set_title("premature frees and use after free")
+    ax.set_title("premature frees and use after free", pad=22)
     ax.set_xlabel("policies (frees) / flows' touches (use after free)")
     ax.set_xlim(0, max(1, top) * 1.35)
-    ax.legend(fontsize="small", loc="lower right")
+    # Above the bars, never on them: any row may hold the largest.
+    ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2,
+              frameon=False, borderaxespad=0.2)  # fmt: skip

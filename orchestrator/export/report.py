@@ -2,8 +2,9 @@
 
 Rendered from templates/report.html.j2 (jinja2, autoescaped): the versions header,
 the verdict table with a footnote for every measure the target cannot observe, the
-comparisons and the drain plots (runs/<id>/*.png embedded as base64). No external
-resources: the page renders from a CI artifact store or a mail attachment as it is.
+comparisons, what changed from the baseline run (`--baseline`) and the drain plots
+(runs/<id>/*.png embedded as base64). No external resources: the page renders from a CI
+artifact store or a mail attachment as it is.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from typing import Any
 
 from orchestrator import atomic
 from orchestrator.export import result as store
-from orchestrator.result.describe import clock, senders, stats_line, title
+from orchestrator.result.describe import (
+    baseline_changed,
+    baseline_shown,
+    clock,
+    senders,
+    stats_line,
+    title,
+)
 from orchestrator.result.measure import Footnotes
 from orchestrator.result.model import RunResult, TargetResult
 
@@ -79,6 +87,15 @@ def _plots(run_dir: Path) -> list[dict[str, str]]:
     return [{"name": p.name, "data": base64.b64encode(p.read_bytes()).decode()} for p in pngs]
 
 
+def _baseline(res: RunResult) -> dict[str, Any] | None:
+    """The "changed from baseline" section, as `spdlab compare --baseline` prints it."""
+    b = res.baseline
+    if b is None:
+        return None
+    return {"run_id": b.run_id, "changed": baseline_changed(b), "shown": baseline_shown(b),
+            "undecided": ", ".join(b.undecided), "missing": ", ".join(b.missing)}  # fmt: skip
+
+
 def render(res: RunResult, run_dir: Path) -> str:
     notes = Footnotes()
     rows = [_row(t, notes) for t in res.targets]
@@ -87,7 +104,7 @@ def render(res: RunResult, run_dir: Path) -> str:
         res=res, v=res.versions, builds=sorted(res.versions.builds.items()), head=HEAD,
         rows=rows, notes=notes.lines(), plots=_plots(run_dir), css=CSS, script=SCRIPT,
         title=title(res.scenario), clock=clock(res.scenario, res.tick_ms), state=state,
-        stats_line=stats_line, senders=senders(res.traffic),
+        stats_line=stats_line, senders=senders(res.traffic), baseline=_baseline(res),
     )  # fmt: skip
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from orchestrator.errors import ConfigError
 from orchestrator.runs import project_root
 
 # Spec §4, used only until firmware/builds.conf exists.
@@ -39,9 +40,21 @@ def known_builds(conf: Path | None = None) -> tuple[str, ...]:
 
 
 def firmware_dir() -> Path:
-    """The firmware tree: $SPDLAB_FIRMWARE_DIR, else firmware/ in the project."""
+    """The firmware tree: $SPDLAB_FIRMWARE_DIR, else firmware/ in the project.
+
+    Raises:
+        ConfigError: $SPDLAB_FIRMWARE_DIR is not a directory holding a builds.conf.
+    """
     env = os.environ.get("SPDLAB_FIRMWARE_DIR")
-    return Path(env).resolve() if env else project_root() / "firmware"
+    if not env:
+        return project_root() / "firmware"
+    path = Path(env).resolve()
+    # Without this check every build name would be unknown, or the defaults, silently.
+    if not path.is_dir():
+        raise ConfigError(f"SPDLAB_FIRMWARE_DIR: {env} is not a directory")
+    if not (path / "builds.conf").is_file():
+        raise ConfigError(f"SPDLAB_FIRMWARE_DIR: {env} holds no builds.conf: not a firmware tree")
+    return path
 
 
 def binary_path(build: str) -> Path:

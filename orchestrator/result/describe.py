@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.drain.stats import DETERMINISTIC
 from orchestrator.lab.model import Scenario
-from orchestrator.result.model import Comparison
+from orchestrator.result.model import Baseline, Comparison
 
 VERBS = {
     "flush": "SPDFLUSH",
@@ -64,3 +64,13 @@ def stats_line(c: Comparison) -> str:
         ci = "—" if t.interval is None else f"[{t.interval[0]:.3g}, {t.interval[1]:.3g}]"
         parts.append(f"{t.measure.replace('_', ' ')} p={p} Δ{ci}")
     return "; ".join(parts)
+
+
+def baseline_changed(b: Baseline) -> str:
+    """What changed from the baseline run, as `build@hardware` words, or "nothing"."""
+    return ", ".join(b.changed) if b.changed else "nothing"
+
+
+def baseline_shown(b: Baseline) -> list[Comparison]:
+    """The baseline comparisons a reader needs: every one that is not "no effect"."""
+    return [c for c in b.comparisons if c.verdict != "no effect"]
