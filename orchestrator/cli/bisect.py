@@ -79,26 +79,30 @@ def render(out: Any) -> None:
 
     from orchestrator.cli.compare import stats_line
 
-    c = Console(width=None if sys.stdout.isatty() else 140)
+    console = Console(width=None if sys.stdout.isatty() else 140)
+
+    def c_print(text: str) -> None:  # one line per step however wide: CI logs are grepped
+        console.print(text, soft_wrap=True)
+
     n = len(out.steps) - 1
     patches = f"{n} patch" + ("es" if n != 1 else "")
-    c.print(f"bisect {out.build}: {patches}, {n + 1} builds, K={out.trials} each "
+    c_print(f"bisect {out.build}: {patches}, {n + 1} builds, K={out.trials} each "
             f"(run {out.run_id})")  # fmt: skip
     for i, s in enumerate(out.steps):
         if s.comparison is None:
-            c.print(f"  {i}/{n} {s.build}: the series' base" if i == 0 else
+            c_print(f"  {i}/{n} {s.build}: the series' base" if i == 0 else
                     f"  {i}/{n} {s.build} (+ {s.patch}): not measured")  # fmt: skip
             continue
         cmp = s.comparison
-        c.print(f"  {i}/{n} {s.build} (+ {s.patch}): [bold]{cmp.verdict}[/] against "
+        c_print(f"  {i}/{n} {s.build} (+ {s.patch}): [bold]{cmp.verdict}[/] against "
                 f"{cmp.base} ({cmp.detail})")  # fmt: skip
-        c.print(f"      [dim]{stats_line(cmp)}[/]")
+        c_print(f"      [dim]{stats_line(cmp)}[/]")
     if out.first is None:
         what = "undecided at " + ", ".join(out.undecided) if out.undecided else "none"
-        c.print(f"no patch changes the drain ({what})")
+        c_print(f"no patch changes the drain ({what})")
         return
     s = out.steps[out.first]
     bad = "bad patch" if s.comparison.verdict == "regressed" else "patch that changes the drain"
-    c.print(f"[bold]{s.patch} is the first {bad}[/]")
-    c.print(f"patch {out.first}/{n}: {s.file}\nsha256 {s.sha256}")
-    c.print(f"    {s.comparison.verdict}: {s.comparison.detail}")
+    c_print(f"[bold]{s.patch} is the first {bad}[/]")
+    c_print(f"patch {out.first}/{n}: {s.file}\nsha256 {s.sha256}")
+    c_print(f"    {s.comparison.verdict}: {s.comparison.detail}")
