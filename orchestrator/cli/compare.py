@@ -44,8 +44,6 @@ def load(spec: str) -> tuple[Path, Any]:
 
 def load_baseline(spec: str) -> Any:
     """The RunResult `--baseline` names; a run not there is one line naming the flag."""
-    from orchestrator.errors import ConfigError
-
     try:
         return load(spec)[1]
     except ConfigError as e:
